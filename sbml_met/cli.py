@@ -1,0 +1,226 @@
+"""The ``sbml-met`` command line: thin wrappers over the Python API, one subcommand each.
+
+Every subcommand that writes a table takes ``--out`` and writes CSV or Parquet by its extension,
+atomically, and refuses to overwrite an existing file unless ``--force`` is given. Exit codes:
+0 success, 1 a check failed (dsmts, validate), 2 bad input (any SbmlMetError).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .errors import InvalidArgumentError, SbmlMetError
+
+SUBCOMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {}
+
+
+def subcommand(fn):
+    """Register a function that adds one subparser (keeps this module a flat list of commands)."""
+    SUBCOMMANDS[fn.__name__.removeprefix("add_")] = fn
+    return fn
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def parse_times(text: str) -> np.ndarray:
+    """'0:40:41' (start:stop:points, inclusive), '1,3,40' (list) or '10' (one time)."""
+    try:
+        if ":" in text:
+            parts = [float(p) for p in text.split(":")]
+            if len(parts) != 3 or parts[2] < 1 or parts[2] != int(parts[2]):
+                raise ValueError
+            return np.linspace(parts[0], parts[1], int(parts[2]))
+        return np.array([float(p) for p in text.split(",") if p.strip()], dtype=float)
+    except ValueError:
+        raise InvalidArgumentError(
+            f"bad --times {text!r}: use start:stop:points (e.g. 0:40:41), a list (1,3,40) or one number"
+        ) from None
+
+
+def parse_assignments(items: Sequence[str] | None) -> dict[str, float]:
+    """['sx=40', 'k=1e-3'] -> {'sx': 40.0, 'k': 0.001}."""
+    out: dict[str, float] = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        try:
+            if not sep or not key:
+                raise ValueError
+            out[key.strip()] = float(value)
+        except ValueError:
+            raise InvalidArgumentError(f"bad assignment {item!r}: use ID=VALUE, e.g. sx=40") from None
+    return out
+
+
+def load_model(spec: str):
+    """A bundled model name, an SBML/Antimony file path, or a BioModels id."""
+    from . import models
+    from .sbml import load_antimony, load_sbml
+
+    if spec in models.list():
+        return models.load(spec)
+    path = Path(spec)
+    if path.is_file():
+        if path.suffix in (".ant", ".antimony", ".txt"):
+            return load_antimony(path.read_text())
+        return load_sbml(path)
+    if spec.upper().startswith(("BIOMD", "MODEL")):
+        try:
+            from .biomodels import load_biomodel
+        except ImportError:
+            raise InvalidArgumentError(f"BioModels support is not available to load {spec!r}") from None
+        return load_biomodel(spec)
+    raise InvalidArgumentError(
+        f"no model {spec!r}: give a bundled name ({', '.join(models.list())}), an SBML file path, "
+        "or a BioModels id (BIOMD...)"
+    )
+
+
+def write_output(df, out: str | None, force: bool) -> None:
+    """Write a table to --out (CSV/Parquet by extension), or print it when no --out is given."""
+    from .io import write_table
+
+    if out is None:
+        import pandas as pd
+
+        with pd.option_context("display.max_rows", 60, "display.width", 160):
+            print(df)
+        return
+    path = write_table(df, out, overwrite=force)
+    print(f"wrote {len(df)} rows to {path}", file=sys.stderr)
+
+
+def _add_out(p: argparse.ArgumentParser, required: bool = False) -> None:
+    p.add_argument("--out", required=required, help="output table: .csv or .parquet")
+    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+
+
+# ------------------------------------------------------------------------------------------ commands
+@subcommand
+def add_info(sub):
+    p = sub.add_parser("info", help="describe a model: species, reactions, rate laws, parameters")
+    p.add_argument("model", help="bundled name, SBML/Antimony path, or BioModels id")
+    p.set_defaults(func=cmd_info)
+
+
+def cmd_info(args) -> int:
+    import pandas as pd
+
+    net = load_model(args.model)
+    print(net)
+    with pd.option_context("display.max_colwidth", 80, "display.width", 160):
+        print()
+        print(net.species_frame().to_string(index=False))
+        print()
+        print(net.summary().to_string(index=False))
+    return 0
+
+
+@subcommand
+def add_simulate(sub):
+    p = sub.add_parser("simulate", help="exact SSA trajectories on a time grid")
+    p.add_argument("model")
+    p.add_argument("--times", required=True, help="start:stop:points, or a list 1,3,40")
+    p.add_argument("--n", type=int, default=1000, help="number of trajectories")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--set", action="append", metavar="ID=VALUE", help="parameter value (repeatable)")
+    p.add_argument("--init", action="append", metavar="ID=COUNT", help="initial count (repeatable)")
+    p.add_argument("--table", choices=("trajectories", "moments", "marginals"), default="trajectories",
+                   help="what to write (default: every trajectory, long format)")
+    _add_out(p)
+    p.set_defaults(func=cmd_simulate)
+
+
+def cmd_simulate(args) -> int:
+    from .ssa import simulate
+
+    net = load_model(args.model)
+    if args.set:
+        net = net.with_parameters(parse_assignments(args.set))
+    if args.init:
+        net = net.with_initial_state(parse_assignments(args.init))
+    result = simulate(net, parse_times(args.times), n=args.n, seed=args.seed)
+    table = {"trajectories": result.to_frame, "moments": result.moments,
+             "marginals": result.marginals}[args.table]()
+    if args.out is None and args.table == "trajectories":
+        table = result.moments()
+    write_output(table, args.out, args.force)
+    return 0
+
+
+@subcommand
+def add_dsmts(sub):
+    p = sub.add_parser("dsmts", help="run and score the SBML discrete stochastic test suite")
+    p.add_argument("directory", help="folder of case folders NNNNN/ (layout of the DSMTS)")
+    p.add_argument("--n", type=int, default=10_000)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--levels", default="l3v1,l2v4", help="which SBML files to run (default both)")
+    p.add_argument("--cases", default=None, help="comma-separated case numbers (default: all)")
+    _add_out(p)
+    p.set_defaults(func=cmd_dsmts)
+
+
+def cmd_dsmts(args) -> int:
+    import pandas as pd
+
+    from .dsmts import LEVELS, case_folders, run_case
+
+    levels = [lv.strip() for lv in args.levels.split(",") if lv.strip()]
+    for lv in levels:
+        if lv not in LEVELS:
+            raise InvalidArgumentError(f"unknown level {lv!r}; choose from {', '.join(LEVELS)}")
+    folders = case_folders(args.directory)
+    if args.cases:
+        wanted = {c.strip().zfill(5) for c in args.cases.split(",")}
+        folders = [f for f in folders if f.name in wanted]
+    passed = failed = 0
+    tables = []
+    for folder in folders:
+        for lv in levels:
+            result, table = run_case(folder, n=args.n, seed=args.seed, level=lv)
+            tables.append(table)
+            print(result.line(), flush=True)
+            passed += result.passed
+            failed += not result.passed
+    if args.out:
+        write_output(pd.concat(tables, ignore_index=True), args.out, args.force)
+    print(f"{passed} passed, {failed} failed")
+    return 0 if failed == 0 else 1
+
+
+# ------------------------------------------------------------------------------------------ main
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="sbml-met",
+        description="Exact stochastic simulation, CME solutions and Master Equation Transformers for SBML models.",
+    )
+    parser.add_argument("--version", action="version", version=f"sbml-met {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add in SUBCOMMANDS.values():
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except SbmlMetError as e:
+        print(f"sbml-met {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except FileExistsError as e:
+        print(f"sbml-met {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Typed errors and warnings of sbml-met.
+
+Every failure a user can cause ends in a subclass of :class:`SbmlMetError` whose message names the
+SBML element and the problem, so that callers can catch one base class and users read one sentence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class SbmlMetError(Exception):
+    """Base class of every error raised by sbml-met on bad input or an impossible request."""
+
+
+class SBMLParseError(SbmlMetError):
+    """The SBML (or Antimony) could not be read or is invalid; carries libsbml's messages."""
+
+    def __init__(self, message: str, messages: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.messages = tuple(messages)
+
+
+@dataclass(frozen=True)
+class Unsupported:
+    """One reason a model cannot be simulated exactly: the SBML element id and the feature."""
+
+    element_id: str
+    feature: str
+
+    def __str__(self) -> str:
+        return f"{self.element_id}: {self.feature}"
+
+
+class UnsupportedSBMLError(SbmlMetError):
+    """The model uses features the exact stochastic engines cannot honour (all reasons listed)."""
+
+    def __init__(self, reasons: list[Unsupported] | tuple[Unsupported, ...]):
+        self.reasons = tuple(reasons)
+        lines = "\n".join(f"  - {r}" for r in self.reasons)
+        noun = "feature" if len(self.reasons) == 1 else "features"
+        super().__init__(
+            f"the model uses {len(self.reasons)} {noun} that exact stochastic simulation cannot "
+            f"honour:\n{lines}"
+        )
+
+    @property
+    def element_id(self) -> str:
+        """The id of the first offending element."""
+        return self.reasons[0].element_id
+
+    @property
+    def feature(self) -> str:
+        """The first unsupported feature."""
+        return self.reasons[0].feature
+
+
+class PropensityError(SbmlMetError):
+    """A propensity evaluated negative, infinite or NaN during a run."""
+
+    def __init__(self, reaction_id: str, value: float, state: dict, time: float):
+        self.reaction_id = reaction_id
+        self.value = value
+        self.state = dict(state)
+        self.time = time
+        shown = ", ".join(f"{k}={v:g}" for k, v in self.state.items())
+        super().__init__(
+            f"reaction '{reaction_id}' has propensity {value!r} at time {time:g} in state "
+            f"({shown}); a propensity must be finite and >= 0"
+        )
+
+
+class UnknownIdError(SbmlMetError, KeyError):
+    """A species, parameter or reaction id that the network does not have."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class InvalidArgumentError(SbmlMetError, ValueError):
+    """An argument outside what a function accepts (bad time grid, unknown method name, ...)."""
+
+
+class StateSpaceTooLargeError(SbmlMetError):
+    """Finite state projection would need more states than allowed."""
+
+
+class CheckpointMismatchError(SbmlMetError):
+    """A MET checkpoint was trained on a different network than the one given."""
+
+
+class BioModelsError(SbmlMetError):
+    """A BioModels entry could not be fetched (unknown id, HTTP error, non-SBML payload)."""
+
+
+class ExtrapolationWarning(UserWarning):
+    """A MET prompt lies outside the training box: the answer is an extrapolation."""
