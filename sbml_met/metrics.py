@@ -21,3 +21,68 @@ def y_scores(std, reference_std, n: int) -> np.ndarray:
         y = np.sqrt(n / 2.0) * (s**2 / sigma**2 - 1.0)
     exact = sigma == 0
     return np.where(exact, np.where(s == 0, 0.0, np.inf), y)
+
+
+# ------------------------------------------------------------------------------------ distances
+def _aligned(p, q) -> tuple[np.ndarray, np.ndarray]:
+    """Two distributions on one support. Accepts pandas Series indexed by count (or by state
+    tuples), dicts state -> probability, or equal-length arrays over the same support."""
+    import pandas as pd
+
+    if isinstance(p, dict):
+        p = pd.Series(p, dtype=float)
+    if isinstance(q, dict):
+        q = pd.Series(q, dtype=float)
+    if isinstance(p, pd.Series) and isinstance(q, pd.Series):
+        p = p.groupby(level=list(range(p.index.nlevels))).sum() if not p.index.is_unique else p
+        q = q.groupby(level=list(range(q.index.nlevels))).sum() if not q.index.is_unique else q
+        index = p.index.union(q.index)
+        return (p.reindex(index, fill_value=0.0).to_numpy(dtype=float),
+                q.reindex(index, fill_value=0.0).to_numpy(dtype=float))
+    a, b = np.asarray(p, dtype=float).ravel(), np.asarray(q, dtype=float).ravel()
+    if a.shape != b.shape:
+        n = max(a.size, b.size)
+        a, b = np.pad(a, (0, n - a.size)), np.pad(b, (0, n - b.size))
+    return a, b
+
+
+def hellinger(p, q) -> float:
+    """Hellinger distance sqrt(1 - sum sqrt(p q)) in [0, 1] (normalises p and q first)."""
+    a, b = _aligned(p, q)
+    a, b = a / a.sum(), b / b.sum()
+    return float(np.sqrt(max(0.0, 1.0 - np.sum(np.sqrt(a * b)))))
+
+
+def total_variation(p, q) -> float:
+    """Total variation distance 0.5 sum |p - q| in [0, 1]."""
+    a, b = _aligned(p, q)
+    return float(0.5 * np.abs(a / a.sum() - b / b.sum()).sum())
+
+
+def kl_divergence(p, q, eps: float = 0.0) -> float:
+    """KL(p || q) = sum p log(p / q): the divergence *of q from p* (p is the reference, e.g. the
+    exact FSP answer; q the approximation). Infinite where q = 0 < p unless ``eps`` > 0 is added
+    to q (then renormalised)."""
+    a, b = _aligned(p, q)
+    a = a / a.sum()
+    b = b + eps
+    b = b / b.sum()
+    mask = a > 0
+    with np.errstate(divide="ignore"):
+        return float(np.sum(a[mask] * (np.log(a[mask]) - np.log(b[mask]))))
+
+
+def wasserstein_1(p, q) -> float:
+    """Earth mover's distance between two marginals over counts (Series indexed by count)."""
+    import pandas as pd
+
+    if isinstance(p, pd.Series) and isinstance(q, pd.Series) and p.index.nlevels == 1:
+        index = p.index.union(q.index).sort_values()
+        a = p.reindex(index, fill_value=0.0).to_numpy(float)
+        b = q.reindex(index, fill_value=0.0).to_numpy(float)
+        x = index.to_numpy(float)
+    else:
+        a, b = _aligned(p, q)
+        x = np.arange(a.size, dtype=float)
+    cdf = np.cumsum(a / a.sum() - b / b.sum())
+    return float(np.sum(np.abs(cdf[:-1]) * np.diff(x)))
