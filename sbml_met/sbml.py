@@ -157,7 +157,9 @@ class _Builder:
         for i in range(m.getNumRules()):
             r = m.getRule(i)
             if r.isAlgebraic():
-                self.unsupported(r.getId() or r.getMetaId() or f"rule {i}", "algebraic rule")
+                formula = libsbml.formulaToL3String(r.getMath()) if r.getMath() else "?"
+                self.unsupported(r.getId() or r.getMetaId() or f"algebraicRule[{i}]",
+                                 f"algebraic rule 0 = {formula}")
             elif r.isRate():
                 self.unsupported(r.getVariable(), "rate rule")
             else:
