@@ -107,6 +107,11 @@ class SSAResult:
         return Distribution(self.species, np.asarray(self.times, dtype=float), tuple(states),
                             tuple(probs), method=self.method, n_samples=self.n)
 
+    def plot(self, kind: str = "trajectories", **kwargs: Any):
+        """Quick figure: ``kind`` is "trajectories", "moments", "marginals" or "joint"
+        (keyword arguments go to the function of that name in :mod:`sbml_met.plot`)."""
+        return _plot(self, kind, ("trajectories", "moments", "marginals", "joint"), kwargs)
+
     def __repr__(self) -> str:
         return (f"SSAResult({self.model or 'model'}: {self.n} trajectories x {len(self.times)} times x "
                 f"{len(self.species)} species, method={self.method!r}, seed={self.seed})")
@@ -197,11 +202,25 @@ class Distribution:
                 out[r] = np.log(p[k])
         return out
 
+    def plot(self, kind: str = "marginals", **kwargs: Any):
+        """Quick figure: ``kind`` is "marginals", "moments" or "joint" (keyword arguments go to
+        the function of that name in :mod:`sbml_met.plot`)."""
+        return _plot(self, kind, ("marginals", "moments", "joint"), kwargs)
+
     def __repr__(self) -> str:
         sizes = sorted({len(p) for p in self.probabilities})
         return (f"Distribution(method={self.method!r}, species={self.species}, "
                 f"{len(self.times)} times, states per time {sizes[0]}..{sizes[-1]})"
                 if sizes else f"Distribution(method={self.method!r}, empty)")
+
+
+def _plot(result: Any, kind: str, kinds: tuple[str, ...], kwargs: dict):
+    """Dispatch a ``.plot()`` shortcut to :mod:`sbml_met.plot` (imported only when plotting)."""
+    if kind not in kinds:
+        raise InvalidArgumentError(f"unknown plot kind {kind!r}; choose one of: {', '.join(kinds)}")
+    from . import plot
+
+    return getattr(plot, kind)(result, **kwargs)
 
 
 def as_distribution(result: Any) -> Distribution:

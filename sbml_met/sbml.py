@@ -89,12 +89,15 @@ def load_antimony(text: str) -> ReactionNetwork:
     return load_sbml(antimony_to_sbml(text))
 
 
-def load_sbml(source: str | os.PathLike) -> ReactionNetwork:
+def load_sbml(source: str | os.PathLike, volume: float | None = None) -> ReactionNetwork:
     """Build a ReactionNetwork from an SBML file path or SBML string.
 
     Raises SBMLParseError for unreadable or invalid SBML and UnsupportedSBMLError (listing every
-    reason) for features that exact stochastic simulation cannot honour.
+    reason) for features that exact stochastic simulation cannot honour. ``volume`` converts a
+    mass-action model in concentration units to molecule counts first (see :func:`to_counts`).
     """
+    if volume is not None:
+        source = to_counts(source, volume=volume)
     doc = read_document(source)
     return _Builder(doc).build()
 
@@ -239,6 +242,10 @@ class _Builder:
             shown = "\n".join(f"  - {e}" for e in self.parse_errors)
             raise SBMLParseError(f"invalid model:\n{shown}", tuple(self.parse_errors))
         if self.reasons:
+            # list literal initial amounts that are not counts too, so one error says everything
+            for s, v in zip(species, x0):
+                if s.id not in init_assign and not s.rule and np.isfinite(v):
+                    self._check_count(s.id, v)
             raise UnsupportedSBMLError(self.reasons)
 
         params, x0_arr = evaluate_initial_assignments(
@@ -265,19 +272,22 @@ class _Builder:
         for s, v in zip(species, rows[:, 0]):
             if s.rule:
                 continue
-            if not np.isfinite(v) or v < 0:
-                self.unsupported(s.id, f"initial amount {v:g} is not a molecule count >= 0")
-            elif abs(v - round(v)) > 1e-9:
-                self.unsupported(
-                    s.id,
-                    f"initial amount {v:g} is not a whole number of molecules (species in "
-                    "concentration units need converting to counts)",
-                )
+            self._check_count(s.id, v)
         if self.reasons:
             raise UnsupportedSBMLError(self.reasons)
         from dataclasses import replace
 
         return replace(net, initial_state=_readonly(np.round(rows[:, 0], 9)))
+
+    def _check_count(self, sid: str, v: float) -> None:
+        if not np.isfinite(v) or v < 0:
+            self.unsupported(sid, f"initial amount {v:g} is not a molecule count >= 0")
+        elif abs(v - round(v)) > 1e-9:
+            self.unsupported(
+                sid,
+                f"initial amount {v:g} is not a whole number of molecules (convert species in "
+                "concentration units with load_sbml(..., volume=...))",
+            )
 
     def _reactions(self, params: dict[str, float]):
         m = self.model
@@ -502,3 +512,197 @@ def write_sbml(net: ReactionNetwork) -> str:
         s.unsetInitialConcentration()
         s.setInitialAmount(float(count))
     return libsbml.writeSBMLToString(doc)
+
+
+# ------------------------------------------------------------------------------- concentrations
+def to_counts(source: str | os.PathLike, volume: float) -> str:
+    """SBML of a mass-action model converted from concentrations to molecule counts.
+
+    Rule: ``volume`` is the number of molecules per unit of the model's substance amount, i.e. per
+    concentration unit in a compartment of size 1. Every compartment size V becomes V * volume,
+    every species starts at round(amount * volume) molecules (amount = concentration * V), and
+    every mass-action law k * prod(S^p) is rewritten so that its propensity is volume times the
+    original rate with each S^p replaced by a falling factorial: for compartments of size 1 a law
+    of order m gets the rate constant k * volume^(1 - m) applied to n (n-1) ... (n-p+1).
+    Parameter ids are kept, so parameter values stay in the model's own units. Laws that are not
+    a product of constants and species powers (Michaelis-Menten, Hill, ...) are refused with one
+    UnsupportedSBMLError naming every such reaction (and every other blocking feature).
+    """
+    vol = float(volume)
+    if not np.isfinite(vol) or vol <= 0:
+        from .errors import InvalidArgumentError
+
+        raise InvalidArgumentError(f"volume must be a finite number > 0, got {volume!r}")
+    doc = read_document(source)
+    props = libsbml.ConversionProperties()
+    props.addOption("expandFunctionDefinitions", True)
+    doc.convert(props)
+    m = doc.getModel()
+    reasons: list[Unsupported] = []
+
+    sizes = {}
+    for i in range(m.getNumCompartments()):
+        c = m.getCompartment(i)
+        sizes[c.getId()] = float(c.getSize()) if c.isSetSize() else 1.0
+    species = {m.getSpecies(i).getId(): m.getSpecies(i) for i in range(m.getNumSpecies())}
+    substance_only = {sid for sid, s in species.items() if s.getHasOnlySubstanceUnits()}
+
+    # math outside kinetic laws: species in amount units and compartment sizes would change meaning
+    other: list[tuple[str, libsbml.ASTNode | None, str | None]] = []
+    for i in range(m.getNumRules()):
+        r = m.getRule(i)
+        other.append((f"rule for '{r.getVariable()}'" if r.getVariable() else "algebraic rule",
+                      r.getMath(), r.getVariable() or None))
+    for i in range(m.getNumInitialAssignments()):
+        ia = m.getInitialAssignment(i)
+        other.append((f"initial assignment to '{ia.getSymbol()}'", ia.getMath(), ia.getSymbol()))
+    for i in range(m.getNumEvents()):
+        ev = m.getEvent(i)
+        eid = ev.getId() or f"event{i}"
+        if ev.getTrigger() is not None:
+            other.append((f"trigger of event '{eid}'", ev.getTrigger().getMath(), None))
+        for j in range(ev.getNumEventAssignments()):
+            ea = ev.getEventAssignment(j)
+            other.append((f"event '{eid}' assignment to '{ea.getVariable()}'", ea.getMath(), ea.getVariable()))
+    for where, math, target in other:
+        names = names_in(math) if math is not None else set()
+        if target is not None:
+            names = names | {target}
+        for sid in sorted(names & substance_only):
+            reasons.append(Unsupported(sid, f"species in amount units used in the {where}: to_counts "
+                                            "cannot rescale it"))
+        for cid in sorted(names & set(sizes)):
+            reasons.append(Unsupported(cid, f"compartment size used in the {where}: to_counts "
+                                            "rescales compartment sizes"))
+
+    # names whose value can change with the state (species, time, rules that depend on them)
+    rule_math = {m.getRule(i).getVariable(): m.getRule(i).getMath() for i in range(m.getNumRules())
+                 if m.getRule(i).getVariable() and m.getRule(i).getMath() is not None}
+    dynamic = set(species) | {TIME}
+    changed = True
+    while changed:
+        changed = False
+        for var, math in rule_math.items():
+            if var not in dynamic and (names_in(math) & dynamic or m.getRule(var).isRate()):
+                dynamic.add(var)
+                changed = True
+
+    for i in range(m.getNumReactions()):
+        rx = m.getReaction(i)
+        rid = rx.getId()
+        kl = rx.getKineticLaw()
+        if kl is None or kl.getMath() is None:
+            continue  # reported when loading
+        math = kl.getMath()
+        local = {kl.getParameter(j).getId() for j in range(kl.getNumParameters())}
+        parts = [math]
+        if rx.getReversible() and math.getType() == libsbml.AST_MINUS and math.getNumChildren() == 2:
+            parts = [math.getChild(0), math.getChild(1)]
+        texts = []
+        for part in parts:
+            text = _counts_law(part, vol, sizes, species, substance_only, dynamic - local)
+            if text is None:
+                reasons.append(Unsupported(rid, f"rate law '{libsbml.formulaToL3String(part)}' is not "
+                                                "mass action (k * product of species powers): "
+                                                "to_counts(volume=...) cannot convert it"))
+                break
+            texts.append(text)
+        else:
+            formula = texts[0] if len(texts) == 1 else f"({texts[0]}) - ({texts[1]})"
+            new = libsbml.parseL3Formula(formula)
+            if new is None:  # pragma: no cover - we wrote the formula ourselves
+                raise SBMLParseError(f"{rid}: could not write the converted rate law {formula!r}")
+            kl.setMath(new)
+
+    for sid, s in species.items():
+        if m.getInitialAssignment(sid) is not None or sid in rule_math:
+            continue  # concentrations from assignments scale with the new compartment size
+        size = sizes.get(s.getCompartment(), 1.0)
+        if s.isSetInitialAmount():
+            amount = float(s.getInitialAmount())
+        elif s.isSetInitialConcentration():
+            amount = float(s.getInitialConcentration()) * size
+        else:
+            continue  # reported when loading
+        count = float(np.floor(amount * vol + 0.5))
+        s.unsetInitialConcentration()
+        s.setInitialAmount(count)
+    for cid, size in sizes.items():
+        m.getCompartment(cid).setSize(size * vol)
+
+    text = libsbml.writeSBMLToString(doc)
+    if reasons:
+        try:  # add what loading would report as well, so that one error lists everything
+            _Builder(read_document(text)).build()
+        except UnsupportedSBMLError as e:
+            reasons += [r for r in e.reasons if r not in reasons]
+        except SBMLParseError:
+            pass
+        raise UnsupportedSBMLError(reasons)
+    return text
+
+
+def _counts_law(node, vol, sizes, species, substance_only, dynamic) -> str | None:
+    """The count-based form of one mass-action term (see to_counts), or None if not mass action."""
+    powers: dict[str, int] = {}
+    constants: list[tuple[libsbml.ASTNode, int]] = []
+
+    def integer(n: libsbml.ASTNode) -> int | None:
+        if n.isInteger():
+            return int(n.getInteger())
+        if n.isReal() and np.isfinite(n.getReal()) and n.getReal() == round(n.getReal()):
+            return int(round(n.getReal()))
+        return None
+
+    def walk(n: libsbml.ASTNode, sign: int) -> bool:
+        t = n.getType()
+        if t == libsbml.AST_TIMES:
+            return all(walk(n.getChild(i), sign) for i in range(n.getNumChildren()))
+        if t == libsbml.AST_DIVIDE and n.getNumChildren() == 2:
+            return walk(n.getChild(0), sign) and walk(n.getChild(1), -sign)
+        if not names_in(n) & dynamic:
+            constants.append((n, sign))
+            return True
+        if t == libsbml.AST_NAME and n.getName() in species:
+            powers[n.getName()] = powers.get(n.getName(), 0) + sign
+            return True
+        if t in (libsbml.AST_POWER, libsbml.AST_FUNCTION_POWER) and n.getNumChildren() == 2:
+            base, expo = n.getChild(0), n.getChild(1)
+            p = integer(expo)
+            if base.getType() == libsbml.AST_NAME and base.getName() in species and p is not None:
+                powers[base.getName()] = powers.get(base.getName(), 0) + sign * p
+                return True
+        return False
+
+    if not walk(node, 1) or any(p < 0 for p in powers.values()):
+        return None
+    coef = vol
+    factors = []
+    for n, sign in constants:
+        copy = n.deepCopy()
+        _numeric_compartments(copy, sizes)
+        text = libsbml.formulaToL3String(copy)
+        try:
+            value = float(text)
+        except ValueError:
+            factors.append(f"({text})" if sign > 0 else f"1/({text})")
+            continue
+        coef = coef * value if sign > 0 else coef / value
+    for sid, p in sorted(powers.items()):
+        comp = species[sid].getCompartment()
+        for j in range(p):
+            if sid in substance_only:
+                coef /= vol  # the symbol is now a count, was count / volume
+                factors.append(sid if j == 0 else f"({sid} - {j})")
+            else:
+                factors.append(sid if j == 0 else f"({sid} - {j}/{comp})")
+    return " * ".join([f"{coef:.17g}"] + factors)
+
+
+def _numeric_compartments(node: libsbml.ASTNode, sizes: dict[str, float]) -> None:
+    """Replace, in place, compartment names by their (original) sizes."""
+    if node.getType() == libsbml.AST_NAME and node.getName() in sizes:
+        node.setValue(float(sizes[node.getName()]))
+        return
+    for i in range(node.getNumChildren()):
+        _numeric_compartments(node.getChild(i), sizes)

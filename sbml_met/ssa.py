@@ -102,7 +102,12 @@ class _Simulation:
         return self.out
 
     def _segment(self, X: np.ndarray, t0: float, horizon: float, inclusive: bool, bar) -> np.ndarray:
-        """Advance every trajectory from t0 to ``horizon``; record grid times passed."""
+        """Advance every trajectory from t0 to ``horizon``; record grid times passed.
+
+        A trajectory whose next firing would pass the horizon is finished: its state is kept and
+        its clock set to infinity, so it stays inert (it fires the null reaction) until enough
+        trajectories have finished to make compacting the arrays worth a copy.
+        """
         net, grid, T = self.net, self.grid, len(self.grid)
         limit = np.nextafter(horizon, np.inf) if inclusive else horizon
         idx = np.arange(self.n)
@@ -110,18 +115,24 @@ class _Simulation:
         ta = np.full(self.n, t0)
         nr = self.next_rec
         next_t = np.where(nr < T, grid[np.minimum(nr, T - 1)], np.inf)
-        a = np.empty((net.n_reactions, self.n))
+        # per species row: its change for each reaction, plus a last "null reaction" column of 0
+        nu_rows = [(i, np.append(self.nu_t[i], 0.0)) for i in range(net.n_species) if self.nu_t[i].any()]
+        null = net.n_reactions
+        track = self.has_rules or bool(self.state_events)
+        a = None
         steps = 0
         while idx.size:
             m = idx.size
-            a = net._propensity_rows(Xa, ta, self.base, out=a[:, :m] if a.shape[1] >= m else None)
-            c = np.cumsum(a, axis=0) if net.n_reactions else np.zeros((1, m))
-            a0 = c[-1]
-            if not np.all(np.isfinite(a0)) or (a < 0).any():
+            a = net._propensity_rows(Xa, ta, self.base, out=a if a is not None and a.shape[1] == m else None)
+            if (a < 0).any():
                 self._bad_propensity(a, Xa, ta)
-            u = self.rng.random((2, m))
-            with np.errstate(divide="ignore"):
-                tn = ta - np.log1p(-u[0]) / a0
+            c = _running_sum(a, m)
+            a0 = c[-1]
+            if not np.isfinite(a0).all():
+                self._bad_propensity(a, Xa, ta)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                tn = ta + self.rng.standard_exponential(m) / a0
+            tn[np.isnan(tn)] = np.inf  # finished (inf) trajectories whose a0 is 0
             lim = np.minimum(tn, limit)
             rec = next_t < lim
             while rec.any():
@@ -132,30 +143,24 @@ class _Simulation:
                 next_t[rows] = np.where(k < T, grid[np.minimum(k, T - 1)], np.inf)
                 rec = next_t < lim
             done = tn >= limit
-            fire = ~done
-            if fire.all():
-                r = (c <= u[1] * a0).sum(axis=0)
-                Xa += self.nu_t[:, r]
-                ta = tn
-                changed = slice(None)
-            else:
-                cols = np.flatnonzero(fire)
-                r = (c[:, cols] <= u[1, cols] * a0[cols]).sum(axis=0)
-                Xa[:, cols] += self.nu_t[:, r]
-                ta[cols] = tn[cols]
-                changed = cols
-            if self.has_rules or self.state_events:
-                cols = np.arange(m)[changed]
+            r = _choose(c, self.rng.random(m) * a0)
+            r[done] = null
+            for i, change in nu_rows:
+                Xa[i] += change[r]
+            ta = np.where(done, np.inf, tn)
+            if track:
+                cols = np.flatnonzero(~done)
                 sub = Xa[:, cols]
                 self._after_change(sub, idx[cols], ta[cols])
                 Xa[:, cols] = sub
-            if done.any():
+            n_done = int(np.count_nonzero(done))
+            if n_done == m or 2 * n_done > m or (n_done and m < 64):
                 X[:, idx[done]] = Xa[:, done]
                 keep = ~done
                 idx, Xa, ta, next_t = idx[keep], Xa[:, keep], ta[keep], next_t[keep]
             steps += 1
-            if bar is not None and steps % 200 == 0:
-                bar.update(float(ta.min(initial=horizon)) - bar.n if idx.size else 0)
+            if bar is not None and steps % 200 == 0 and idx.size:
+                bar.update(max(float(np.min(ta)) if np.isfinite(ta).any() else horizon, bar.n) - bar.n)
         if bar is not None:
             bar.update(max(horizon - bar.n, 0))
         return X
@@ -202,6 +207,27 @@ class _Simulation:
         r, col = (int(v[0]) for v in np.nonzero(bad))
         state = dict(zip(self.net.species, X[:, col].tolist()))
         raise PropensityError(self.net.reactions[r].id, float(a[r, col]), state, float(t[col]))
+
+
+def _running_sum(a: np.ndarray, m: int) -> np.ndarray:
+    """Cumulative sum over reactions (axis 0); a row loop is several times faster than
+    np.cumsum(axis=0) on a (n_reactions, m) array."""
+    if a.shape[0] == 0:
+        return np.zeros((1, m))
+    c = np.empty_like(a)
+    c[0] = a[0]
+    for r in range(1, a.shape[0]):
+        np.add(c[r - 1], a[r], out=c[r])
+    return c
+
+
+def _choose(c: np.ndarray, threshold: np.ndarray) -> np.ndarray:
+    """Index of the first reaction whose cumulative propensity exceeds ``threshold`` (the direct
+    method's choice; reactions of zero propensity are never chosen)."""
+    r = np.zeros(threshold.shape, dtype=np.intp)
+    for row in c[:-1]:
+        r += row <= threshold
+    return r
 
 
 def _progress_bar(enabled: bool, total: float):

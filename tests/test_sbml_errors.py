@@ -193,3 +193,12 @@ def test_unknown_ids_and_bad_arguments():
         sbml_met.simulate(net, [3, 1])
     with pytest.raises(InvalidArgumentError):
         sbml_met.simulate(net, [0, np.nan])
+
+
+def test_fractional_amount_is_listed_with_structural_reasons():
+    text = sbml(species=TWO_SPECIES.replace('initialAmount="5"', 'initialAmount="0.5"'),
+                extra=_rule("rateRule", "Y"))
+    with pytest.raises(UnsupportedSBMLError) as info:
+        sbml_met.load_sbml(text)
+    assert {r.element_id for r in info.value.reasons} == {"X", "Y"}
+    assert "volume=" in str(info.value)

@@ -1,0 +1,149 @@
+"""Plots carry the data they claim to show: bar heights, line data, bands, heatmap cells, labels."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # tests never open windows
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib.colors import LogNorm  # noqa: E402
+from scipy.stats import poisson  # noqa: E402
+
+import sbml_met  # noqa: E402
+from sbml_met import models, plot  # noqa: E402
+from sbml_met.errors import InvalidArgumentError, UnknownIdError  # noqa: E402
+from sbml_met.results import Distribution, SSAResult  # noqa: E402
+
+
+@pytest.fixture
+def dist():
+    """A joint distribution of (X, Y) at times 0 and 1 with known probabilities."""
+    states1 = np.array([[0, 0], [1, 0], [1, 2], [3, 1]])
+    p1 = np.array([0.1, 0.2, 0.3, 0.4])
+    return Distribution(("X", "Y"), np.array([0.0, 1.0]), (np.array([[0, 0]]), states1),
+                        (np.array([1.0]), p1), method="fsp")
+
+
+@pytest.fixture
+def ssa():
+    rng = np.random.default_rng(0)
+    states = rng.integers(0, 6, size=(30, 4, 2)).astype(float)
+    return SSAResult(("X", "Y"), np.array([0.0, 1.0, 2.0, 3.0]), states, seed=0, model="toy")
+
+
+def _bar_heights(ax):
+    return {int(round(p.get_x() + p.get_width() / 2)): p.get_height() for p in ax.patches}
+
+
+def test_marginals_bars_are_the_marginal_probabilities(dist):
+    fig = plot.marginals(dist, ["X", "Y"], [1.0])
+    axes = fig.axes
+    assert len(axes) == 2
+    assert _bar_heights(axes[0]) == pytest.approx({0: 0.1, 1: 0.5, 2: 0.0, 3: 0.4})
+    assert _bar_heights(axes[1]) == pytest.approx({0: 0.3, 1: 0.4, 2: 0.3})
+    assert "X" in axes[0].get_xlabel() and "Y" in axes[1].get_xlabel()
+    assert axes[0].get_ylabel() == "probability"
+    assert "t = 1" in axes[0].get_title()
+
+
+def test_marginals_against_an_exact_reference():
+    net = models.load("birth_death")
+    res = sbml_met.simulate(net, [0.0, 5.0], n=500, seed=1)
+    k1, k2 = net.parameters["k1"], net.parameters["k2"]
+    lam = k1 / k2 * (1 - np.exp(-k2 * 5.0))  # birth-death from 0: Poisson with this mean
+    counts = np.arange(0, 120)
+    exact = Distribution(("X",), np.array([0.0, 5.0]),
+                         (np.array([[0]]), counts.reshape(-1, 1)),
+                         (np.array([1.0]), poisson.pmf(counts, lam)), method="exact")
+    fig = plot.marginals(res, "X", 5.0, reference={"Poisson": exact})
+    (ax,) = fig.axes
+    (line,) = ax.lines
+    assert line.get_label() == "Poisson"
+    assert np.allclose(line.get_ydata(), poisson.pmf(counts, lam))
+    heights = _bar_heights(ax)
+    empirical = res.to_distribution().marginal("X", 5.0)
+    assert heights == pytest.approx(dict(zip(empirical.index, empirical.to_numpy())))
+    assert sum(heights.values()) == pytest.approx(1.0)
+    assert {t.get_text() for t in ax.get_legend().get_texts()} == {"ssa (n=500)", "Poisson"}
+
+
+def test_marginals_defaults_and_unknown_species(dist):
+    fig = plot.marginals(dist)
+    assert len(fig.axes) == 2  # every species at the last time
+    with pytest.raises(UnknownIdError):
+        plot.marginals(dist, "Z", 1.0)
+    with pytest.raises(InvalidArgumentError):
+        plot.marginals(dist, "X", 0.5)
+
+
+def test_trajectories_draw_the_first_n_paths(ssa):
+    fig = plot.trajectories(ssa, n=5)
+    ax_x, ax_y = fig.axes
+    assert len(ax_x.lines) == 5 and len(ax_y.lines) == 5
+    for j, line in enumerate(ax_x.lines):
+        assert np.array_equal(line.get_xdata(), ssa.times)
+        assert np.array_equal(line.get_ydata(), ssa.states[j, :, 0])
+    assert "X" in ax_x.get_ylabel() and "Y" in ax_y.get_ylabel()
+    assert len(plot.trajectories(ssa, n=100).axes[0].lines) == ssa.n
+    with pytest.raises(InvalidArgumentError):
+        plot.trajectories(ssa.to_distribution())
+
+
+def test_moments_mean_line_and_one_std_band(ssa, dist):
+    fig = plot.moments(ssa, species="X")
+    (ax,) = fig.axes
+    (line,) = ax.lines
+    m = ssa.moments().query("species == 'X'")
+    assert np.allclose(line.get_ydata(), m["mean"])
+    band = ax.collections[0].get_paths()[0].vertices
+    lower = (m["mean"] - m["std"]).to_numpy()
+    upper = (m["mean"] + m["std"]).to_numpy()
+    assert band[:, 1].min() == pytest.approx(lower.min())
+    assert band[:, 1].max() == pytest.approx(upper.max())
+    assert "X" in ax.get_ylabel() and ax.get_xlabel() == "time"
+
+
+def test_moments_with_reference_table(ssa):
+    ref = pd.DataFrame({"time": [0.0, 3.0], "species": ["Y", "Y"], "mean": [1.0, 2.0], "method": "ode"})
+    fig = plot.moments(ssa, reference=ref, species="Y")
+    (ax,) = fig.axes
+    ours, theirs = ax.lines
+    assert np.allclose(theirs.get_ydata(), [1.0, 2.0]) and theirs.get_linestyle() == "--"
+    assert theirs.get_label() == "ode"
+    with pytest.raises(InvalidArgumentError):
+        plot.moments(pd.DataFrame({"time": [0.0]}))
+
+
+def test_joint_heatmap_holds_the_joint_probabilities(dist):
+    ax = plot.joint(dist, "X", "Y", 1.0)
+    (image,) = ax.images
+    grid = image.get_array()
+    assert grid.shape == (3, 4)  # Y rows 0..2, X columns 0..3
+    assert grid[0, 0] == pytest.approx(0.1) and grid[0, 1] == pytest.approx(0.2)
+    assert grid[2, 1] == pytest.approx(0.3) and grid[1, 3] == pytest.approx(0.4)
+    assert np.ma.is_masked(grid[2, 2])  # zero probability: blank, not log(0)
+    assert isinstance(image.norm, LogNorm)
+    assert "X" in ax.get_xlabel() and "Y" in ax.get_ylabel()
+    with pytest.raises(UnknownIdError):
+        plot.joint(dist, "X", "Q", 1.0)
+
+
+def test_plot_shortcuts_and_png_output(ssa, dist, tmp_path):
+    before = plt.get_fignums()
+    fig = ssa.plot()
+    assert len(fig.axes) == 2 and len(fig.axes[0].lines) == 20
+    assert len(ssa.plot("moments").axes) == 2
+    ax = dist.plot("joint", x="X", y="Y", time=1.0)
+    assert ax.images
+    fig2 = dist.plot(species="X", times=[0.0, 1.0])
+    assert len(fig2.axes) == 2
+    with pytest.raises(InvalidArgumentError, match="unknown plot kind"):
+        dist.plot("trajectories")
+    out = tmp_path / "m.png"
+    fig2.savefig(out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert plt.get_fignums() == before  # no pyplot state, nothing to show()
