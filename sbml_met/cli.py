@@ -191,6 +191,202 @@ def cmd_dsmts(args) -> int:
     return 0 if failed == 0 else 1
 
 
+@subcommand
+def add_validate(sub):
+    p = sub.add_parser("validate", help="check an SSA or FSP answer against libroadrunner gillespie runs")
+    p.add_argument("model")
+    p.add_argument("--method", choices=("ssa", "fsp"), default="ssa", help="engine to validate")
+    p.add_argument("--n", type=int, default=10_000,
+                   help="trajectories of the reference (and of the SSA answer)")
+    p.add_argument("--times", required=True, help="start:stop:points, or a list 1,3,40")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--processes", type=int, default=None, help="roadrunner worker processes (default: all cores)")
+    _add_out(p)
+    p.set_defaults(func=cmd_validate)
+
+
+def cmd_validate(args) -> int:
+    from .validate import validate
+
+    net = load_model(args.model)
+    times = parse_times(args.times)
+    if args.n < 2:
+        raise InvalidArgumentError(f"--n must be at least 2, got {args.n}")
+    if args.method == "ssa":
+        from .ssa import simulate
+
+        result = simulate(net, times, n=args.n, seed=args.seed)
+    else:
+        from .fsp import solve_fsp
+
+        result = solve_fsp(net, times)
+    report = validate(net, result, n_reference=args.n, seed=args.seed + 1, processes=args.processes)
+    print(report.summary())
+    if args.out:
+        write_output(report.to_frame(), args.out, args.force)
+    elif not report.ok:
+        import pandas as pd
+
+        with pd.option_context("display.max_rows", 60, "display.width", 160):
+            print(report.failures())
+    return 0 if report.ok else 1
+
+
+@subcommand
+def add_fsp(sub):
+    p = sub.add_parser("fsp", help="exact CME distribution by finite state projection")
+    p.add_argument("model")
+    p.add_argument("--times", required=True, help="start:stop:points, or a list 1,3,40")
+    p.add_argument("--set", action="append", metavar="ID=VALUE", help="parameter value (repeatable)")
+    p.add_argument("--init", action="append", metavar="ID=COUNT", help="initial count (repeatable)")
+    p.add_argument("--tol", type=float, default=1e-6, help="bound on the probability lost (default 1e-6)")
+    p.add_argument("--max-states", type=int, default=2_000_000)
+    p.add_argument("--table", choices=("marginals", "moments"), default="marginals",
+                   help="what to write (default: marginals time, species, count, probability)")
+    _add_out(p)
+    p.set_defaults(func=cmd_fsp)
+
+
+def cmd_fsp(args) -> int:
+    from .fsp import solve_fsp
+
+    net = load_model(args.model)
+    if args.set:
+        net = net.with_parameters(parse_assignments(args.set))
+    if args.init:
+        net = net.with_initial_state(parse_assignments(args.init))
+    dist = solve_fsp(net, parse_times(args.times), tol=args.tol, max_states=args.max_states)
+    table = dist.to_frame() if args.table == "marginals" else dist.moments()
+    print(f"fsp: {dist.metadata.get('n_states')} states, probability lost by the last time "
+          f"{float(dist.truncation_error[-1]):.3g}", file=sys.stderr)
+    write_output(table, args.out, args.force)
+    return 0
+
+
+@subcommand
+def add_train(sub):
+    p = sub.add_parser("train", help="train a Master Equation Transformer over a parameter box")
+    p.add_argument("model")
+    p.add_argument("--box", action="append", required=True, metavar="ID=LOW:HIGH",
+                   help="free parameter and its range (repeatable), e.g. su=1e-8:2")
+    p.add_argument("--init-box", action="append", metavar="ID=LOW:HIGH", help="initial-count range (repeatable)")
+    p.add_argument("--times", required=True, help="t_min:t_max, e.g. 0:10")
+    p.add_argument("--teacher", default="fsp", help="fsp (exact distillation) or ssa (exact samples)")
+    p.add_argument("--minutes", type=float, default=15.0, help="time budget (default 15)")
+    p.add_argument("--steps", type=int, default=None, help="fixed number of steps (reproducible)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="checkpoint file to write (.met)")
+    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    p.set_defaults(func=cmd_train)
+
+
+def _parse_ranges(items, what: str) -> dict[str, tuple[float, float]]:
+    out = {}
+    for item in items or ():
+        key, sep, rng = item.partition("=")
+        lo, sep2, hi = rng.partition(":")
+        try:
+            if not (sep and sep2 and key):
+                raise ValueError
+            out[key.strip()] = (float(lo), float(hi))
+        except ValueError:
+            raise InvalidArgumentError(f"bad {what} {item!r}: use ID=LOW:HIGH, e.g. su=1e-8:2") from None
+    return out
+
+
+def cmd_train(args) -> int:
+    from pathlib import Path as _Path
+
+    from .met import train
+
+    net = load_model(args.model)
+    if _Path(args.out).exists() and not args.force:
+        raise FileExistsError(f"{args.out} exists; pass --force to replace it")
+    lo, sep, hi = args.times.partition(":")
+    try:
+        times = (float(lo), float(hi))
+    except ValueError:
+        raise InvalidArgumentError(f"bad --times {args.times!r} for train: use t_min:t_max, e.g. 0:10") from None
+    met = train(net, _parse_ranges(args.box, "--box"), times, teacher=args.teacher, minutes=args.minutes,
+                seed=args.seed, init_box=_parse_ranges(args.init_box, "--init-box") or None, steps=args.steps)
+    path = met.save(args.out, overwrite=args.force)
+    v = met.validation
+    print(f"trained {met} in {met.meta['wall_seconds']:.0f} s ({met.meta['steps']} steps); validation "
+          f"Hellinger mean {v['hellinger_mean']:.4f}, max {v['hellinger_max']:.4f}; wrote {path}", file=sys.stderr)
+    return 0
+
+
+@subcommand
+def add_solve(sub):
+    p = sub.add_parser("solve", help="distributions (or samples) from a trained MET checkpoint")
+    p.add_argument("checkpoint", help="a .met file, or the name of a bundled pretrained MET")
+    p.add_argument("--times", required=True, help="start:stop:points, or a list 1,3,40")
+    p.add_argument("--set", action="append", metavar="ID=VALUE", help="free parameter value (repeatable)")
+    p.add_argument("--init", action="append", metavar="ID=COUNT", help="initial count (repeatable)")
+    p.add_argument("--samples", type=int, default=None,
+                   help="write N sampled states per time (time, sample, species, count) instead of marginals")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--table", choices=("marginals", "moments"), default="marginals")
+    _add_out(p)
+    p.set_defaults(func=cmd_solve)
+
+
+def cmd_solve(args) -> int:
+    import pandas as pd
+
+    from .met import load, pretrained, pretrained_names
+
+    met = pretrained(args.checkpoint) if (not Path(args.checkpoint).exists()
+                                          and args.checkpoint in pretrained_names()) else load(args.checkpoint)
+    params = parse_assignments(args.set)
+    init = parse_assignments(args.init) or None
+    times = parse_times(args.times)
+    if args.samples is not None:
+        if args.samples < 1:
+            raise InvalidArgumentError(f"--samples must be >= 1, got {args.samples}")
+        frames = []
+        for j, t in enumerate(times):
+            x = met.sample(args.samples, float(t), seed=args.seed + j, init=init, **params)
+            n, S = x.shape
+            frames.append(pd.DataFrame({"time": float(t), "sample": np.repeat(np.arange(n), S),
+                                        "species": np.tile(np.array(met.species, dtype=object), n),
+                                        "count": x.reshape(-1)}))
+        table = pd.concat(frames, ignore_index=True)
+    else:
+        dist = met.solve(times, init=init, **params)
+        table = dist.to_frame() if args.table == "marginals" else dist.moments()
+        table.insert(len(table.columns), "method", "met")
+    write_output(table, args.out, args.force)
+    return 0
+
+
+@subcommand
+def add_run(sub):
+    p = sub.add_parser("run", help="the main job: SSA, FSP, MET and Tellurium validation, tables and figures")
+    p.add_argument("model", help="bundled name, SBML/Antimony path, or BioModels id")
+    p.add_argument("--out", default=None, help="output folder (default ./sbml-met-output/MODEL/)")
+    p.add_argument("--times", default=None, help="simulation grid start:stop:points (default per model)")
+    p.add_argument("--report-times", default=None, help="times compared and validated, e.g. 1,3,10,40")
+    p.add_argument("--n", type=int, default=10_000, help="SSA trajectories")
+    p.add_argument("--n-reference", type=int, default=10_000, help="Tellurium reference trajectories")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--no-figures", action="store_true")
+    p.add_argument("--force", action="store_true", help="write into a folder holding other files")
+    p.set_defaults(func=cmd_run)
+
+
+def cmd_run(args) -> int:
+    from .run import run
+
+    report = run(args.model, out_dir=args.out,
+                 times=parse_times(args.times) if args.times else None,
+                 report_times=parse_times(args.report_times) if args.report_times else None,
+                 n=args.n, n_reference=args.n_reference, seed=args.seed,
+                 figures=not args.no_figures, force=args.force)
+    print(report.text())
+    return 0 if report.ok else 1
+
+
 # ------------------------------------------------------------------------------------------ main
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__

@@ -238,6 +238,9 @@ class ReactionNetwork:
         local parameters as ``"reaction_id.param"``, which can be passed in ``values``)."""
         new = dict(values or {}, **kwargs)
         for k in new:
+            if any(r.variable == k for r in self.rules):
+                raise UnknownIdError(f"parameter '{k}' is defined by an assignment rule; set the "
+                                     "parameters its rule uses instead")
             if k not in self.parameters:
                 raise UnknownIdError(
                     f"no parameter '{k}' in model '{self.name}'; parameters are: "

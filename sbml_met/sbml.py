@@ -251,8 +251,10 @@ class _Builder:
         params, x0_arr = evaluate_initial_assignments(
             tuple(species), compartments, params, np.array(x0, dtype=float), tuple(ias)
         )
+        # parameters defined by assignment rules are computed on every state, not set
+        params = {p: v for p, v in params.items() if p not in rules_by_var}
         for p, v in params.items():
-            if not np.isfinite(v) and p not in rules_by_var:
+            if not np.isfinite(v):
                 self.unsupported(p, f"parameter value {v}")
         net = ReactionNetwork(
             name=m.getId() or m.getName() or "model",

@@ -1,0 +1,39 @@
+"""The main job end to end on a small model: tables, figures, verdicts, no overwriting."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sbml_met.cli import main
+from sbml_met.run import run
+
+
+def test_run_birth_death_writes_tidy_tables(tmp_path):
+    out = tmp_path / "bd"
+    report = run("birth_death", out_dir=out, n=800, n_reference=800, seed=3, figures=True,
+                 log=lambda m: None)
+    assert report.ok and set(report.verdicts) == {"ssa", "fsp"}
+    for name in ("summary.csv", "moments.csv", "marginals.csv", "validation.csv", "marginals.png", "run.json"):
+        assert (out / name).is_file(), name
+    moments = pd.read_csv(out / "moments.csv")
+    assert list(moments.columns) == ["time", "species", "method", "mean", "std"]
+    fsp = moments[moments.method == "fsp"].set_index("time")["mean"]
+    exact = 100 * (1 - np.exp(-0.1 * fsp.index.to_numpy()))
+    assert np.allclose(fsp.to_numpy(), exact, atol=1e-4)
+    marg = pd.read_csv(out / "marginals.csv")
+    assert {"time", "species", "method", "count", "probability"} <= set(marg.columns)
+    sums = marg.groupby(["method", "time"])["probability"].sum()
+    assert np.allclose(sums, 1.0, atol=1e-5)
+    assert json.loads((out / "run.json").read_text())["ok"] is True
+
+
+def test_run_refuses_a_folder_of_other_files(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("mine")
+    assert main(["run", "birth_death", "--out", str(tmp_path), "--n", "50", "--n-reference", "50",
+                 "--no-figures"]) == 2
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    assert "--force" in capsys.readouterr().err
