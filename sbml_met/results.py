@@ -193,13 +193,21 @@ class Distribution:
         if x.shape[1] != len(self.species):
             raise InvalidArgumentError(f"states need {len(self.species)} columns ({', '.join(self.species)})")
         support = np.asarray(self.states[j]).astype(np.int64)
-        lookup = {tuple(row): k for k, row in enumerate(support)}
         p = np.asarray(self.probabilities[j], dtype=float)
         out = np.full(len(x), -np.inf)
-        for r, row in enumerate(x):
-            k = lookup.get(tuple(row))
-            if k is not None and p[k] > 0:
-                out[r] = np.log(p[k])
+        if not len(x) or not len(support):
+            return out
+        # vectorised lookup (pandas hash index over the state rows); repeated states are summed
+        index = pd.MultiIndex.from_arrays(list(support.T))
+        if not index.is_unique:
+            summed = pd.Series(p, index=index).groupby(level=list(range(index.nlevels))).sum()
+            index, p = summed.index, summed.to_numpy()
+            if not isinstance(index, pd.MultiIndex):
+                index = pd.MultiIndex.from_arrays([index])
+        k = index.get_indexer(pd.MultiIndex.from_arrays(list(x.T)))
+        hit = k >= 0
+        with np.errstate(divide="ignore"):
+            out[hit] = np.log(p[k[hit]])
         return out
 
     def plot(self, kind: str = "marginals", **kwargs: Any):
