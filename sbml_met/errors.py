@@ -95,3 +95,7 @@ class BioModelsError(SbmlMetError):
 
 class ExtrapolationWarning(UserWarning):
     """A MET prompt lies outside the training box: the answer is an extrapolation."""
+
+
+class TrajectoryError(SbmlMetError, ValueError):
+    """A trajectory whose state changes cannot be attributed to the network's reactions."""
