@@ -9,13 +9,17 @@ from .errors import (
     SBMLParseError,
     SbmlMetError,
     StateSpaceTooLargeError,
+    TrajectoryError,
     UnknownIdError,
     UnsupportedSBMLError,
 )
 from .biomodels import load_biomodel
 from . import models, plot  # modules: sbml_met.models.load(...), sbml_met.plot.marginals(...)
 from . import met  # Master Equation Transformers: sbml_met.met.train(...), .load(...), .pretrained(...)
+from . import analytic  # exact first-order answers: sbml_met.analytic.monomolecular(...), .first_order_marginals(...)
 from .fsp import FSPSolver, solve_fsp
+from . import infer  # parameter inference: sbml_met.infer.posterior(...), .fit_trajectory(...)
+from .infer import InferenceResult, TrajectoryFit, fit_trajectory, posterior
 from .metrics import compare
 from .network import ReactionNetwork
 from .results import Distribution, SSAResult

@@ -387,6 +387,61 @@ def cmd_run(args) -> int:
     return 0 if report.ok else 1
 
 
+@subcommand
+def add_infer(sub):
+    p = sub.add_parser("infer", help="posterior of rate parameters from snapshot counts of cells (MCMC)")
+    p.add_argument("model", help="bundled name, SBML/Antimony path, or BioModels id")
+    p.add_argument("data", help="CSV/Parquet of cells: time + one column per observed species (or species/count)")
+    p.add_argument("--free", action="append", required=True, metavar="ID", help="free parameter (repeatable)")
+    p.add_argument("--prior", action="append", metavar="ID=LOW:HIGH",
+                   help="log-uniform prior range (default with --met: the MET's training box)")
+    p.add_argument("--met", default=None, help="MET checkpoint (.met file or bundled name): fast likelihood; "
+                                               "default: exact FSP likelihood")
+    p.add_argument("--samples", type=int, default=None, help="thin the posterior draws to N")
+    p.add_argument("--steps", type=int, default=1000, help="MCMC steps per walker (half discarded)")
+    p.add_argument("--walkers", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    _add_out(p, required=True)
+    p.set_defaults(func=cmd_infer)
+
+
+def cmd_infer(args) -> int:
+    from .infer import posterior
+    from .io import read_table
+
+    net = load_model(args.model)
+    if Path(args.out).exists() and not args.force:
+        raise FileExistsError(f"{args.out} exists; pass --force to replace it")
+    if not Path(args.data).is_file():
+        raise InvalidArgumentError(f"no data file {args.data}")
+    data = read_table(args.data)
+    ranges = _parse_ranges(args.prior, "--prior")
+    unknown = sorted(set(ranges) - set(args.free))
+    if unknown:
+        raise InvalidArgumentError(f"--prior names {', '.join(unknown)}, which are not --free parameters")
+    model = net
+    if args.met:
+        from .met import load, pretrained, pretrained_names
+
+        model = (pretrained(args.met) if not Path(args.met).exists() and args.met in pretrained_names()
+                 else load(args.met, network=net))
+        if model.network.fingerprint() != net.fingerprint():
+            raise InvalidArgumentError(f"MET '{args.met}' was trained on another model than {args.model}")
+    prior = {}
+    for pid in args.free:
+        if pid in ranges:
+            prior[pid] = ranges[pid]
+        elif args.met and pid in model.box:
+            prior[pid] = model.box[pid]
+        else:
+            raise InvalidArgumentError(f"give a prior range for '{pid}': --prior {pid}=LOW:HIGH")
+    res = posterior(model, data, prior, n_steps=args.steps, n_walkers=args.walkers, samples=args.samples,
+                    seed=args.seed)
+    write_output(res.samples, args.out, args.force)
+    print(res.summary().to_string(index=False), file=sys.stderr)
+    return 0
+
+
 # ------------------------------------------------------------------------------------------ main
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__

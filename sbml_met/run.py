@@ -192,20 +192,26 @@ def _pretrained_met(net: ReactionNetwork, name: str, times: np.ndarray, report: 
     except ImportError as e:  # torch missing: MET is optional for the run
         report.notes.append(f"MET skipped: {e}")
         return None
-    available = getattr(met, "available_pretrained", lambda: [])()
-    if name not in available:
+    if name not in met.pretrained_names():
         report.notes.append(f"MET skipped: no pretrained checkpoint for '{name}'")
         return None
     try:
         model = met.pretrained(name)
-        if model.fingerprint != net.fingerprint():
-            report.notes.append(f"MET skipped: the pretrained '{name}' checkpoint was trained on another network")
-            return None
-        params = {p: net.parameters[p] for p in model.box}
-        return model.solve(times, **params)
     except SbmlMetError as e:
         report.notes.append(f"MET skipped: {str(e).splitlines()[0]}")
         return None
+    if model.network.fingerprint() != net.fingerprint():
+        report.notes.append(f"MET skipped: the pretrained '{name}' checkpoint was trained on another network")
+        return None
+    fixed = [p for p, v in model.network.parameters.items() if p not in model.box and net.parameters.get(p) != v]
+    if fixed:
+        report.notes.append(f"MET skipped: it was trained with other fixed values of {', '.join(fixed)}")
+        return None
+    outside = [p for p in model.box if not model.box[p][0] <= net.parameters[p] <= model.box[p][1]]
+    if outside or float(times.max()) > model.times[1]:
+        report.notes.append("MET skipped: the model's parameters or times lie outside its training box")
+        return None
+    return model.solve(times, **{p: net.parameters[p] for p in model.box})
 
 
 def _figures(net, ssa, results, reference, times, out: Path) -> list[Path]:

@@ -1,0 +1,235 @@
+r"""The Master Equation Transformer network: a small causal transformer over prompt + species tokens.
+
+Sequence layout for a network with F free parameters and S species::
+
+    [theta_1 .. theta_F, x0_1 .. x0_S, t]  [x_1 .. x_{S-1}]
+     \_____________ prompt (P = F+S+1) ____/ \__ state tokens __/
+
+The output at position P-1+j is the conditional p(x_{j+1} | prompt, x_1..x_j), so the joint is the
+autoregressive product over species in the network's order. Each prompt token carries a small
+feature vector (e.g. log-scaled and linearly scaled value) embedded by its own linear map; each
+species count is embedded from its own vocabulary 0..V_s-1. Counts at or above V_s are outside the
+model (log-probability -inf, with a warning): they are never wrapped or clipped.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class VocabularyOverflowWarning(UserWarning):
+    """A state count lies outside the model's count vocabulary (probability taken as 0)."""
+
+
+@dataclass(frozen=True)
+class METConfig:
+    """Shape of the network. ``vocab``: count vocabulary size per species (counts 0..V-1)."""
+
+    n_prompt: int
+    vocab: tuple[int, ...]
+    n_features: int = 2
+    d_model: int = 96
+    n_layer: int = 3
+    n_head: int = 4
+    d_ff: int = 192
+    dropout: float = 0.0
+
+    @property
+    def n_species(self) -> int:
+        return len(self.vocab)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["vocab"] = list(self.vocab)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "METConfig":
+        d = dict(d)
+        d["vocab"] = tuple(int(v) for v in d["vocab"])
+        return cls(**d)
+
+
+class _Block(nn.Module):
+    def __init__(self, c: METConfig):
+        super().__init__()
+        self.n_head = c.n_head
+        self.ln1 = nn.LayerNorm(c.d_model)
+        self.qkv = nn.Linear(c.d_model, 3 * c.d_model)
+        self.proj = nn.Linear(c.d_model, c.d_model)
+        self.ln2 = nn.LayerNorm(c.d_model)
+        self.mlp = nn.Sequential(nn.Linear(c.d_model, c.d_ff), nn.GELU(), nn.Linear(c.d_ff, c.d_model))
+
+    def forward(self, x: torch.Tensor, past=None, return_kv: bool = False):
+        """Causal self-attention + MLP. With ``past`` = (K, V) of earlier positions (a key/value
+        cache), ``x`` holds only the new positions, which attend to the cache and themselves."""
+        B, T, D = x.shape
+        q, k, v = self.qkv(self.ln1(x)).split(D, dim=2)
+        q, k, v = (a.view(B, T, self.n_head, D // self.n_head).transpose(1, 2) for a in (q, k, v))
+        if past is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            if T != 1:
+                raise ValueError("cached attention takes one new position at a time")
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+            y = F.scaled_dot_product_attention(q, k, v)
+        x = x + self.proj(y.transpose(1, 2).reshape(B, T, D))
+        x = x + self.mlp(self.ln2(x))
+        return (x, (k, v)) if return_kv else x
+
+
+class METNet(nn.Module):
+    """Causal transformer: prompt features (B, P, n_features) and counts (B, S) -> conditionals."""
+
+    def __init__(self, config: METConfig):
+        super().__init__()
+        c = self.config = config
+        D = c.d_model
+        self.prompt_w = nn.Parameter(torch.randn(c.n_prompt, c.n_features, D) * 0.2)
+        self.prompt_b = nn.Parameter(torch.zeros(c.n_prompt, D))
+        offsets = np.concatenate([[0], np.cumsum(c.vocab)[:-1]]).astype(np.int64)
+        self.register_buffer("offsets", torch.as_tensor(offsets), persistent=False)
+        self.count_emb = nn.Embedding(int(sum(c.vocab)), D)
+        self.pos = nn.Parameter(torch.zeros(c.n_prompt + c.n_species - 1, D))
+        self.blocks = nn.ModuleList(_Block(c) for _ in range(c.n_layer))
+        self.ln_f = nn.LayerNorm(D)
+        self.heads = nn.ModuleList(nn.Linear(D, v) for v in c.vocab)
+        nn.init.normal_(self.count_emb.weight, std=0.02)
+        nn.init.normal_(self.pos, std=0.02)
+
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def hidden(self, features: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        """Final hidden states at the S predicting positions: (B, S, D).
+
+        ``features`` (B, P, n_features); ``counts`` (B, j) with j <= S-1 leading species counts
+        (j < S-1 returns only the first j+1 predicting positions)."""
+        h = torch.einsum("bpf,pfd->bpd", features, self.prompt_w) + self.prompt_b
+        j = counts.shape[1]
+        if j:
+            tok = self.count_emb(counts[:, : self.config.n_species - 1] + self.offsets[:j])
+            h = torch.cat([h, tok], dim=1)
+        h = h + self.pos[: h.shape[1]]
+        for blk in self.blocks:
+            h = blk(h)
+        return self.ln_f(h[:, self.config.n_prompt - 1 :])
+
+    def logits(self, features: torch.Tensor, counts: torch.Tensor) -> list[torch.Tensor]:
+        """Log-conditionals (log-softmax) per predicted species: list of (B, V_s)."""
+        h = self.hidden(features, counts)
+        return [F.log_softmax(self.heads[s](h[:, s]), dim=-1) for s in range(h.shape[1])]
+
+    def log_prob(self, features: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        """Exact log p(x | prompt) for full states ``counts`` (B, S) inside the vocabulary."""
+        lp = self.logits(features, counts[:, :-1])
+        return sum(lp[s].gather(1, counts[:, s : s + 1]).squeeze(1) for s in range(len(lp)))
+
+
+# ---------------------------------------------------------------------------- distribution helpers
+def check_vocab(counts: np.ndarray, vocab: tuple[int, ...], species: tuple[str, ...]) -> np.ndarray:
+    """Boolean mask of rows inside the vocabulary; warns (never wraps) about rows outside it."""
+    counts = np.asarray(counts)
+    inside = np.all((counts >= 0) & (counts < np.asarray(vocab)[None, :]), axis=1)
+    if not inside.all():
+        bad = np.flatnonzero(~inside)[0]
+        over = [f"{s}={int(c)} (vocabulary 0..{v - 1})" for s, c, v in zip(species, counts[bad], vocab)
+                if not 0 <= c < v]
+        warnings.warn(
+            f"{int((~inside).sum())} state(s) lie outside the MET count vocabulary, e.g. "
+            f"{', '.join(over)}; their probability is reported as 0 (log -inf)",
+            VocabularyOverflowWarning, stacklevel=3)
+    return inside
+
+
+@torch.no_grad()
+def enumerate_joint(net: METNet, features: torch.Tensor, upto: int, max_prefixes: int = 1_000_000,
+                    prune: float = 0.0, batch: int = 8192):
+    """Exact joint of species 0..upto-1 by enumeration: (states (m, upto) int64, probs (m,)).
+
+    ``features`` is one prompt (1, P, n_features). Returns None when more than ``max_prefixes``
+    prefixes would be needed. Prefixes of probability <= ``prune`` are dropped (0 keeps all)."""
+    vocab = net.config.vocab
+    prefixes = np.zeros((1, 0), dtype=np.int64)
+    probs = np.ones(1)
+    for s in range(upto):
+        if len(prefixes) * vocab[s] > max_prefixes:
+            return None
+        cond = conditionals(net, features, prefixes, batch)  # (m, V_s)
+        joint = probs[:, None] * cond
+        keep = joint > prune if prune > 0 else np.ones_like(joint, dtype=bool)
+        r, c = np.nonzero(keep)
+        prefixes = np.concatenate([prefixes[r], c[:, None]], axis=1)
+        probs = joint[r, c]
+    return prefixes, probs
+
+
+@torch.no_grad()
+def conditionals(net: METNet, features: torch.Tensor, prefixes: np.ndarray, batch: int = 8192) -> np.ndarray:
+    """p(x_j | prompt, prefix) for prefixes (m, j) of one prompt: array (m, V_j) float64."""
+    j = prefixes.shape[1]
+    out = []
+    for a in range(0, max(len(prefixes), 1), batch):
+        pre = torch.as_tensor(prefixes[a : a + batch], dtype=torch.long)
+        f = features.expand(len(pre), -1, -1)
+        h = net.hidden(f, pre)[:, j]
+        out.append(torch.softmax(net.heads[j](h).double(), dim=-1).numpy())
+    return np.concatenate(out) if out else np.zeros((0, net.config.vocab[j]))
+
+
+@torch.no_grad()
+def ancestral_sample(net: METNet, features: torch.Tensor, n: int, generator: torch.Generator) -> np.ndarray:
+    """``n`` exact ancestral samples of one prompt: array (n, S).
+
+    The prompt is run once and its keys/values cached; species j is then drawn for all samples
+    from one pass over the *distinct* prefixes only, each a single new token attending to its
+    parent's cached keys/values, so the cost grows with the number of distinct prefixes, not n."""
+    c = net.config
+    S, P = c.n_species, c.n_prompt
+    h = torch.einsum("bpf,pfd->bpd", features[:1], net.prompt_w) + net.prompt_b + net.pos[:P]
+    caches = []
+    for blk in net.blocks:
+        h, kv = blk(h, return_kv=True)
+        caches.append(kv)
+    last = net.ln_f(h[:, -1])
+    inv = np.zeros(n, dtype=np.int64)
+    states = np.empty((n, S), dtype=np.int64)
+    for s in range(S):
+        cond = torch.softmax(net.heads[s](last).double(), dim=-1).numpy()
+        cdf = np.cumsum(cond, axis=1)
+        cdf /= cdf[:, -1:]
+        u = torch.rand(n, generator=generator, dtype=torch.float64).numpy()
+        draws = np.empty(n, dtype=np.int64)
+        for a in range(0, n, 4096):
+            draws[a : a + 4096] = (u[a : a + 4096, None] >= cdf[inv[a : a + 4096]]).sum(axis=1)
+        states[:, s] = np.minimum(draws, c.vocab[s] - 1)
+        if s == S - 1:
+            break
+        code = inv * c.vocab[s] + states[:, s]
+        uc, inv = np.unique(code, return_inverse=True)
+        inv = np.asarray(inv).reshape(-1)
+        parent = torch.as_tensor(uc // c.vocab[s])
+        tok = torch.as_tensor(uc % c.vocab[s]) + net.offsets[s]
+        x = (net.count_emb(tok) + net.pos[P + s])[:, None, :]
+        new = []
+        for blk, (K, V) in zip(net.blocks, caches):
+            x, kv = blk(x, past=(K[parent], V[parent]), return_kv=True)
+            new.append(kv)
+        caches = new
+        last = net.ln_f(x[:, -1])
+    return states
+
+
+def default_parameter_count(config: METConfig) -> int:
+    """Number of trainable parameters of a network with this config (without building it twice)."""
+    return METNet(config).n_parameters()
+
+
+__all__ = ["METConfig", "METNet", "VocabularyOverflowWarning", "check_vocab", "enumerate_joint",
+           "conditionals", "ancestral_sample"]
