@@ -15,7 +15,6 @@ from .errors import (
 )
 from .biomodels import load_biomodel
 from . import models, plot  # modules: sbml_met.models.load(...), sbml_met.plot.marginals(...)
-from . import met  # Master Equation Transformers: sbml_met.met.train(...), .load(...), .pretrained(...)
 from . import analytic  # exact first-order answers: sbml_met.analytic.monomolecular(...), .first_order_marginals(...)
 from .fsp import FSPSolver, solve_fsp
 from . import infer  # parameter inference: sbml_met.infer.posterior(...), .fit_trajectory(...)
@@ -28,3 +27,15 @@ from .ssa import simulate
 from .validate import ValidationReport, validate
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """``sbml_met.met`` (Master Equation Transformers: train, load, pretrained) is imported on first
+    use, so that ``import sbml_met`` does not load PyTorch."""
+    if name == "met":
+        import importlib
+
+        module = importlib.import_module(".met", __name__)
+        globals()["met"] = module
+        return module
+    raise AttributeError(f"module 'sbml_met' has no attribute {name!r}")
