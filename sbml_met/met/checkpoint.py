@@ -213,12 +213,15 @@ def _plain(x):
 
 
 @torch.no_grad()
-def marginals_of(net: METNet, f: torch.Tensor) -> list[np.ndarray]:
-    """Marginals of every species for one prompt, by exact enumeration of prefixes."""
+def marginals_of(net: METNet, f: torch.Tensor, n_samples: int = 4000, seed: int = 0) -> list[np.ndarray]:
+    """Marginals of every species for one prompt: exact by enumeration of prefixes where that
+    needs fewer than MAX_PREFIXES of them, else estimated from ``n_samples`` ancestral samples
+    (many species, e.g. a 15-species cascade)."""
     S = net.config.n_species
     joint = enumerate_joint(net, f, S, max_prefixes=MAX_PREFIXES, prune=1e-14)
     if joint is None:
-        raise InvalidArgumentError("too many prefixes to enumerate the joint distribution")
+        x = ancestral_sample(net, f, int(n_samples), torch.Generator().manual_seed(int(seed)))
+        return [np.bincount(x[:, s], minlength=net.config.vocab[s]) / len(x) for s in range(S)]
     states, p = joint
     return [np.bincount(states[:, s], weights=p, minlength=net.config.vocab[s]) for s in range(S)]
 

@@ -28,6 +28,7 @@ from .checkpoint import MET, marginals_of
 from .model import METConfig, METNet
 from .prompts import N_FEATURES, PromptSpace
 from .teachers import TrainContext, get_teacher
+from . import rl as _rl  # noqa: E402,F401  registers the RL teachers "fsp-reward" and "rlmf" (issue 7)
 
 DEFAULT_MODEL = {"d_model": 64, "n_layer": 3, "n_head": 4, "d_ff": 256}
 

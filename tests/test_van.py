@@ -1,0 +1,92 @@
+"""VAN time-stepping of the CME against exact answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import poisson
+
+import sbml_met
+from sbml_met import models
+from sbml_met.errors import InvalidArgumentError
+from sbml_met.met.van import TinyVAN, log_T, solve_van
+from sbml_met.metrics import hellinger
+
+
+def birth_death():
+    return models.load("birth_death").with_parameters(k1=5.0, k2=1.0)
+
+
+def test_propagated_van_is_one_euler_step_of_the_cme():
+    """log T q equals (I + h W) q computed by hand, on every state of the vocabulary."""
+    net = birth_death()
+    van = TinyVAN((27,), 8)
+    with torch.no_grad():
+        van.b3[0, :27] = torch.as_tensor(np.log(poisson.pmf(np.arange(27), 3.0)))
+    y = np.arange(27)[:, None]
+    q = np.exp(van.log_prob(torch.as_tensor(y)).detach().double().numpy())
+    h, x = 0.01, np.arange(27)
+    tq = q - h * (5 + x) * q
+    tq[1:] += h * 5 * q[:-1]
+    tq[:-1] += h * x[1:] * q[1:]
+    lt = log_T(van, y, h, net, np.asarray(net.stoichiometry), np.array([27]))
+    assert np.abs(np.exp(lt) - tq).max() < 1e-12
+
+
+def test_tiny_van_is_normalised_and_samples_follow_it():
+    torch.manual_seed(0)
+    van = TinyVAN((3, 5, 4), 16)
+    with torch.no_grad():
+        for p in van.parameters():
+            p.normal_(0, 0.5)
+    st, pr = van.enumerate(prune=0.0)
+    assert len(st) == 60 and abs(pr.sum() - 1) < 1e-6
+    lp = van.log_prob(torch.as_tensor(st)).double().exp().detach().numpy()
+    assert np.abs(lp - pr).max() < 1e-6
+    x = van.sample(40000, torch.Generator().manual_seed(1))
+    emp = np.zeros(60)
+    np.add.at(emp, x[:, 0] * 20 + x[:, 1] * 4 + x[:, 2], 1 / len(x))
+    assert np.abs(emp - pr).max() < 0.01
+
+
+def test_van_birth_death_matches_poisson():
+    d = solve_van(birth_death(), [0.5, 1.0], vocab=(27,), seed=0)
+    assert d.method == "van" and d.metadata["estimator"] == "exact"
+    for t in (0.5, 1.0):
+        m = d.marginal("X", t).to_numpy()
+        h = hellinger(m, poisson.pmf(np.arange(len(m)), 5 * (1 - np.exp(-t))))
+        assert h < 0.03, (t, h)
+
+
+@pytest.mark.slow
+def test_van_sampled_estimator_birth_death():
+    """The Monte-Carlo estimator (what large state spaces use) on the same problem: looser."""
+    d = solve_van(birth_death(), [1.0], vocab=(27,), seed=0, estimator="sampled", batch=512)
+    m = d.marginal("X", 1.0).to_numpy()
+    h = hellinger(m, poisson.pmf(np.arange(len(m)), 5 * (1 - np.exp(-1.0))))
+    assert h < 0.12, h
+
+
+def test_van_bad_input():
+    with pytest.raises(InvalidArgumentError, match="estimator"):
+        solve_van(birth_death(), [1.0], vocab=(27,), estimator="magic")
+    with pytest.raises(InvalidArgumentError, match="vocab"):
+        solve_van(birth_death(), [1.0], vocab=(27, 3))
+    with pytest.raises(InvalidArgumentError, match="times"):
+        solve_van(birth_death(), [-1.0], vocab=(27,))
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="known gap (issue 7): with the default settings the VAN loses track of "
+                   "P on autoregulation (measured Hellinger Gu 0.06/0.16, P 0.62/0.70 at t = 1/5; max_inner=30 "
+                   "gave P 0.07-0.20); strict, so this fails once the VAN is fixed and the mark must go")
+def test_van_autoregulation_matches_fsp():
+    net = models.load("autoregulation")
+    times = [1.0, 5.0]
+    d = solve_van(net, times, seed=0)
+    ref = sbml_met.solve_fsp(net, times)
+    for t in times:
+        for s in net.species:
+            h = hellinger(d.marginal(s, t), ref.marginal(s, t))
+            assert h < 0.03, (t, s, h)
