@@ -93,6 +93,21 @@ def write_output(df, out: str | None, force: bool) -> None:
     print(f"wrote {len(df)} rows to {path}", file=sys.stderr)
 
 
+def _add_variants(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", action="append", metavar="ID=VALUE", help="parameter value (repeatable)")
+    p.add_argument("--init", action="append", metavar="ID=COUNT", help="initial count (repeatable)")
+
+
+def model_with_variants(args):
+    """The MODEL argument loaded, with --set parameter values and --init counts applied."""
+    net = load_model(args.model)
+    if args.set:
+        net = net.with_parameters(parse_assignments(args.set))
+    if args.init:
+        net = net.with_initial_state(parse_assignments(args.init))
+    return net
+
+
 def _add_out(p: argparse.ArgumentParser, required: bool = False) -> None:
     p.add_argument("--out", required=required, help="output table: .csv or .parquet")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
@@ -126,8 +141,7 @@ def add_simulate(sub):
     p.add_argument("--times", required=True, help="start:stop:points, or a list 1,3,40")
     p.add_argument("--n", type=int, default=1000, help="number of trajectories")
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--set", action="append", metavar="ID=VALUE", help="parameter value (repeatable)")
-    p.add_argument("--init", action="append", metavar="ID=COUNT", help="initial count (repeatable)")
+    _add_variants(p)
     p.add_argument("--table", choices=("trajectories", "moments", "marginals"), default="trajectories",
                    help="what to write (default: every trajectory, long format)")
     _add_out(p)
@@ -137,11 +151,7 @@ def add_simulate(sub):
 def cmd_simulate(args) -> int:
     from .ssa import simulate
 
-    net = load_model(args.model)
-    if args.set:
-        net = net.with_parameters(parse_assignments(args.set))
-    if args.init:
-        net = net.with_initial_state(parse_assignments(args.init))
+    net = model_with_variants(args)
     result = simulate(net, parse_times(args.times), n=args.n, seed=args.seed)
     table = {"trajectories": result.to_frame, "moments": result.moments,
              "marginals": result.marginals}[args.table]()
@@ -237,8 +247,7 @@ def add_fsp(sub):
     p = sub.add_parser("fsp", help="exact CME distribution by finite state projection")
     p.add_argument("model")
     p.add_argument("--times", required=True, help="start:stop:points, or a list 1,3,40")
-    p.add_argument("--set", action="append", metavar="ID=VALUE", help="parameter value (repeatable)")
-    p.add_argument("--init", action="append", metavar="ID=COUNT", help="initial count (repeatable)")
+    _add_variants(p)
     p.add_argument("--tol", type=float, default=1e-6, help="bound on the probability lost (default 1e-6)")
     p.add_argument("--max-states", type=int, default=2_000_000)
     p.add_argument("--table", choices=("marginals", "moments"), default="marginals",
@@ -250,11 +259,7 @@ def add_fsp(sub):
 def cmd_fsp(args) -> int:
     from .fsp import solve_fsp
 
-    net = load_model(args.model)
-    if args.set:
-        net = net.with_parameters(parse_assignments(args.set))
-    if args.init:
-        net = net.with_initial_state(parse_assignments(args.init))
+    net = model_with_variants(args)
     dist = solve_fsp(net, parse_times(args.times), tol=args.tol, max_states=args.max_states)
     table = dist.to_frame() if args.table == "marginals" else dist.moments()
     print(f"fsp: {dist.metadata.get('n_states')} states, probability lost by the last time "
