@@ -153,10 +153,10 @@ def cmd_simulate(args) -> int:
 
     net = model_with_variants(args)
     result = simulate(net, parse_times(args.times), n=args.n, seed=args.seed)
+    # printing every trajectory helps nobody: without --out the moments are shown instead
+    kind = "moments" if args.out is None and args.table == "trajectories" else args.table
     table = {"trajectories": result.to_frame, "moments": result.moments,
-             "marginals": result.marginals}[args.table]()
-    if args.out is None and args.table == "trajectories":
-        table = result.moments()
+             "marginals": result.marginals}[kind]()
     write_output(table, args.out, args.force)
     return 0
 

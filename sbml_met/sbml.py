@@ -8,6 +8,7 @@ GillesPy2's solvers), each reason naming the SBML element id.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -277,8 +278,6 @@ class _Builder:
             self._check_count(s.id, v)
         if self.reasons:
             raise UnsupportedSBMLError(self.reasons)
-        from dataclasses import replace
-
         return replace(net, initial_state=_readonly(np.round(rows[:, 0], 9)))
 
     def _check_count(self, sid: str, v: float) -> None:
@@ -358,7 +357,7 @@ class _Builder:
             if sid not in self.species_ids:
                 self.parse_errors.append(f"{rid}: refers to undefined species '{sid}'")
                 continue
-            if ref.isSetStoichiometryMath() if hasattr(ref, "isSetStoichiometryMath") else False:
+            if getattr(ref, "isSetStoichiometryMath", lambda: False)():  # SBML Level 2 only
                 self.unsupported(rid, f"stoichiometryMath for species '{sid}'")
                 continue
             if ref.isSetId() and (ref.getId() in self.rules_by_var or self.model.getInitialAssignment(ref.getId())):
