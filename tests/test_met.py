@@ -112,6 +112,111 @@ def test_batched_ssa_matches_poisson_moments():
         assert abs(out[:, k, 0].mean() - lam) < 5 * np.sqrt(lam / m)
 
 
+TWO_BD = """
+model two_birth_death
+  compartment cell = 1;
+  substanceOnly species A in cell = 0, B in cell = 0;
+  make_a: => A; ka;
+  make_b: => B; kb;
+  lose_a: A => ; d*A;
+  lose_b: B => ; d*B;
+  ka = 2; kb = 5; d = 1;
+end
+"""
+
+
+def test_solve_points_matches_solve_fsp_on_threads():
+    from sbml_met.fsp import solve_fsp, solve_points
+
+    net = sbml_met.load_antimony(TWO_BD)
+    points = [{"ka": 1.0, "kb": 4.0}, {"ka": 3.0, "kb": 2.0}, {"ka": 6.0, "kb": 6.0}]
+    times = [[0.5, 2.0], [1.0], [3.0, 4.0]]
+    got = dict(solve_points(net, points, times, inits=[{}, {"A": 2}, {}], workers=2))
+    assert sorted(got) == [0, 1, 2]
+    for i, p in enumerate(points):
+        ref = solve_fsp(net.with_parameters(p).with_initial_state({"A": 2} if i == 1 else {}), times[i])
+        for t in times[i]:
+            for s in ("A", "B"):
+                a, b = got[i].marginal(s, t).to_numpy(), ref.marginal(s, t).to_numpy()
+                assert len(a) == len(b) and np.abs(a - b).max() < 1e-12
+    # the A marginal at k = 1, t = 0.5 is Poisson(1 - e^-0.5)
+    assert np.abs(got[0].marginal("A", 0.5).to_numpy()[:8] - poisson.pmf(np.arange(8), 1 - np.exp(-0.5))).max() < 1e-6
+
+
+def test_pointwise_fsp_teacher_is_exact_and_mirrors_symmetric_points():
+    from sbml_met.met.teachers import FSPTeacher, TrainContext
+
+    net = sbml_met.load_antimony(TWO_BD)
+    space = PromptSpace.build(net, {"ka": (1.0, 6.0), "kb": (1.0, 6.0)}, (0.0, 3.0))
+    import time as _t
+
+    ctx = TrainContext(network=net, space=space, seed=0, deadline=_t.monotonic() + 600,
+                       rng=np.random.default_rng(0), start=_t.monotonic())
+    tch = FSPTeacher(n_prompts=3, times_per_prompt=2, method="pointwise",
+                     symmetry={"ka": "kb", "A": "B"}, workers=2)
+    tch.prepare(ctx)
+    rows = tch.rows
+    assert len(rows.J) == 2 * 3 * 2  # 3 points x 2 times, and their mirror images
+    theta = np.array([[2.0, 5.0]])
+    ref = tch.reference(ctx, theta, np.zeros((1, 2)), np.array([1.5]))[0]
+    lam_a, lam_b = 2 * (1 - np.exp(-1.5)), 5 * (1 - np.exp(-1.5))
+    assert np.abs(ref[0] - poisson.pmf(np.arange(len(ref[0])), lam_a)).max() < 1e-6
+    assert np.abs(ref[1] - poisson.pmf(np.arange(len(ref[1])), lam_b)).max() < 1e-6
+    # every mirrored item is the transposed joint of a Poisson pair with the rates swapped
+    feats = rows.feats.numpy()
+    m = len(rows.J) // 2
+    for i in range(m):
+        a = rows.J[i].numpy().reshape(tch.vocab)
+        b = rows.J[m + i].numpy().reshape(tch.vocab)
+        assert np.allclose(a.T, b)
+        assert np.allclose(feats[i, 0], feats[m + i, 1]) and np.allclose(feats[i, -1], feats[m + i, -1])
+    lp = rows.J.sum(dim=(1, 2)).numpy()
+    assert np.all(np.abs(lp - 1) < 1e-4)
+    with pytest.raises(InvalidArgumentError, match="not invariant"):
+        bad = sbml_met.load_antimony(TWO_BD.replace("lose_b: B => ; d*B;", "lose_b: B => ; 2*d*B;"))
+        ctx2 = TrainContext(network=bad, space=PromptSpace.build(bad, {"ka": (1.0, 6.0), "kb": (1.0, 6.0)}, (0.0, 3.0)),
+                            seed=0, deadline=_t.monotonic() + 600, rng=np.random.default_rng(0), start=_t.monotonic())
+        FSPTeacher(n_prompts=2, method="pointwise", symmetry={"ka": "kb", "A": "B"}).prepare(ctx2)
+    with pytest.raises(InvalidArgumentError, match="method"):
+        FSPTeacher(method="fast")
+
+
+def test_distillation_rows_carry_exact_prefix_conditionals():
+    from sbml_met.met.teachers import rows_from_joint
+
+    rng = np.random.default_rng(3)
+    vocab = (2, 3, 4)
+    states = np.array([(a, b, c) for a in range(2) for b in range(3) for c in range(4)])
+    probs = rng.random((5, len(states))) ** 3
+    probs /= probs.sum(axis=1, keepdims=True)
+    it, pre, w, tgt, ent, ptg = rows_from_joint(states, probs, 4, vocab=vocab)
+    for r in range(len(it)):
+        J = probs[it[r]].reshape(vocab)
+        assert np.isclose(w[r], J[pre[r, 0], pre[r, 1]].sum())
+        assert np.allclose(ptg[0][r], J.sum(axis=(1, 2)), atol=1e-6)
+        row = J[pre[r, 0]].sum(axis=1)
+        assert np.allclose(ptg[1][r], row / row.sum(), atol=1e-6)
+        assert np.allclose(tgt[r], J[pre[r, 0], pre[r, 1]] / w[r], atol=1e-6)
+
+
+def test_prompt_modes_cover_uniform_log_and_upper_three_decades():
+    net = models.load("autoregulation")
+    space = PromptSpace.build(net, {"su": (1e-8, 2.0), "ru": (1.0, 10.0)}, (0.0, 10.0))
+    th = {m: space.sobol(3000, 0, m)[0] for m in ("uniform", "log", "log3", "mixed")}
+    su = {m: v[:, 0] for m, v in th.items()}
+    assert abs(np.median(su["uniform"]) - 1.0) < 0.05
+    assert abs(np.median(np.log10(su["log"])) - np.log10(np.sqrt(2e-8))) < 0.1
+    assert su["log3"].min() >= 2e-3 and abs(np.median(np.log10(su["log3"])) - np.log10(np.sqrt(4e-3))) < 0.1
+    # ru spans one decade only: uniform in every mode
+    for v in th.values():
+        assert abs(np.median(v[:, 1]) - 5.5) < 0.2
+    mixed = su["mixed"]
+    assert np.allclose(mixed[0::3], su["uniform"][0::3]) and np.allclose(mixed[1::3], su["log"][1::3])
+    assert np.allclose(mixed[2::3], su["log3"][2::3])
+    with pytest.raises(InvalidArgumentError, match="log3"):
+        space.sobol(4, 0, "logarithmic")
+
+
 # ----------------------------------------------------------------------------------- solver API
 def test_log_prob_sums_to_one_over_enumerated_states():
     net = models.load("autoregulation")

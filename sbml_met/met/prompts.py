@@ -88,7 +88,9 @@ class PromptSpace:
         """``n`` scrambled-Sobol prompts (theta (n, F), x0 (n, S), t (n,)).
 
         ``mode``: "uniform" (linear in every box), "log" (log-uniform where the box spans
-        decades), or "mixed" (alternate points from each, so both regimes are covered)."""
+        decades), "log3" (log-uniform over the upper three decades of such boxes, where a rate
+        usually competes with the others), or "mixed" (points cycle through uniform, log and
+        log3, so every regime is covered)."""
         from scipy.stats import qmc
 
         vary = [i for i in range(len(self.species)) if self.init_high[i] > self.init_low[i]]
@@ -100,16 +102,24 @@ class PromptSpace:
         lo, hi = np.asarray(self.low), np.asarray(self.high)
         lin = lo + u[:, :F] * (hi - lo)
         dec = self.decades
-        logv = np.exp(np.log(np.where(dec, lo, 1.0)) + u[:, :F] * np.log(np.where(dec, hi / np.where(dec, lo, 1.0), 1.0)))
-        logv = np.where(dec, logv, lin)
+
+        def log_uniform(a):
+            a = np.where(dec, a, 1.0)
+            v = np.exp(np.log(a) + u[:, :F] * np.log(np.where(dec, hi / a, 1.0)))
+            return np.where(dec, v, lin)
+
+        logv, log3 = log_uniform(lo), log_uniform(np.maximum(lo, hi / 1000))
         if mode == "uniform":
             theta = lin
         elif mode == "log":
             theta = logv
+        elif mode == "log3":
+            theta = log3
         elif mode == "mixed":
-            theta = np.where((np.arange(n) % 2 == 0)[:, None], logv, lin)
+            k = (np.arange(n) % 3)[:, None]
+            theta = np.where(k == 0, lin, np.where(k == 1, logv, log3))
         else:
-            raise InvalidArgumentError(f"unknown prompt mode {mode!r}")
+            raise InvalidArgumentError(f"unknown prompt mode {mode!r}; choose uniform, log, log3 or mixed")
         x0 = np.tile(np.asarray(self.init_low), (n, 1))
         for k, i in enumerate(vary):
             a, b = self.init_low[i], self.init_high[i]

@@ -6,9 +6,12 @@ A teacher is a class with ``prepare(ctx)`` (build data, fix the count vocabulary
 ``reference(ctx, theta, x0, t)`` -> exact (or sampled) marginals for validation prompts.
 
 * ``"fsp"``: distillation from exact CME distributions, loss KL(p_fsp || p_met). Each (prompt, time)
-  is split into its length-(S-1) prefixes u with weight P(u) and the exact last conditional
-  p(x_S | u); rows are drawn with probability P(u), so the loss is an unbiased estimate of the
-  joint KL at the cost of a few rows per prompt (2 for a gene + protein model).
+  is split into its length-(S-1) prefixes u with weight P(u); a row is drawn with probability
+  P(u) and its targets are the exact conditionals p(x_j | u_<j) of every position j (the last one
+  p(x_S | u)), so the loss is an unbiased, low-variance estimate of the joint KL at the cost of a
+  few rows per prompt (2 for a gene + protein model). Small state spaces are integrated for all
+  prompts side by side; larger ones (e.g. the toggle switch) by ``solve_fsp`` per parameter point
+  on worker threads, with an optional declared symmetry doubling the data.
 * ``"ssa"``: maximum likelihood on exact SSA samples, for state spaces beyond FSP.
 * ``"poisson"``: the exact answer of an immigration-death network (one species; Poisson plus a
   binomial for surviving initial molecules), a tiny teacher for tests.
@@ -17,6 +20,7 @@ A teacher is a class with ``prepare(ctx)`` (build data, fix the count vocabulary
 from __future__ import annotations
 
 import math
+import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -26,7 +30,7 @@ import numpy as np
 import torch
 from scipy.stats import binom, poisson
 
-from ..errors import InvalidArgumentError
+from ..errors import InvalidArgumentError, StateSpaceTooLargeError
 from ._cme import StateSpace, batched_solve, ssa_batch
 from .model import VocabularyOverflowWarning
 from .prompts import PromptSpace
@@ -127,9 +131,12 @@ def fsp_or_ssa_reference(ctx: TrainContext, theta, x0, t, n_ssa: int = 4000) -> 
 
 
 class _Rows:
-    """Distillation rows: prompt features per item, prefixes, row weights, dense last conditionals."""
+    """Distillation rows: prompt features per item, prefixes, row weights, dense last conditionals,
+    and (``pre_tgt``) the exact conditionals p(x_j | x_<j = u_<j) of each prefix position, which
+    replace the one-sample term -log q(u_j) by its exact expectation (same mean, less variance)."""
 
-    def __init__(self, feats, item, pre, w, tgt, ent):
+    def __init__(self, feats, item, pre, w, tgt, ent, pre_tgt=()):
+        self.pre_tgt = [torch.as_tensor(np.ascontiguousarray(t), dtype=torch.float32) for t in pre_tgt]
         self.feats = torch.as_tensor(np.ascontiguousarray(feats))
         self.item = np.asarray(item, dtype=np.int64)
         self.pre = torch.as_tensor(np.ascontiguousarray(pre), dtype=torch.long)
@@ -147,16 +154,50 @@ class _Rows:
         lp = net.logits(f, pre)
         ce = -(self.tgt[idx] * lp[-1]).sum(dim=1)
         for j in range(pre.shape[1]):
-            ce = ce - lp[j].gather(1, pre[:, j : j + 1]).squeeze(1)
+            if self.pre_tgt:
+                ce = ce - (self.pre_tgt[j][idx] * lp[j]).sum(dim=1)
+            else:
+                ce = ce - lp[j].gather(1, pre[:, j : j + 1]).squeeze(1)
         loss = ce.mean()
         kl = float((ce.detach() - self.ent[idx]).mean()) * self.cdf[-1] / self.n_items
         return loss, kl
 
 
-def rows_from_joint(states: np.ndarray, probs: np.ndarray, vlast: int, prune: float = 1e-9):
+def _max_exit_rates(space: StateSpace, params: dict[str, np.ndarray], chunk: int = 256) -> np.ndarray:
+    """Largest total exit rate over the state space, per parameter point (sets the RK4 step)."""
+    n = len(next(iter(params.values()))) if params else 1
+    out = np.empty(n)
+    for a in range(0, n, chunk):
+        p = {k: np.asarray(v[a : a + chunk], float)[:, None] for k, v in params.items()}
+        r = np.asarray(space.network.propensities(space.states, 0.0, p))
+        out[a : a + chunk] = r.sum(axis=-1).max(axis=-1)
+    return out
+
+
+def prefix_conditionals(item: np.ndarray, pre: np.ndarray, W: np.ndarray, uniq: np.ndarray,
+                        vocab: tuple[int, ...]) -> list[np.ndarray]:
+    """Exact p(x_j | x_<j = pre_<j) for each row and prefix position j < S-1.
+
+    ``W`` (m, U): probability of each distinct prefix ``uniq`` (U, S-1) per item."""
+    out = []
+    for j in range(uniq.shape[1]):
+        V = int(vocab[j])
+        dims = tuple(int(v) for v in vocab[: j + 1])
+        Wj = np.zeros((W.shape[0], int(np.prod(dims))))
+        code = np.ravel_multi_index(uniq[:, : j + 1].T, dims)
+        np.add.at(Wj.T, code, W.T)
+        ctx = np.ravel_multi_index(pre[:, :j].T, dims[:-1]) if j else np.zeros(len(pre), dtype=np.int64)
+        block = Wj.reshape(W.shape[0], -1, V)[item, ctx]  # (rows, V_j)
+        out.append((block / np.maximum(block.sum(axis=1, keepdims=True), 1e-300)).astype(np.float32))
+    return out
+
+
+def rows_from_joint(states: np.ndarray, probs: np.ndarray, vlast: int, prune: float = 1e-9,
+                    vocab: tuple[int, ...] | None = None):
     """Split joint distributions over a fixed state list into prefix rows.
 
-    ``states`` (n, S); ``probs`` (m, n) for m items. Returns (item, pre, w, tgt, ent)."""
+    ``states`` (n, S); ``probs`` (m, n) for m items. Returns (item, pre, w, tgt, ent), and with
+    ``vocab`` also the exact prefix conditionals of :func:`prefix_conditionals`."""
     S = states.shape[1]
     uniq, inv = np.unique(states[:, : S - 1], axis=0, return_inverse=True)
     inv = np.asarray(inv).reshape(-1)
@@ -172,24 +213,52 @@ def rows_from_joint(states: np.ndarray, probs: np.ndarray, vlast: int, prune: fl
     with np.errstate(divide="ignore", invalid="ignore"):
         h = -np.where(tgt > 0, tgt * np.log(tgt), 0.0).sum(axis=1)
     ent = w * (-np.log(w) + h)
-    return it, uniq[uu], w, tgt.astype(np.float32), ent
+    if vocab is None:
+        return it, uniq[uu], w, tgt.astype(np.float32), ent
+    return it, uniq[uu], w, tgt.astype(np.float32), ent, prefix_conditionals(it, uniq[uu], W, uniq, vocab)
 
 
 # ------------------------------------------------------------------------------- FSP teacher
 @register_teacher("fsp")
 class FSPTeacher(Teacher):
-    """Exact CME distributions on a truncated state space shared by all prompts."""
+    """Exact CME distributions for Sobol prompts, each at ``times_per_prompt`` times.
+
+    Two ways to get them (``method``): "batched" integrates all prompts side by side on one
+    truncated state space shared by every prompt (fast for small spaces, e.g. a gene and a
+    protein); "pointwise" runs the adaptive :func:`sbml_met.fsp.solve_fsp` per parameter point in
+    ``workers`` processes and keeps each joint distribution densely over the count vocabulary
+    (for spaces of ~10^4-10^5 states, e.g. the toggle switch). "auto" picks batched when the
+    capped box has at most ``batched_max_states`` states.
+
+    ``symmetry`` (pointwise): pairs of species and free-parameter ids that the network is
+    invariant under when swapped, e.g. ``{"sx": "sy", "Px": "Py", "Gux": "Guy"}`` for a
+    symmetric toggle switch. Every solved point then also yields its mirror image for free. The
+    invariance is checked numerically on the propensities (an InvalidArgumentError otherwise).
+    At most ~45% of the training time budget is spent on teacher data; the rest trains.
+    """
 
     def __init__(self, n_prompts: int = 2048, times_per_prompt: int = 10, chunk: int = 256,
-                 caps: dict | None = None, max_states: int = 200_000):
+                 caps: dict | None = None, max_states: int = 200_000, method: str = "auto",
+                 workers: int | None = None, symmetry: dict[str, str] | None = None,
+                 tol: float = 1e-6, batched_max_states: int = 20_000, teacher_share: float = 0.45):
         self.n_prompts, self.K, self.chunk = int(n_prompts), int(times_per_prompt), int(chunk)
         self.caps_override, self.max_states = caps, max_states
+        if method not in ("auto", "batched", "pointwise"):
+            raise InvalidArgumentError(f"unknown FSP teacher method {method!r}; choose auto, batched or pointwise")
+        self.method, self.workers, self.symmetry = method, workers, dict(symmetry or {})
+        self.tol, self.batched_max_states, self.share = float(tol), int(batched_max_states), float(teacher_share)
 
     def prepare(self, ctx: TrainContext) -> None:
         net, space = ctx.network, ctx.space
         caps = estimate_caps(ctx)
         for sid, c in (self.caps_override or {}).items():
             caps[net.species_index(sid)] = int(c)
+        method = self.method
+        if method == "auto":
+            method = "batched" if float(np.prod(caps.astype(float) + 1)) <= self.batched_max_states else "pointwise"
+        self.used_method = method
+        if method == "pointwise":
+            return self._prepare_pointwise(ctx, caps)
         probe = [dict(zip(space.free, space.high)), dict(zip(space.free, np.sqrt(np.maximum(space.low, 1e-300) * np.asarray(space.high))))]
         starts = np.unique(ctx.space.sobol(256, ctx.seed, "uniform")[1].astype(np.int64), axis=0)
         starts = np.concatenate([starts, np.asarray(space.init_low, np.int64)[None], np.asarray(space.init_high, np.int64)[None]])
@@ -200,7 +269,10 @@ class FSPTeacher(Teacher):
         span = space.t_max - space.t_min
         dt = span / self.K
         t0 = space.t_min + (tfrac - space.t_min) / span * dt  # a Sobol offset within the first interval
-        feats, items, pres, ws, tgts, ents = [], [], [], [], [], []
+        # a chunk integrates with the step its fastest prompt needs: chunk prompts of like speed
+        order = np.argsort(_max_exit_rates(ss, ctx.params_dict(theta)), kind="stable")
+        theta, x0, t0 = theta[order], x0[order], t0[order]
+        feats, items, pres, ws, tgts, ents, ptgs = [], [], [], [], [], [], []
         lost = 0.0
         n_done = 0
         for a in range(0, self.n_prompts, self.chunk):
@@ -212,17 +284,19 @@ class FSPTeacher(Teacher):
             lost = max(lost, float(1 - P.sum(axis=2).min()))
             tt = t0[sl, None] + dt * np.arange(self.K)[None, :]
             f = space.features(np.repeat(theta[sl], self.K, 0), np.repeat(x0[sl], self.K, 0), tt.reshape(-1))
-            it, pre, w, tgt, ent = rows_from_joint(ss.states, P.reshape(-1, ss.n), self.vocab[-1])
+            it, pre, w, tgt, ent, ptg = rows_from_joint(ss.states, P.reshape(-1, ss.n), self.vocab[-1],
+                                                        vocab=self.vocab)
             feats.append(f), items.append(it + n_done * self.K), pres.append(pre), ws.append(w)
-            tgts.append(tgt), ents.append(ent)
+            tgts.append(tgt), ents.append(ent), ptgs.append(ptg)
             n_done = b
-            if b < self.n_prompts and time.monotonic() > ctx.deadline - 0.6 * max(ctx.deadline - ctx.start, 1):
+            if b < self.n_prompts and time.monotonic() > ctx.start + self.share * max(ctx.deadline - ctx.start, 1):
                 warnings.warn(f"FSP teacher stopped after {b} of {self.n_prompts} prompts to keep the "
                               "time budget for training")
                 break
         self.rows = _Rows(np.concatenate(feats), np.concatenate(items), np.concatenate(pres),
-                          np.concatenate(ws), np.concatenate(tgts), np.concatenate(ents))
-        ctx.log.append({"event": "teacher", "teacher": "fsp", "prompts": n_done, "times_per_prompt": self.K,
+                          np.concatenate(ws), np.concatenate(tgts), np.concatenate(ents),
+                          [np.concatenate([p[j] for p in ptgs]) for j in range(len(self.vocab) - 1)])
+        ctx.log.append({"event": "teacher", "teacher": "fsp", "method": "batched", "prompts": n_done, "times_per_prompt": self.K,
                         "states": ss.n, "rows": len(self.rows.w), "caps": caps.tolist(),
                         "max_truncation_loss": lost})
         if lost > 1e-4:
@@ -231,6 +305,182 @@ class FSPTeacher(Teacher):
 
     def loss(self, net, ctx):
         return self.rows.batch_loss(net, ctx.rng, ctx.batch_size)
+
+    def reference(self, ctx, theta, x0, t):
+        if self.used_method == "batched":
+            return fsp_or_ssa_reference(ctx, theta, x0, t)
+        idx, J, _ = self._solve(ctx, theta, x0, np.asarray(t, float)[:, None], deadline=None)
+        by_point = dict(zip(idx.tolist(), J))  # the threads finish in any order
+        S = len(self.vocab)
+        out = []
+        for i in range(len(theta)):
+            joint = by_point[i][0].reshape(self.vocab)
+            out.append([joint.sum(axis=tuple(a for a in range(S) if a != s)).astype(float) for s in range(S)])
+        return out
+
+    # ------------------------------------------------------------------ pointwise
+    def _solve(self, ctx, theta, x0, times, deadline):
+        """solve_fsp at each point (theta_i, x0_i) and its times_i in worker processes: returns
+        (indices done, dense joints (K, prod(vocab)) float32 per done point, mass outside vocab)."""
+        from ..fsp import solve_points
+
+        net, space = ctx.network, ctx.space
+        workers = self.workers or min(2, os.cpu_count() or 1)
+        points = [dict(zip(space.free, map(float, th))) for th in theta]
+        inits = [dict(zip(net.species, map(float, x))) for x in x0]
+        done, joints, outside = [], [], 0.0
+        vocab = np.asarray(self.vocab)
+        from tqdm.auto import tqdm
+
+        with tqdm(total=len(points), disable=not ctx.progress, leave=False, desc="FSP teacher") as bar:
+            for i, d in solve_points(net, points, [list(tt) for tt in times], inits, tol=self.tol,
+                                     max_states=self.max_states, workers=workers, deadline=deadline):
+                J = np.zeros((len(d.times), int(np.prod(vocab))), dtype=np.float32)
+                for j in range(len(d.times)):
+                    st = np.asarray(d.states[j], dtype=np.int64)
+                    ok = np.all(st < vocab[None, :], axis=1)
+                    np.add.at(J[j], np.ravel_multi_index(st[ok].T, vocab), d.probabilities[j][ok])
+                    outside = max(outside, float(d.probabilities[j][~ok].sum()))
+                done.append(i), joints.append(J)
+                bar.update()
+        return np.asarray(done, dtype=np.int64), joints, outside
+
+    def _mirror(self, ctx):
+        """(parameter permutation, species permutation) of the declared symmetry, or None."""
+        if not self.symmetry:
+            return None
+        net, space = ctx.network, ctx.space
+        pairs = dict(self.symmetry)
+        pairs.update({v: k for k, v in self.symmetry.items()})
+        fp = np.arange(len(space.free))
+        sp_ = np.arange(net.n_species)
+        for a, b in pairs.items():
+            if a in space.free and b in space.free:
+                fp[space.free.index(a)] = space.free.index(b)
+            elif a in net.species and b in net.species:
+                sp_[net.species_index(a)] = net.species_index(b)
+            else:
+                raise InvalidArgumentError(
+                    f"symmetry pairs '{a}' with '{b}': both must be species or both free parameters "
+                    f"(free: {', '.join(space.free)})")
+        lo, hi = np.asarray(space.low), np.asarray(space.high)
+        ilo, ihi = np.asarray(space.init_low), np.asarray(space.init_high)
+        if not (np.allclose(lo[fp], lo) and np.allclose(hi[fp], hi) and np.array_equal(ilo[sp_], ilo)
+                and np.array_equal(ihi[sp_], ihi)):
+            raise InvalidArgumentError("symmetry maps the training box (or initial counts) onto a different one")
+        # the CME is invariant iff the total propensity of each jump maps onto that of its image
+        rng = np.random.default_rng(ctx.seed + 5)
+        X = rng.integers(0, np.asarray(self.vocab)[None, :], (256, net.n_species)).astype(float)
+        th = lo + rng.random((256, len(lo))) * (hi - lo)
+        nu = np.asarray(net.stoichiometry, dtype=np.int64)
+        jumps, inv = np.unique(nu, axis=0, return_inverse=True)
+        inv = np.asarray(inv).reshape(-1)
+
+        def totals(X, th):
+            a = np.asarray(net.propensities(X, 0.0, {p: th[:, i] for i, p in enumerate(space.free)}))
+            a = np.broadcast_to(a, (len(X), len(nu)))
+            A = np.zeros((len(X), len(jumps)))
+            for r in range(len(nu)):
+                A[:, inv[r]] += a[:, r]
+            return A
+
+        Xm, thm = np.empty_like(X), np.empty_like(th)
+        Xm[:, sp_] = X
+        thm[:, fp] = th
+        image = np.empty_like(jumps)
+        image[:, sp_] = jumps
+        where = [int(np.flatnonzero(np.all(jumps == y, axis=1))[0]) if np.all(jumps == y, axis=1).any() else -1
+                 for y in image]
+        A, Am = totals(X, th), totals(Xm, thm)
+        if min(where) < 0 or not np.allclose(Am[:, where], A, rtol=1e-9, atol=1e-12):
+            raise InvalidArgumentError(f"the network is not invariant under the symmetry {self.symmetry}")
+        return fp, sp_
+
+    def _prepare_pointwise(self, ctx, caps):
+        net, space = ctx.network, ctx.space
+        vocab = caps.astype(np.int64) + 1
+        for a, b in self.symmetry.items():
+            if a in net.species and b in net.species:
+                i, j = net.species_index(a), net.species_index(b)
+                vocab[i] = vocab[j] = max(vocab[i], vocab[j])
+        self.vocab = tuple(int(v) for v in vocab)
+        size = int(np.prod(vocab))
+        if size > 2_000_000:
+            raise StateSpaceTooLargeError(
+                f"the FSP teacher would keep {size} counts per distribution (vocabulary "
+                f"{dict(zip(net.species, self.vocab))}); use teacher='ssa'")
+        mirror = self._mirror(ctx)
+        theta, x0, tfrac = space.sobol(self.n_prompts, ctx.seed, "mixed")
+        span = space.t_max - space.t_min
+        dt = span / self.K
+        times = space.t_min + (tfrac - space.t_min)[:, None] / span * dt + dt * np.arange(self.K)[None, :]
+        deadline = ctx.start + self.share * max(ctx.deadline - ctx.start, 1)
+        idx, joints, outside = self._solve(ctx, theta, x0, times, deadline)
+        if len(idx) < self.n_prompts:
+            warnings.warn(f"FSP teacher solved {len(idx)} of {self.n_prompts} parameter points within "
+                          f"its share of the time budget")
+        if not len(idx):
+            raise InvalidArgumentError("the FSP teacher solved no parameter point within the time budget; "
+                                       "give more minutes")
+        th, xx, tt = theta[idx], x0[idx], times[idx]
+        J = np.stack(joints)  # (m, K, size)
+        if mirror is not None:
+            fp, sp_ = mirror
+            thm, xxm = np.empty_like(th), np.empty_like(xx)
+            thm[:, fp], xxm[:, sp_] = th, xx
+            axes = [0, 1] + [2 + int(a) for a in np.argsort(sp_)]
+            Jm = J.reshape((len(J), self.K) + self.vocab).transpose(axes).reshape(J.shape)
+            th, xx, tt, J = (np.concatenate([th, thm]), np.concatenate([xx, xxm]), np.concatenate([tt, tt]),
+                             np.concatenate([J, Jm]))
+        feats = space.features(np.repeat(th, self.K, 0), np.repeat(xx, self.K, 0), tt.reshape(-1))
+        self.rows = _JointRows(feats, J.reshape(-1, size // self.vocab[-1], self.vocab[-1]), self.vocab)
+        ctx.log.append({"event": "teacher", "teacher": "fsp", "method": "pointwise", "points": int(len(idx)),
+                        "mirrored": mirror is not None, "times_per_prompt": self.K, "items": int(len(feats)),
+                        "vocab": list(self.vocab), "caps": caps.tolist(), "max_outside_vocab": outside})
+        if outside > 1e-4:
+            warnings.warn(f"FSP teacher: up to {outside:.2g} probability lay outside the count vocabulary "
+                          f"{dict(zip(net.species, self.vocab))}", VocabularyOverflowWarning)
+
+
+class _JointRows:
+    """Dense joints per item, (m, U, V_last) over the count vocabulary: a row is an item (drawn
+    uniformly) and a prefix u of the first S-1 counts (drawn with probability P(u)); its target
+    is the exact last conditional P(x_S | u). The expected row loss is the joint cross-entropy."""
+
+    def __init__(self, feats, J, vocab):
+        self.feats = torch.as_tensor(np.ascontiguousarray(feats))
+        self.J = torch.as_tensor(np.ascontiguousarray(J, dtype=np.float32))
+        self.vocab = tuple(vocab)
+        W = self.J.double().sum(dim=2)
+        self.C = torch.cumsum(W, dim=1)
+        tot = self.C[:, -1:].clamp_min(1e-300)
+        p = self.J.double() / tot[:, :, None]
+        self.ent = -(torch.where(p > 0, p * torch.log(p), torch.zeros(()))).sum(dim=(1, 2)).float()
+        self.radix = torch.as_tensor([int(np.prod(self.vocab[i + 1 : -1])) for i in range(len(self.vocab) - 1)],
+                                     dtype=torch.long)
+        # prefix marginals P(x_0..x_j) per item, for the exact targets of prefix positions
+        full = self.J.reshape((len(self.J),) + self.vocab)
+        self.marg = [full.sum(dim=tuple(range(j + 2, len(self.vocab) + 1))).reshape(len(self.J), -1)
+                     for j in range(len(self.vocab) - 1)]
+
+    def batch_loss(self, net, rng: np.random.Generator, B: int) -> tuple[torch.Tensor, float]:
+        item = torch.as_tensor(rng.integers(0, len(self.J), B))
+        C = self.C[item]
+        u = torch.as_tensor(1.0 - rng.random(B)) * C[:, -1]
+        pref = torch.searchsorted(C, u[:, None]).squeeze(1).clamp_max(C.shape[1] - 1)
+        pre = (pref[:, None] // self.radix[None, :]) % torch.as_tensor(self.vocab[:-1])[None, :]
+        tgt = self.J[item, pref]
+        tgt = tgt / tgt.sum(dim=1, keepdim=True).clamp_min(1e-30)
+        lp = net.logits(self.feats[item], pre)
+        ce = -(tgt * lp[-1]).sum(dim=1)
+        ctx = torch.zeros(B, dtype=torch.long)
+        for j in range(pre.shape[1]):  # exact p(x_j | u_<j) as the target of position j
+            V = self.vocab[j]
+            block = self.marg[j].reshape(len(self.J), -1, V)[item, ctx]
+            block = block / block.sum(dim=1, keepdim=True).clamp_min(1e-30)
+            ce = ce - (block * lp[j]).sum(dim=1)
+            ctx = ctx * V + pre[:, j]
+        return ce.mean(), float((ce.detach() - self.ent[item]).mean())
 
 
 # ------------------------------------------------------------------------------- SSA teacher
