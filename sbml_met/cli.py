@@ -280,6 +280,10 @@ def add_train(sub):
     p.add_argument("--minutes", type=float, default=15.0, help="time budget (default 15)")
     p.add_argument("--steps", type=int, default=None, help="fixed number of steps (reproducible)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--symmetry", action="append", metavar="ID=ID",
+                   help="teacher fsp: a pair of species or free parameters the network is symmetric "
+                        "under swapping (repeatable, e.g. --symmetry sx=sy --symmetry Px=Py --symmetry Gux=Guy)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads for training (default 1)")
     p.add_argument("--out", required=True, help="checkpoint file to write (.met)")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     p.set_defaults(func=cmd_train)
@@ -312,8 +316,17 @@ def cmd_train(args) -> int:
         times = (float(lo), float(hi))
     except ValueError:
         raise InvalidArgumentError(f"bad --times {args.times!r} for train: use t_min:t_max, e.g. 0:10") from None
+    options = {}
+    if args.symmetry:
+        if args.teacher != "fsp":
+            raise InvalidArgumentError("--symmetry is an option of --teacher fsp")
+        pairs = [item.partition("=") for item in args.symmetry]
+        if any(not (a and sep and b) for a, sep, b in pairs):
+            raise InvalidArgumentError(f"bad --symmetry {args.symmetry}: use ID=ID, e.g. --symmetry Px=Py")
+        options["symmetry"] = {a.strip(): b.strip() for a, _, b in pairs}
     met = train(net, _parse_ranges(args.box, "--box"), times, teacher=args.teacher, minutes=args.minutes,
-                seed=args.seed, init_box=_parse_ranges(args.init_box, "--init-box") or None, steps=args.steps)
+                seed=args.seed, init_box=_parse_ranges(args.init_box, "--init-box") or None, steps=args.steps,
+                teacher_options=options or None, threads=args.threads)
     path = met.save(args.out, overwrite=args.force)
     v = met.validation
     print(f"trained {met} in {met.meta['wall_seconds']:.0f} s ({met.meta['steps']} steps); validation "

@@ -66,3 +66,17 @@ def test_dsmts_command(dsmts_dir, tmp_path, capsys):
     assert lines[-1] == "4 passed, 0 failed"
     table = pd.read_csv(out)
     assert {"case", "level", "time", "species", "z", "y"} <= set(table.columns)
+
+
+def test_train_symmetry_flag_is_checked(tmp_path, capsys):
+    out = tmp_path / "m.met"
+    # birth_death has one species and parameters k1, k2: swapping them is no symmetry
+    assert main(["train", "birth_death", "--box", "k1=1:5", "--box", "k2=1:5", "--times", "0:2", "--minutes",
+                 "1", "--steps", "2", "--symmetry", "k1=k2", "--out", str(out)]) == 2
+    assert "not invariant" in capsys.readouterr().err
+    assert main(["train", "birth_death", "--box", "k1=1:5", "--times", "0:2", "--steps", "2",
+                 "--symmetry", "k1", "--out", str(out)]) == 2
+    assert "ID=ID" in capsys.readouterr().err
+    assert main(["train", "birth_death", "--box", "k1=1:5", "--times", "0:2", "--steps", "2", "--teacher", "ssa",
+                 "--symmetry", "k1=k2", "--out", str(out)]) == 2
+    assert not out.exists()

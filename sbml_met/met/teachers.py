@@ -230,10 +230,11 @@ class FSPTeacher(Teacher):
     (for spaces of ~10^4-10^5 states, e.g. the toggle switch). "auto" picks batched when the
     capped box has at most ``batched_max_states`` states.
 
-    ``symmetry`` (pointwise): pairs of species and free-parameter ids that the network is
-    invariant under when swapped, e.g. ``{"sx": "sy", "Px": "Py", "Gux": "Guy"}`` for a
-    symmetric toggle switch. Every solved point then also yields its mirror image for free. The
-    invariance is checked numerically on the propensities (an InvalidArgumentError otherwise).
+    ``symmetry``: pairs of species and free-parameter ids that the network is invariant under
+    when swapped, e.g. ``{"sx": "sy", "Px": "Py", "Gux": "Guy"}`` for a symmetric toggle switch.
+    The invariance is checked numerically on the propensities (an InvalidArgumentError
+    otherwise); the pointwise method then also keeps every solved point's mirror image (the
+    batched method, whose data are cheap, only checks it).
     At most ~45% of the training time budget is spent on teacher data; the rest trains.
     """
 
@@ -265,6 +266,8 @@ class FSPTeacher(Teacher):
         ss = StateSpace(net, caps, np.unique(starts, axis=0), probe, self.max_states)
         ctx.state_space = ss
         self.vocab = tuple(int(v) + 1 for v in ss.states.max(axis=0))
+        if self.symmetry:  # checked (a wrong declaration fails loudly), not needed: batched data are cheap
+            self._mirror(ctx)
         theta, x0, tfrac = space.sobol(self.n_prompts, ctx.seed, "mixed")
         span = space.t_max - space.t_min
         dt = span / self.K
