@@ -26,7 +26,7 @@ SPECS = {
     # symmetry of the network gives every solved point's mirror image for free.
     "toggle_switch": dict(box={"sx": (25.0, 75.0), "sy": (25.0, 75.0)}, times=(0.0, 40.0), teacher="fsp",
                           teacher_options={"n_prompts": 4096, "times_per_prompt": 16, "method": "pointwise",
-                                           "symmetry": {"sx": "sy", "Gux": "Guy", "Px": "Py"}},
+                                           "time_spacing": "sqrt", "symmetry": {"sx": "sy", "Gux": "Guy", "Px": "Py"}},
                           n_validation=8),
     # the paper's box, k = 1, t in [0, 10]; exact FSP distillation
     "autoregulation": dict(box={"su": (1e-8, 2.0), "sb": (1e-8, 0.1), "ru": (1e-8, 10.0), "rb": (1e-8, 100.0)},

@@ -179,6 +179,10 @@ def test_pointwise_fsp_teacher_is_exact_and_mirrors_symmetric_points():
         FSPTeacher(n_prompts=2, method="pointwise", symmetry={"ka": "kb", "A": "B"}).prepare(ctx2)
     with pytest.raises(InvalidArgumentError, match="method"):
         FSPTeacher(method="fast")
+    with pytest.raises(InvalidArgumentError, match="time_spacing"):
+        FSPTeacher(time_spacing="log")
+    with pytest.raises(InvalidArgumentError, match="pointwise"):
+        FSPTeacher(n_prompts=2, method="batched", time_spacing="sqrt").prepare(ctx)
 
 
 def test_distillation_rows_carry_exact_prefix_conditionals():

@@ -1,7 +1,7 @@
 """Training a MET: ``train(network, box, times, teacher="fsp", minutes=15, seed=0) -> MET``.
 
-Prompts come from a scrambled Sobol sequence (log-uniform and uniform draws alternate where a box
-spans decades). The teacher (see :mod:`sbml_met.met.teachers`) supplies the loss; the loop runs
+Prompts come from a scrambled Sobol sequence (uniform, log-uniform and log-uniform over the upper
+three decades, in turn, where a box spans decades). The teacher (see :mod:`sbml_met.met.teachers`) supplies the loss; the loop runs
 AdamW with warm-up and cosine decay until the time budget (or ``steps``) is spent, and reports the
 loss and the marginal Hellinger distance on fixed, seeded validation prompts (a Sobol stream of
 their own, never trained on) in a tqdm bar and in the training log.
