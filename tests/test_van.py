@@ -77,11 +77,9 @@ def test_van_bad_input():
         solve_van(birth_death(), [-1.0], vocab=(27,))
 
 
-@pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="known gap (issue 7): with the default settings the VAN loses track of "
-                   "P on autoregulation (measured Hellinger Gu 0.06/0.16, P 0.62/0.70 at t = 1/5; max_inner=30 "
-                   "gave P 0.07-0.20); strict, so this fails once the VAN is fixed and the mark must go")
 def test_van_autoregulation_matches_fsp():
+    """Exact propagation between VAN fits (the default with an enumerable vocabulary) keeps
+    track of P; the Euler kernel lost it (Hellinger 0.6-0.7)."""
     net = models.load("autoregulation")
     times = [1.0, 5.0]
     d = solve_van(net, times, seed=0)
@@ -90,3 +88,15 @@ def test_van_autoregulation_matches_fsp():
         for s in net.species:
             h = hellinger(d.marginal(s, t), ref.marginal(s, t))
             assert h < 0.03, (t, s, h)
+    assert d.metadata["propagator"] == "expm"
+
+
+def test_van_euler_kernel_still_available():
+    d = solve_van(birth_death(), [0.5], vocab=(27,), seed=0, propagator="euler")
+    assert d.metadata["propagator"] == "euler" and d.metadata["divergence"] == "reverse"
+    m = d.marginal("X", 0.5).to_numpy()
+    assert hellinger(m, poisson.pmf(np.arange(len(m)), 5 * (1 - np.exp(-0.5)))) < 0.03
+    with pytest.raises(InvalidArgumentError, match="propagator"):
+        solve_van(birth_death(), [0.5], vocab=(27,), propagator="rk4")
+    with pytest.raises(InvalidArgumentError, match="exact estimator"):
+        solve_van(birth_death(), [0.5], vocab=(27,), estimator="sampled", propagator="expm")
