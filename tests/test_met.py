@@ -193,7 +193,7 @@ def test_distillation_rows_carry_exact_prefix_conditionals():
     states = np.array([(a, b, c) for a in range(2) for b in range(3) for c in range(4)])
     probs = rng.random((5, len(states))) ** 3
     probs /= probs.sum(axis=1, keepdims=True)
-    it, pre, w, tgt, ent, ptg = rows_from_joint(states, probs, 4, vocab=vocab)
+    it, pre, w, tgt, ent, ptg = rows_from_joint(states, probs, vocab)
     for r in range(len(it)):
         J = probs[it[r]].reshape(vocab)
         assert np.isclose(w[r], J[pre[r, 0], pre[r, 1]].sum())

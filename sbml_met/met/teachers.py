@@ -135,7 +135,7 @@ class _Rows:
     and (``pre_tgt``) the exact conditionals p(x_j | x_<j = u_<j) of each prefix position, which
     replace the one-sample term -log q(u_j) by its exact expectation (same mean, less variance)."""
 
-    def __init__(self, feats, item, pre, w, tgt, ent, pre_tgt=()):
+    def __init__(self, feats, item, pre, w, tgt, ent, pre_tgt):
         self.pre_tgt = [torch.as_tensor(np.ascontiguousarray(t), dtype=torch.float32) for t in pre_tgt]
         self.feats = torch.as_tensor(np.ascontiguousarray(feats))
         self.item = np.asarray(item, dtype=np.int64)
@@ -154,10 +154,7 @@ class _Rows:
         lp = net.logits(f, pre)
         ce = -(self.tgt[idx] * lp[-1]).sum(dim=1)
         for j in range(pre.shape[1]):
-            if self.pre_tgt:
-                ce = ce - (self.pre_tgt[j][idx] * lp[j]).sum(dim=1)
-            else:
-                ce = ce - lp[j].gather(1, pre[:, j : j + 1]).squeeze(1)
+            ce = ce - (self.pre_tgt[j][idx] * lp[j]).sum(dim=1)
         loss = ce.mean()
         kl = float((ce.detach() - self.ent[idx]).mean()) * self.cdf[-1] / self.n_items
         return loss, kl
@@ -192,12 +189,12 @@ def prefix_conditionals(item: np.ndarray, pre: np.ndarray, W: np.ndarray, uniq: 
     return out
 
 
-def rows_from_joint(states: np.ndarray, probs: np.ndarray, vlast: int, prune: float = 1e-9,
-                    vocab: tuple[int, ...] | None = None):
+def rows_from_joint(states: np.ndarray, probs: np.ndarray, vocab: tuple[int, ...], prune: float = 1e-9):
     """Split joint distributions over a fixed state list into prefix rows.
 
-    ``states`` (n, S); ``probs`` (m, n) for m items. Returns (item, pre, w, tgt, ent), and with
-    ``vocab`` also the exact prefix conditionals of :func:`prefix_conditionals`."""
+    ``states`` (n, S) inside the count ``vocab``; ``probs`` (m, n) for m items. Returns (item,
+    pre, w, tgt, ent, prefix conditionals of :func:`prefix_conditionals`)."""
+    vlast = int(vocab[-1])
     S = states.shape[1]
     uniq, inv = np.unique(states[:, : S - 1], axis=0, return_inverse=True)
     inv = np.asarray(inv).reshape(-1)
@@ -213,8 +210,6 @@ def rows_from_joint(states: np.ndarray, probs: np.ndarray, vlast: int, prune: fl
     with np.errstate(divide="ignore", invalid="ignore"):
         h = -np.where(tgt > 0, tgt * np.log(tgt), 0.0).sum(axis=1)
     ent = w * (-np.log(w) + h)
-    if vocab is None:
-        return it, uniq[uu], w, tgt.astype(np.float32), ent
     return it, uniq[uu], w, tgt.astype(np.float32), ent, prefix_conditionals(it, uniq[uu], W, uniq, vocab)
 
 
@@ -225,8 +220,8 @@ class FSPTeacher(Teacher):
 
     Two ways to get them (``method``): "batched" integrates all prompts side by side on one
     truncated state space shared by every prompt (fast for small spaces, e.g. a gene and a
-    protein); "pointwise" runs the adaptive :func:`sbml_met.fsp.solve_fsp` per parameter point in
-    ``workers`` processes and keeps each joint distribution densely over the count vocabulary
+    protein); "pointwise" runs the adaptive :func:`sbml_met.fsp.solve_fsp` per parameter point on
+    ``workers`` threads and keeps each joint distribution densely over the count vocabulary
     (for spaces of ~10^4-10^5 states, e.g. the toggle switch). "auto" picks batched when the
     capped box has at most ``batched_max_states`` states.
 
@@ -296,8 +291,7 @@ class FSPTeacher(Teacher):
             lost = max(lost, float(1 - P.sum(axis=2).min()))
             tt = t0[sl, None] + dt * np.arange(self.K)[None, :]
             f = space.features(np.repeat(theta[sl], self.K, 0), np.repeat(x0[sl], self.K, 0), tt.reshape(-1))
-            it, pre, w, tgt, ent, ptg = rows_from_joint(ss.states, P.reshape(-1, ss.n), self.vocab[-1],
-                                                        vocab=self.vocab)
+            it, pre, w, tgt, ent, ptg = rows_from_joint(ss.states, P.reshape(-1, ss.n), self.vocab)
             feats.append(f), items.append(it + n_done * self.K), pres.append(pre), ws.append(w)
             tgts.append(tgt), ents.append(ent), ptgs.append(ptg)
             n_done = b
@@ -604,7 +598,7 @@ class PoissonTeacher(Teacher):
         with np.errstate(divide="ignore", invalid="ignore"):
             ent = -np.where(pmf > 0, pmf * np.log(pmf), 0).sum(1)
         self.rows = _Rows(space.features(th, xx, t), it, np.zeros((len(t), 0), np.int64), pmf.sum(1),
-                          pmf / pmf.sum(1, keepdims=True), ent)
+                          pmf / pmf.sum(1, keepdims=True), ent, [])  # one species: no prefix positions
         ctx.log.append({"event": "teacher", "teacher": "poisson", "items": len(t), "vocab": vmax})
 
     def loss(self, net, ctx):
