@@ -279,15 +279,15 @@ class _ExactKL:
             idx = src[ok] @ strides
             self.src[r, ok] = idx
             self.a_src[r, ok] = self.a[idx, r]
-        if propagator == "expm":  # the CME generator on the vocabulary grid (mass leaving it is lost)
-            import scipy.sparse as sp
+        # the CME generator W on the vocabulary grid (mass leaving it is lost); both propagators use it
+        import scipy.sparse as sp
 
-            rows, cols, vals = [np.arange(len(X))], [np.arange(len(X))], [-self.a0]
-            for r in range(R):
-                ok = self.src[r] >= 0
-                rows.append(np.flatnonzero(ok)), cols.append(self.src[r, ok]), vals.append(self.a_src[r, ok])
-            self.W = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                                   shape=(len(X), len(X)))
+        rows, cols, vals = [np.arange(len(X))], [np.arange(len(X))], [-self.a0]
+        for r in range(R):
+            ok = self.src[r] >= 0
+            rows.append(np.flatnonzero(ok)), cols.append(self.src[r, ok]), vals.append(self.a_src[r, ok])
+        self.W = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                               shape=(len(X), len(X)))
 
     def step(self, net, opt, t, t_out, dt, inner_steps, max_inner, tol, lr, lr_min):
         with torch.no_grad():
@@ -300,11 +300,7 @@ class _ExactKL:
         else:
             live = q_old > 1e-6
             h = min(dt, t_out - t, 0.5 / max(float(self.a0[live].max()) if live.any() else 1.0, 1e-12))
-            inflow = np.zeros_like(q_old)
-            for r in range(len(self.src)):
-                ok = self.src[r] >= 0
-                inflow[ok] += self.a_src[r, ok] * q_old[self.src[r, ok]]
-            Tq = np.maximum(q_old * (1 - h * self.a0) + h * inflow, 1e-300)
+            Tq = np.maximum(q_old + h * (self.W @ q_old), 1e-300)  # the Euler kernel I + hW
         log_tq = torch.as_tensor(np.log(Tq))
         tq_t = torch.as_tensor(np.where(Tq > 1e-300, Tq, 0.0))
         kl = float("nan")
