@@ -126,3 +126,14 @@ def test_conditional_policy_gradient_matches_exact_kl_gradient():
     assert float(ge.abs().max()) > 0.05  # a real gradient, and the estimate follows it
     assert float((gc - ge).abs().max()) < 0.1 * float(ge.abs().max()), (float((gc - ge).abs().max()), float(ge.abs().max()))
     assert float(torch.nn.functional.cosine_similarity(gc, ge, dim=0)) > 0.99
+
+
+def test_state_space_beyond_int64_codes_is_refused_with_a_typed_error():
+    """cascade15 with 40 counts per species has ~2^80 capped states: a StateSpaceTooLargeError
+    (the RL teachers then validate against SSA), not a numpy ValueError from the state codes."""
+    from sbml_met.errors import StateSpaceTooLargeError
+    from sbml_met.met._cme import StateSpace
+
+    net = models.load("cascade15")
+    with pytest.raises(StateSpaceTooLargeError, match="cascade15"):
+        StateSpace(net, np.full(15, 40), np.zeros((1, 15), np.int64), [{}], 50_000)

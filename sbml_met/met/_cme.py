@@ -28,6 +28,10 @@ class StateSpace:
         self.network = network
         self.caps = np.asarray(caps, dtype=np.int64)
         self.radix = self.caps + 1
+        if float(np.sum(np.log2(self.radix.astype(float)))) >= 62:  # state codes must fit an int64
+            raise StateSpaceTooLargeError(
+                f"the capped state space of '{network.name}' has about 2^{np.sum(np.log2(self.radix)):.0f} states "
+                f"(caps {dict(zip(network.species, self.caps.tolist()))}); use teacher='ssa'")
         self.nu = np.asarray(network.stoichiometry, dtype=np.int64)
         starts = np.atleast_2d(np.asarray(starts, dtype=np.int64))
         if np.any(starts > self.caps):

@@ -317,7 +317,8 @@ class RLMFTeacher(_RLTeacher):
         all_times = t0[:, None] + step * np.arange(self.K)[None, :]
         enumerable = float(np.prod(np.asarray(self.vocab, dtype=float))) <= 20_000
         # beyond enumeration the exact kernel by SSA draws (the Euler kernel's steps are far too short)
-        opts = {**({} if enumerable else {"propagator": "ssa", "dt": step}), **self.van}
+        opts = {**({} if enumerable else {"propagator": "ssa", "dt": step, "max_inner": 300, "batch": 512,
+                                          "lr": 3e-2, "n_kernel": 20_000}), **self.van}
         self.models, feats = [], []
         t_first = time.monotonic()
         for i in range(self.n_prompts):

@@ -33,8 +33,15 @@ On autoregulation (paper rates) the Euler kernel loses track of P (Hellinger 0.6
 5 in ~110 s; ``max_inner=30`` gave 0.07-0.20): thousands of small projections drift. Exact
 propagation between fits (``propagator="expm"``, the default with exact sums; dt 0.25, Jeffreys
 divergence, L-BFGS) reached Gu 0.0016 / P 0.0102 at t = 1 and 0.0000 / 0.0016 at t = 5 in 12 s.
-Known gap: on cascade15 the sampled estimator advances ~0.03 time units in 90 s - far too slow
-for reward models to t = 10.
+On cascade15 (15 species, beyond enumeration) the sampled Euler estimator advances ~0.03 time
+units in 90 s; the SSA-drawn exact kernel (``propagator="ssa"``: x ~ q_t, SSA over h, maximum
+likelihood; 40,000 draws, 400 Adam steps per unit step) reached per-species Hellinger mean / worst
+0.004/0.013, 0.011/0.020 and 0.027/0.045 at t = 0.5, 3 and 10 in 428 s (shared CPU).
+
+Many prompts at once: :func:`solve_van_batch` fits a :class:`VANBank` (one VAN per prompt, a
+leading model axis on every weight) with exact propagation on the enumerated grid, each
+conditional evaluated once per distinct prefix; on autoregulation 9.4 s per reward model (32 at a
+time, 8 randomly offset times each) against 46 s for one :func:`solve_van`.
 """
 
 from __future__ import annotations
