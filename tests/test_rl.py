@@ -90,7 +90,7 @@ def test_rlmf_training_reaches_poisson():
     met = met_pkg.train(poisson_net(), {"k1": (2.0, 8.0)}, (0.0, 4.0), teacher="rlmf", minutes=6,
                         seed=0, steps=600, model=TINY, batch_size=256, lr=3e-3, n_validation=8,
                         validate_every=1e9, progress=False,
-                        teacher_options={"n_prompts": 8, "times_per_prompt": 4})
+                        teacher_options={"n_prompts": 8, "times_per_prompt": 4, "models_per_batch": 8, "max_prompts": 8})
     hs = []
     for k1, t in [(3.0, 1.0), (5.0, 2.0), (7.5, 4.0)]:
         m = met.marginal("X", t, k1=k1)
@@ -137,3 +137,21 @@ def test_state_space_beyond_int64_codes_is_refused_with_a_typed_error():
     net = models.load("cascade15")
     with pytest.raises(StateSpaceTooLargeError, match="cascade15"):
         StateSpace(net, np.full(15, 40), np.zeros((1, 15), np.int64), [{}], 50_000)
+
+
+@pytest.mark.slow
+def test_rlmf_per_prompt_ssa_kernel_rewards_reach_poisson():
+    """The route beyond enumeration: one VAN per prompt by the SSA-drawn kernel, the snapshots
+    stacked in a VANBank whose conditionals drive the chain-rule policy gradient."""
+    van = {"propagator": "ssa", "dt": 1.0, "max_inner": 150, "batch": 512, "lr": 3e-2, "n_kernel": 10_000}
+    met = met_pkg.train(poisson_net(), {"k1": (2.0, 8.0)}, (0.0, 4.0), teacher="rlmf", minutes=6,
+                        seed=0, steps=600, model=TINY, batch_size=256, lr=3e-3, n_validation=8,
+                        validate_every=1e9, progress=False,
+                        teacher_options={"n_prompts": 6, "times_per_prompt": 4, "batched": False, "van": van})
+    ev = [e for e in met.log if e.get("event") == "teacher"][0]
+    assert ev["reward_models"] == 6 and not ev["batched"]
+    hs = []
+    for k1, t in [(3.0, 1.0), (5.0, 2.0), (7.5, 4.0)]:
+        m = met.marginal("X", t, k1=k1)
+        hs.append(hellinger(m.to_numpy(), poisson.pmf(np.arange(len(m)), k1 * (1 - np.exp(-t)))))
+    assert max(hs) < 0.1, hs

@@ -47,13 +47,32 @@ __all__ = ["DenseJointReward", "FSPRewardTeacher", "RLMFTeacher", "conditional_p
 
 @torch.no_grad()
 def sample_met(net, features: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """One exact ancestral sample of the MET per row of ``features`` (B, P, F): counts (B, S)."""
-    B = len(features)
-    x = torch.zeros(B, 0, dtype=torch.long)
-    for s in range(net.config.n_species):
-        lp = net.logits(features, x)[s]
-        draw = torch.multinomial(lp.exp().float(), 1, generator=generator)
-        x = torch.cat([x, draw], dim=1)
+    """One exact ancestral sample of the MET per row of ``features`` (B, P, F): counts (B, S).
+
+    Each row's prompt is run once and its keys/values cached; each species is then one new token
+    per row attending to that cache (S single-token passes instead of S passes over the whole
+    growing sequence)."""
+    c = net.config
+    S, P = c.n_species, c.n_prompt
+    h = torch.einsum("bpf,pfd->bpd", features, net.prompt_w) + net.prompt_b + net.pos[:P]
+    caches = []
+    for blk in net.blocks:
+        h, kv = blk(h, return_kv=True)
+        caches.append(kv)
+    last = net.ln_f(h[:, -1])
+    x = torch.zeros(len(features), S, dtype=torch.long)
+    for s in range(S):
+        p = torch.softmax(net.heads[s](last).double(), dim=-1)
+        x[:, s] = torch.multinomial(p, 1, generator=generator)[:, 0]
+        if s == S - 1:
+            break
+        tok = (net.count_emb(x[:, s] + net.offsets[s]) + net.pos[P + s])[:, None, :]
+        new = []
+        for blk, (K, V) in zip(net.blocks, caches):
+            tok, kv = blk(tok, past=(K, V), return_kv=True)
+            new.append(kv)
+        caches = new
+        last = net.ln_f(tok[:, -1])
     return x
 
 
