@@ -250,6 +250,15 @@ class FSPRewardTeacher(_RLTeacher):
         return out
 
 
+def _offset_times(space, tfrac: np.ndarray, K: int) -> tuple[float, np.ndarray]:
+    """K output times per prompt, T/K apart from a random first time in (0, T/K] taken from the
+    prompt's Sobol time coordinate ``tfrac``: (the spacing, times (n, K))."""
+    span = space.t_max - space.t_min
+    step = span / K
+    t0 = np.maximum(space.t_min + (tfrac - space.t_min) / max(span, 1e-300) * step, 1e-3 * step)
+    return step, t0[:, None] + step * np.arange(K)[None, :]
+
+
 @register_teacher("rlmf")
 class RLMFTeacher(_RLTeacher):
     """RL with VAN reward models (see the module docstring). ``van`` holds keyword arguments of
@@ -301,11 +310,8 @@ class RLMFTeacher(_RLTeacher):
 
     def _prepare_batched(self, ctx: TrainContext, deadline: float) -> int:
         net, space = ctx.network, ctx.space
-        span = space.t_max - space.t_min
-        step = span / self.K
         theta, x0, tfrac = space.sobol(self.max_prompts, ctx.seed, "mixed")
-        t0 = np.maximum(space.t_min + (tfrac - space.t_min) / max(span, 1e-300) * step, 1e-3 * step)
-        times = t0[:, None] + step * np.arange(self.K)[None, :]
+        step, times = _offset_times(space, tfrac, self.K)
         joints, per = [], None
         for a in range(0, self.max_prompts, self.per_batch):
             b = min(a + self.per_batch, self.max_prompts)
@@ -330,10 +336,7 @@ class RLMFTeacher(_RLTeacher):
     def _prepare_per_prompt(self, ctx: TrainContext, deadline: float) -> int:
         net, space = ctx.network, ctx.space
         theta, x0, tfrac = space.sobol(self.n_prompts, ctx.seed, "mixed")
-        span = space.t_max - space.t_min
-        step = span / self.K
-        t0 = np.maximum(space.t_min + (tfrac - space.t_min) / max(span, 1e-300) * step, 1e-3 * step)
-        all_times = t0[:, None] + step * np.arange(self.K)[None, :]
+        step, all_times = _offset_times(space, tfrac, self.K)
         enumerable = float(np.prod(np.asarray(self.vocab, dtype=float))) <= 20_000
         # beyond enumeration the exact kernel by SSA draws (the Euler kernel's steps are far too short)
         opts = {**({} if enumerable else {"propagator": "ssa", "dt": step, "max_inner": 300, "batch": 512,
