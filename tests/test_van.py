@@ -145,6 +145,8 @@ def test_van_ssa_kernel_birth_death():
     d = solve_van(birth_death(), [0.5, 2.0], vocab=(25,), propagator="ssa", dt=0.5, max_inner=200,
                   batch=1024, lr=3e-2, n_kernel=20_000, seed=1)
     assert d.metadata["propagator"] == "ssa"
+    with pytest.raises(InvalidArgumentError, match="forward"):  # a maximum-likelihood fit, nothing else
+        solve_van(birth_death(), [0.5], vocab=(25,), propagator="ssa", divergence="reverse")
     for t in (0.5, 2.0):
         m = d.marginal("X", t).to_numpy()
         h = hellinger(m, poisson.pmf(np.arange(len(m)), 5 * (1 - np.exp(-t))))

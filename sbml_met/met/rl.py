@@ -129,8 +129,7 @@ class DenseJointReward:
     def __init__(self, joint: np.ndarray, log_floor: float = -30.0):
         J = np.asarray(joint, dtype=np.float64)
         self.vocab, self.floor = J.shape[1:], float(log_floor)
-        self.flat = J.reshape(len(J), -1).astype(np.float32)
-        self.marg = []  # marg[s]: (n, prod V_<=s), the reward summed over the species after s
+        self.marg = []  # marg[s]: (n, prod V_<=s), the reward summed over the species after s (marg[-1]: the joint)
         S = len(self.vocab)
         for s in range(S):
             self.marg.append(J.sum(axis=tuple(range(s + 2, S + 1))).reshape(len(J), -1).astype(np.float64))
@@ -138,7 +137,7 @@ class DenseJointReward:
     def log_prob(self, items: np.ndarray, x: np.ndarray) -> np.ndarray:
         idx = np.ravel_multi_index(tuple(np.minimum(x.T, np.asarray(self.vocab)[:, None] - 1)), self.vocab)
         with np.errstate(divide="ignore"):
-            return np.maximum(np.log(self.flat[items, idx].astype(np.float64)), self.floor)
+            return np.maximum(np.log(self.marg[-1][items, idx]), self.floor)
 
     def log_conditionals(self, items: np.ndarray, x: np.ndarray) -> list[np.ndarray]:
         out = []

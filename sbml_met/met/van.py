@@ -242,11 +242,17 @@ def van_vocab(network, t_max: float, n: int = 400, seed: int = 0, factor: float 
 
 def _new_net(vocab: tuple[int, ...], x0: np.ndarray, model: Mapping[str, Any] | None, eps: float) -> TinyVAN:
     net = TinyVAN(vocab, **{**DEFAULT_VAN, **dict(model or {})})
-    with torch.no_grad():  # (almost) a point mass on the initial state; eps spread over the rest
-        for s, V in enumerate(vocab):  # (every state keeps some mass: the reverse KL can move it)
-            if V > 1:
-                net.b3[s, int(x0[s])] = math.log((1 - eps) / eps * (V - 1))
+    _point_mass(net.b3, vocab, x0, eps)
     return net
+
+
+def _point_mass(b3: torch.Tensor, vocab: Sequence[int], x0: np.ndarray, eps: float) -> None:
+    """Output biases (S, Vmax) of (almost) a point mass on x0, eps spread over the other counts
+    (every state keeps some mass: the reverse KL can move it); the other weights start at 0."""
+    with torch.no_grad():
+        for s, V in enumerate(vocab):
+            if V > 1:
+                b3[s, int(x0[s])] = math.log((1 - eps) / eps * (V - 1))
 
 
 def _log_q(net: TinyVAN, x: torch.Tensor, grad: bool = False) -> torch.Tensor:
@@ -363,6 +369,13 @@ def grid_generator(network, X: np.ndarray, V: np.ndarray, nu: np.ndarray,
     return W, a0
 
 
+def _divergence(lq: torch.Tensor, log_tq: torch.Tensor, tq: torch.Tensor, divergence: str) -> torch.Tensor:
+    """The step objective summed over the grid: reverse KL(q || Tq), forward KL(Tq || q) or both."""
+    rev = (lq.exp() * (lq - log_tq)).sum()
+    fwd = (tq * (log_tq - lq)).sum()
+    return rev if divergence == "reverse" else (fwd if divergence == "forward" else rev + fwd)
+
+
 class _ExactKL:
     """KL(q_new || T q_old) summed exactly over every state of the count vocabulary (for small
     vocabularies): the same objective as the sampled estimator, without its noise."""
@@ -397,10 +410,7 @@ class _ExactKL:
 
             def closure():
                 lb.zero_grad(set_to_none=True)
-                lq = net.log_prob(self.X)
-                rev = (lq.exp() * (lq - log_tq)).sum()
-                fwd = (tq_t * (log_tq - lq)).sum()
-                loss = rev if self.divergence == "reverse" else (fwd if self.divergence == "forward" else rev + fwd)
+                loss = _divergence(net.log_prob(self.X), log_tq, tq_t, self.divergence)
                 loss.backward()
                 n_eval[0] += 1
                 return loss
@@ -532,6 +542,9 @@ def solve_van(
         raise InvalidArgumentError(f"optimizer must be 'auto', 'adam' or 'lbfgs', got {optimizer!r}")
     if propagator not in ("auto", "euler", "expm", "ssa"):
         raise InvalidArgumentError(f"propagator must be 'auto', 'euler', 'expm' or 'ssa', got {propagator!r}")
+    if propagator == "ssa" and divergence not in ("auto", "forward"):
+        raise InvalidArgumentError(f"propagator='ssa' fits by maximum likelihood on the drawn states (divergence "
+                                   f"'forward'); got divergence={divergence!r}")
     if estimator not in ("auto", "exact", "sampled"):
         raise InvalidArgumentError(f"estimator must be 'auto', 'exact' or 'sampled', got {estimator!r}")
     if divergence not in ("auto", "reverse", "forward", "jeffreys"):
@@ -747,16 +760,12 @@ def solve_van_batch(
     t_wall = _time.monotonic()
     torch.manual_seed(seed)
     X = grid_states(V)
-    Xt = torch.as_tensor(X)
     nu = np.asarray(network.stoichiometry, dtype=np.int64)
     gens = [grid_generator(network, X, V, nu, {p: float(v[m]) for p, v in parameters.items()})[0] for m in range(M)]
     dense = len(X) <= dense_limit
     bank = VANBank(tuple(int(v) for v in V), **{**DEFAULT_VAN, **dict(model or {})}, n_models=M).double()
-    with torch.no_grad():  # (almost) a point mass on each prompt's initial state
-        for m in range(M):
-            for s, Vs in enumerate(V):
-                if Vs > 1:
-                    bank.b3[m, s, int(init[m, s])] = math.log((1 - eps) / eps * (Vs - 1))
+    for m in range(M):  # (almost) a point mass on each prompt's initial state
+        _point_mass(bank.b3[m], V, init[m], eps)
     out = np.empty((M, K, len(X)), dtype=np.float32)
     kls, prev = [], np.zeros(M)
     for k in range(K):
@@ -783,10 +792,7 @@ def solve_van_batch(
 
             def closure():
                 lb.zero_grad(set_to_none=True)
-                lq = bank.log_prob_grid()
-                rev = (lq.exp() * (lq - log_tq)).sum()
-                fwd = (tq_t * (log_tq - lq)).sum()
-                loss = rev if divergence == "reverse" else (fwd if divergence == "forward" else rev + fwd)
+                loss = _divergence(bank.log_prob_grid(), log_tq, tq_t, divergence)
                 loss.backward()
                 return loss
 
