@@ -65,6 +65,14 @@ __all__ = ["TinyVAN", "VANBank", "VANBatch", "VANSolution", "grid_states", "solv
 DEFAULT_VAN = {"hidden": 32}
 
 
+def _head(pre: torch.Tensor, w2, b2, w3, b3, eq: str) -> torch.Tensor:
+    """The conditionals' shared tail: tanh, a tanh layer (w2, b2), the count head (w3, b3; b3
+    carries the vocabulary mask), log-softmax. ``eq`` is the einsum of both layers with ``V``
+    for the output axis ("bsh,shV->bsV" for one model, a leading model axis for a bank)."""
+    h = torch.tanh(torch.einsum(eq.replace("V", "k"), torch.tanh(pre), w2) + b2)
+    return torch.log_softmax(torch.einsum(eq.replace("V", "v"), h, w3) + b3, dim=-1)
+
+
 class TinyVAN(nn.Module):
     """A small autoregressive network (NADE/MADE-like, one prompt): for species s the hidden
     pre-activation is c_s + sum_{j<s} U_{s,j}[x_j] (one embedding table per ordered pair), then
@@ -109,10 +117,7 @@ class TinyVAN(nn.Module):
         return pre
 
     def _logits(self, pre: torch.Tensor, s: slice | int = slice(None)) -> torch.Tensor:
-        h = torch.tanh(pre)
-        h = torch.tanh(torch.einsum("bsh,shk->bsk", h, self.w2[s]) + self.b2[s])
-        out = torch.einsum("bsh,shv->bsv", h, self.w3[s]) + self.b3[s] + self.mask[s]
-        return torch.log_softmax(out, dim=-1)
+        return _head(pre, self.w2[s], self.b2[s], self.w3[s], self.b3[s] + self.mask[s], "bsh,shV->bsV")
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """Exact log q(x) for states (B, S) inside the vocabulary."""
@@ -184,11 +189,6 @@ class VANBank(nn.Module):
                 setattr(bank, name, nn.Parameter(torch.stack(vals).to(bank.c.dtype)))
         return bank
 
-    def _head(self, pre: torch.Tensor, w2, b2, w3, b3, eq: str) -> torch.Tensor:
-        h = torch.tanh(pre)
-        h = torch.tanh(torch.einsum(eq.replace("V", "k"), h, w2) + b2)
-        return torch.log_softmax(torch.einsum(eq.replace("V", "v"), h, w3) + b3 + self.mask, dim=-1)
-
     def log_prob_grid(self) -> torch.Tensor:
         """log q_m(x) of every model at every state of the vocabulary grid (``grid_states``
         order): (M, prod V). Each conditional is evaluated once per distinct prefix (prod V_<s
@@ -207,9 +207,8 @@ class VANBank(nn.Module):
             pre = self.c[:, s, None, :].expand(M, len(U), self.hidden)
             for j in range(s):
                 pre = pre + self.emb[:, U[:, j] + self.pair_off[s * (s - 1) // 2 + j]]
-            h = torch.tanh(torch.einsum("mnh,mhk->mnk", torch.tanh(pre), self.w2[:, s]) + self.b2[:, s, None])
-            lp = torch.log_softmax(torch.einsum("mnh,mhv->mnv", h, self.w3[:, s]) + self.b3[:, s, None] + self.mask[s],
-                                   dim=-1)[:, :, : self.vocab[s]]
+            lp = _head(pre, self.w2[:, s], self.b2[:, s, None], self.w3[:, s], self.b3[:, s, None] + self.mask[s],
+                       "mnh,mhV->mnV")[:, :, : self.vocab[s]]
             out = out + lp.reshape(M, -1)[:, flat]
         return out
 
@@ -220,7 +219,7 @@ class VANBank(nn.Module):
         if len(self.pair_s):
             e = self.emb[m[:, None], x[:, self.pair_j] + self.pair_off]  # (B, P, H)
             pre = pre.index_add(1, self.pair_s, e)
-        return self._head(pre, self.w2[m], self.b2[m], self.w3[m], self.b3[m], "bsh,bshV->bsV")
+        return _head(pre, self.w2[m], self.b2[m], self.w3[m], self.b3[m] + self.mask, "bsh,bshV->bsV")
 
     def log_prob(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         """log q_{m_b}(x_b) for rows x (B, S) inside the vocabulary: (B,)."""
