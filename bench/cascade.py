@@ -24,7 +24,6 @@ import numpy as np
 from sbml_met import models
 from sbml_met.analytic import first_order_marginals
 from sbml_met.met import train
-from sbml_met.met import rl  # noqa: F401  (registers rlmf until the trainer imports it)
 from sbml_met.metrics import hellinger
 
 BOX = {"k0": (2.0, 8.0)}

@@ -28,7 +28,6 @@ import numpy as np
 from sbml_met import models
 from sbml_met.fsp import solve_fsp
 from sbml_met.met import train
-from sbml_met.met import rl  # noqa: F401  (registers fsp-reward and rlmf until the trainer imports it)
 from sbml_met.metrics import hellinger
 
 BOX = {"su": (1e-8, 2.0), "sb": (1e-8, 0.1), "ru": (1e-8, 10.0), "rb": (1e-8, 100.0)}
