@@ -337,9 +337,10 @@ class RLMFTeacher(_RLTeacher):
         theta, x0, tfrac = space.sobol(self.n_prompts, ctx.seed, "mixed")
         step, all_times = _offset_times(space, tfrac, self.K)
         enumerable = float(np.prod(np.asarray(self.vocab, dtype=float))) <= 20_000
-        # beyond enumeration the exact kernel by SSA draws (the Euler kernel's steps are far too short)
+        # beyond enumeration the exact kernel by SSA draws (the Euler kernel's steps are far too short);
+        # hidden 16: as accurate as 32 on cascade15 (k0 = 8, t <= 9: worst marginal 0.036 vs 0.040), 1.6x faster
         opts = {**({} if enumerable else {"propagator": "ssa", "dt": step, "max_inner": 300, "batch": 512,
-                                          "lr": 3e-2, "n_kernel": 20_000}), **self.van}
+                                          "lr": 3e-2, "n_kernel": 20_000, "model": {"hidden": 16}}), **self.van}
         self.models, feats = [], []
         t_first = time.monotonic()
         for i in range(self.n_prompts):
