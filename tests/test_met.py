@@ -323,8 +323,7 @@ def test_pretrained_unknown_name():
 
 @pytest.mark.parametrize("name", ["toggle_switch", "autoregulation"])
 def test_pretrained_loads_and_is_small(name):
-    if name not in met_pkg.pretrained_names():
-        pytest.skip(f"pretrained {name} not bundled")
+    assert name in met_pkg.pretrained_names()  # both are bundled: a missing one is a failure, not a skip
     from importlib import resources
     from pathlib import Path
 
@@ -340,8 +339,6 @@ def test_pretrained_loads_and_is_small(name):
 @pytest.mark.slow
 def test_pretrained_autoregulation_against_fsp_at_paper_rates():
     fsp = pytest.importorskip("sbml_met.fsp")
-    if "autoregulation" not in met_pkg.pretrained_names():
-        pytest.skip("not bundled")
     met = met_pkg.pretrained("autoregulation")
     net = models.load("autoregulation")
     ref = fsp.solve_fsp(net, [1.0, 10.0])
@@ -354,8 +351,6 @@ def test_pretrained_autoregulation_against_fsp_at_paper_rates():
 def test_pretrained_toggle_against_fsp_at_paper_rates():
     """Issue 6's target: every marginal within Hellinger 0.015 of FSP at the paper's rates."""
     fsp = pytest.importorskip("sbml_met.fsp")
-    if "toggle_switch" not in met_pkg.pretrained_names():
-        pytest.skip("not bundled")
     met = met_pkg.pretrained("toggle_switch")
     net = models.load("toggle_switch")
     times = [1.0, 3.0, 10.0, 40.0]
