@@ -121,6 +121,26 @@ class METNet(nn.Module):
             h = blk(h)
         return self.ln_f(h[:, self.config.n_prompt - 1 :])
 
+    def prompt_kv(self, features: torch.Tensor):
+        """Run the prompt once for sampling: (final hidden state of its last position (B, D), the
+        per-block key/value caches)."""
+        h = torch.einsum("bpf,pfd->bpd", features, self.prompt_w) + self.prompt_b + self.pos[: self.config.n_prompt]
+        caches = []
+        for blk in self.blocks:
+            h, kv = blk(h, return_kv=True)
+            caches.append(kv)
+        return self.ln_f(h[:, -1]), caches
+
+    def next_token(self, counts: torch.Tensor, s: int, caches, parent: torch.Tensor | None = None):
+        """Append species s's ``counts`` (B,) as one new token per row, attending to the cached
+        keys/values (of rows ``parent``, when given): (final hidden state (B, D), the new caches)."""
+        x = (self.count_emb(counts + self.offsets[s]) + self.pos[self.config.n_prompt + s])[:, None, :]
+        new = []
+        for blk, (K, V) in zip(self.blocks, caches):
+            x, kv = blk(x, past=(K, V) if parent is None else (K[parent], V[parent]), return_kv=True)
+            new.append(kv)
+        return self.ln_f(x[:, -1]), new
+
     def logits(self, features: torch.Tensor, counts: torch.Tensor) -> list[torch.Tensor]:
         """Log-conditionals (log-softmax) per predicted species: list of (B, V_s)."""
         h = self.hidden(features, counts)
@@ -191,13 +211,8 @@ def ancestral_sample(net: METNet, features: torch.Tensor, n: int, generator: tor
     from one pass over the *distinct* prefixes only, each a single new token attending to its
     parent's cached keys/values, so the cost grows with the number of distinct prefixes, not n."""
     c = net.config
-    S, P = c.n_species, c.n_prompt
-    h = torch.einsum("bpf,pfd->bpd", features[:1], net.prompt_w) + net.prompt_b + net.pos[:P]
-    caches = []
-    for blk in net.blocks:
-        h, kv = blk(h, return_kv=True)
-        caches.append(kv)
-    last = net.ln_f(h[:, -1])
+    S = c.n_species
+    last, caches = net.prompt_kv(features[:1])
     inv = np.zeros(n, dtype=np.int64)
     states = np.empty((n, S), dtype=np.int64)
     for s in range(S):
@@ -214,15 +229,7 @@ def ancestral_sample(net: METNet, features: torch.Tensor, n: int, generator: tor
         code = inv * c.vocab[s] + states[:, s]
         uc, inv = np.unique(code, return_inverse=True)
         inv = np.asarray(inv).reshape(-1)
-        parent = torch.as_tensor(uc // c.vocab[s])
-        tok = torch.as_tensor(uc % c.vocab[s]) + net.offsets[s]
-        x = (net.count_emb(tok) + net.pos[P + s])[:, None, :]
-        new = []
-        for blk, (K, V) in zip(net.blocks, caches):
-            x, kv = blk(x, past=(K[parent], V[parent]), return_kv=True)
-            new.append(kv)
-        caches = new
-        last = net.ln_f(x[:, -1])
+        last, caches = net.next_token(torch.as_tensor(uc % c.vocab[s]), s, caches, torch.as_tensor(uc // c.vocab[s]))
     return states
 
 

@@ -52,27 +52,14 @@ def sample_met(net, features: torch.Tensor, generator: torch.Generator) -> torch
     Each row's prompt is run once and its keys/values cached; each species is then one new token
     per row attending to that cache (S single-token passes instead of S passes over the whole
     growing sequence)."""
-    c = net.config
-    S, P = c.n_species, c.n_prompt
-    h = torch.einsum("bpf,pfd->bpd", features, net.prompt_w) + net.prompt_b + net.pos[:P]
-    caches = []
-    for blk in net.blocks:
-        h, kv = blk(h, return_kv=True)
-        caches.append(kv)
-    last = net.ln_f(h[:, -1])
+    S = net.config.n_species
+    last, caches = net.prompt_kv(features)
     x = torch.zeros(len(features), S, dtype=torch.long)
     for s in range(S):
         p = torch.softmax(net.heads[s](last).double(), dim=-1)
         x[:, s] = torch.multinomial(p, 1, generator=generator)[:, 0]
-        if s == S - 1:
-            break
-        tok = (net.count_emb(x[:, s] + net.offsets[s]) + net.pos[P + s])[:, None, :]
-        new = []
-        for blk, (K, V) in zip(net.blocks, caches):
-            tok, kv = blk(tok, past=(K, V), return_kv=True)
-            new.append(kv)
-        caches = new
-        last = net.ln_f(tok[:, -1])
+        if s < S - 1:
+            last, caches = net.next_token(x[:, s], s, caches)
     return x
 
 
