@@ -86,8 +86,11 @@ MET_TOGGLE = [
     ("code", "table = sbml_met.compare(dist_met, dist_fsp)[[\"time\", \"species\", \"hellinger\"]]\n"
              "table[\"ssa_hellinger\"] = sbml_met.compare(ssa, dist_fsp)[\"hellinger\"].to_numpy()\ntable"),
     ("md", "Joint distributions of Px and Py (log colour scale), MET against FSP."),
-    ("code", "for t in times:\n    display(plot.joint(dist_met, \"Px\", \"Py\", t).figure)\n"
-             "    display(plot.joint(dist_fsp, \"Px\", \"Py\", t).figure)"),
+    ("code", "fig = plot.Figure(figsize=(9, 3.2 * len(times)), layout=\"constrained\")\n"
+             "axes = fig.subplots(len(times), 2)\n"
+             "for row, t in zip(axes, times):\n"
+             "    plot.joint(dist_met, \"Px\", \"Py\", t, ax=row[0])\n"
+             "    plot.joint(dist_fsp, \"Px\", \"Py\", t, ax=row[1])\nfig"),
     ("md", "A parameter point the MET never saw, answered in milliseconds:"),
     ("code", "import time\nt0 = time.perf_counter()\nm = met.marginal(\"Px\", 40, sx=62.5, sy=31.0)\n"
              "print(f\"{1000 * (time.perf_counter() - t0):.1f} ms\")\nm.head(10)"),
@@ -105,7 +108,8 @@ MET_AUTOREG = [
              "        p = met.marginal(\"P\", 10, sb=sb, rb=rb, **fixed)\n"
              "        rows.append(dict(sb=sb, rb=rb, bimodality=bimodality_coefficient(p)))\n"
              "bc = pd.DataFrame(rows)\nbc.head()"),
-    ("code", "from matplotlib.figure import Figure\nfig = Figure(figsize=(5, 4))\nax = fig.subplots()\n"
+    ("code", "from sbml_met.plot import Figure  # a matplotlib Figure that notebooks show as an image\n"
+             "fig = Figure(figsize=(5, 4))\nax = fig.subplots()\n"
              "grid = bc.pivot(index=\"rb\", columns=\"sb\", values=\"bimodality\")\n"
              "im = ax.pcolormesh(grid.columns, grid.index, grid.to_numpy(), shading=\"nearest\")\n"
              "ax.set_xlabel(\"sb (binding)\"); ax.set_ylabel(\"rb (production, bound gene)\")\n"
@@ -120,9 +124,15 @@ MET_AUTOREG = [
 ]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """Write every notebook, or those whose names start with the given prefixes (e.g. ``01 03``)."""
+    import sys
+
+    wanted = sys.argv[1:] if argv is None else argv
     for name, cells in [("01_quickstart.ipynb", QUICKSTART), ("02_biomodels_and_tellurium.ipynb", BIOMODELS),
                         ("03_met_toggle_switch.ipynb", MET_TOGGLE), ("04_met_autoregulation.ipynb", MET_AUTOREG)]:
+        if wanted and not any(name.startswith(w) for w in wanted):
+            continue
         nbf.write(notebook(cells), HERE / name)
         print(HERE / name)
 

@@ -13,10 +13,25 @@ from .errors import InvalidArgumentError
 FORMATS = (".csv", ".parquet")
 
 
+def current_umask() -> int:
+    """The process umask (read from /proc where possible, so no thread sees it changed)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike, write, overwrite: bool = False) -> Path:
     """Call ``write(tmp_path)`` and move the result to ``path`` in one rename.
 
-    Raises FileExistsError when ``path`` exists and ``overwrite`` is False.
+    The file gets the mode a plain ``open(path, "w")`` would give (0644 under umask 022), not
+    the 0600 of a private temporary file. Raises FileExistsError when ``path`` exists and
+    ``overwrite`` is False.
     """
     target = Path(path)
     if target.exists() and not overwrite:
@@ -26,6 +41,7 @@ def atomic_write(path: str | os.PathLike, write, overwrite: bool = False) -> Pat
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

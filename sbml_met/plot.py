@@ -1,16 +1,18 @@
 """Figures of results: marginal distributions, trajectories, moments and joint distributions.
 
-Every function builds a matplotlib :class:`~matplotlib.figure.Figure` with the object-oriented API
-(no pyplot state, never ``show()``), so it works under any backend, Agg included, and in
-notebooks (a returned Figure displays itself). Functions that draw one panel accept ``ax=`` to
-draw into an existing Axes and return that Axes; functions that draw a grid return the Figure.
+Every function builds and returns a :class:`Figure` (a matplotlib Figure) with the
+object-oriented API (no pyplot state, never ``show()``), so it works under any backend, Agg
+included. The Figure displays itself as a PNG image in Jupyter (``_repr_png_``) whether or not
+pyplot or ``%matplotlib inline`` was ever set up. ``joint`` also accepts ``ax=`` to draw into an
+existing Axes (it then returns that Axes' Figure).
 Results are :class:`~sbml_met.results.SSAResult` or :class:`~sbml_met.results.Distribution`
 objects (moments also accept a table with columns time, species, mean, std).
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import functools
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -18,13 +20,52 @@ import pandas as pd
 from .errors import InvalidArgumentError
 from .results import Distribution, SSAResult, as_distribution
 
-__all__ = ["marginals", "trajectories", "moments", "joint"]
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure as _MplFigure
+
+__all__ = ["Figure", "marginals", "trajectories", "moments", "joint"]
+
+
+@functools.lru_cache(maxsize=None)
+def _figure_class() -> type:
+    """The :class:`Figure` class, built on first use so that ``import sbml_met`` skips matplotlib."""
+    from matplotlib.figure import Figure as MplFigure
+
+    class Figure(MplFigure):
+        """A matplotlib Figure that Jupyter shows as an image.
+
+        IPython registers a PNG formatter for figures only once pyplot's inline backend is loaded;
+        a library that never touches pyplot would otherwise show ``<Figure size ... with N Axes>``.
+        """
+
+        def _repr_png_(self) -> bytes:
+            import io
+
+            buf = io.BytesIO()
+            self.savefig(buf, format="png", bbox_inches="tight")
+            return buf.getvalue()
+
+    Figure.__module__ = __name__
+    Figure.__qualname__ = "Figure"
+    return Figure
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Figure":  # sbml_met.plot.Figure(figsize=...) for figures of one's own
+        return _figure_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def displayable(fig: "_MplFigure") -> "_MplFigure":
+    """``fig`` as a :class:`Figure` (shown as an image in Jupyter); the same object, re-classed."""
+    cls = _figure_class()
+    if not isinstance(fig, cls) and type(fig).__name__ == "Figure":
+        fig.__class__ = cls
+    return fig
 
 
 def _figure(nrows: int, ncols: int, width: float = 3.2, height: float = 2.6):
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
+    fig = _figure_class()(figsize=(width * ncols, height * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False)
     return fig, axes
 
@@ -161,9 +202,10 @@ def moments(result: Any, reference: Any = None, species: str | Sequence[str] | N
 
 
 def joint(distribution: SSAResult | Distribution, x: str, y: str, time: float, ax=None,
-          vmin: float | None = None):
+          vmin: float | None = None) -> _MplFigure:
     """Joint distribution P(x, y) at ``time`` as a heatmap on a logarithmic colour scale (as the
-    MET paper's figure 2e); zero-probability cells are left blank. Returns the Axes."""
+    MET paper's figure 2e); zero-probability cells are left blank. Returns the Figure (the one
+    holding ``ax`` when given)."""
     from matplotlib.colors import LogNorm
 
     dist = as_distribution(distribution)
@@ -189,4 +231,4 @@ def joint(distribution: SSAResult | Distribution, x: str, y: str, time: float, a
     ax.set_xlabel(f"{x} (count)")
     ax.set_ylabel(f"{y} (count)")
     ax.set_title(f"P({x}, {y}), t = {float(time):g} ({_label(distribution)})")
-    return ax
+    return ax.figure

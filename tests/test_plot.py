@@ -119,7 +119,9 @@ def test_moments_with_reference_table(ssa):
 
 
 def test_joint_heatmap_holds_the_joint_probabilities(dist):
-    ax = plot.joint(dist, "X", "Y", 1.0)
+    fig = plot.joint(dist, "X", "Y", 1.0)
+    assert isinstance(fig, plot.Figure)
+    ax = fig.axes[0]
     (image,) = ax.images
     grid = image.get_array()
     assert grid.shape == (3, 4)  # Y rows 0..2, X columns 0..3
@@ -137,8 +139,7 @@ def test_plot_shortcuts_and_png_output(ssa, dist, tmp_path):
     fig = ssa.plot()
     assert len(fig.axes) == 2 and len(fig.axes[0].lines) == 20
     assert len(ssa.plot("moments").axes) == 2
-    ax = dist.plot("joint", x="X", y="Y", time=1.0)
-    assert ax.images
+    assert dist.plot("joint", x="X", y="Y", time=1.0).axes[0].images
     fig2 = dist.plot(species="X", times=[0.0, 1.0])
     assert len(fig2.axes) == 2
     with pytest.raises(InvalidArgumentError, match="unknown plot kind"):
@@ -147,3 +148,37 @@ def test_plot_shortcuts_and_png_output(ssa, dist, tmp_path):
     fig2.savefig(out)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert plt.get_fignums() == before  # no pyplot state, nothing to show()
+
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_every_figure_displays_as_an_image_in_jupyter(ssa, dist):
+    """IPython's display formatter (as in a kernel with no pyplot) gives image/png for each."""
+    from IPython.core.formatters import DisplayFormatter
+
+    figures = [plot.marginals(dist), plot.trajectories(ssa, n=3), plot.moments(ssa), plot.joint(dist, "X", "Y", 1.0),
+               ssa.plot(), dist.plot(), dist.plot("joint", x="X", y="Y", time=1.0)]
+    formatter = DisplayFormatter()
+    for fig in figures:
+        assert isinstance(fig, plot.Figure)
+        data, _ = formatter.format(fig)
+        assert data["image/png"][:8] == PNG
+
+
+def test_joint_into_given_axes_returns_its_figure(dist):
+    fig = plot.Figure(figsize=(8, 3))
+    left, right = fig.subplots(1, 2)
+    assert plot.joint(dist, "X", "Y", 1.0, ax=right) is fig
+    assert right.images and not left.images
+
+
+def test_validation_report_plot_displays():
+    from IPython.core.formatters import DisplayFormatter
+
+    net = models.load("birth_death")
+    res = sbml_met.simulate(net, [0.0, 5.0], n=200, seed=1)
+    ref = sbml_met.simulate(net, [0.0, 5.0], n=200, seed=2)
+    fig = sbml_met.validate(net, res, n_reference=200, seed=1, reference=ref).plot()
+    assert isinstance(fig, plot.Figure)
+    assert DisplayFormatter().format(fig)[0]["image/png"][:8] == PNG

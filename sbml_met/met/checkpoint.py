@@ -23,6 +23,7 @@ from ..errors import CheckpointMismatchError, InvalidArgumentError, UnknownIdErr
 from ..io import atomic_write
 from ..network import check_times
 from ..results import Distribution
+from ._warn import user_stacklevel
 from .model import METConfig, METNet, ancestral_sample, check_vocab, enumerate_joint
 from .prompts import PromptSpace
 
@@ -252,7 +253,7 @@ def load(path: str | os.PathLike | io.BytesIO, network=None) -> MET:
         if differ:
             warnings.warn("the MET was trained with fixed " + ", ".join(
                 f"{k}={fixed[k]:g} (given network: {network.parameters[k]:g})" for k in differ)
-                + "; it answers for the trained values", UserWarning, stacklevel=2)
+                + "; it answers for the trained values", UserWarning, stacklevel=user_stacklevel())
             network = network.with_parameters({k: fixed[k] for k in differ})
     else:
         network = load_sbml(data["sbml"])

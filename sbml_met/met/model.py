@@ -22,6 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ._warn import user_stacklevel
 
 class VocabularyOverflowWarning(UserWarning):
     """A state count lies outside the model's count vocabulary (probability taken as 0)."""
@@ -164,7 +165,7 @@ def check_vocab(counts: np.ndarray, vocab: tuple[int, ...], species: tuple[str, 
         warnings.warn(
             f"{int((~inside).sum())} state(s) lie outside the MET count vocabulary, e.g. "
             f"{', '.join(over)}; their probability is reported as 0 (log -inf)",
-            VocabularyOverflowWarning, stacklevel=3)
+            VocabularyOverflowWarning, stacklevel=user_stacklevel())
     return inside
 
 

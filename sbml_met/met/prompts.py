@@ -12,6 +12,7 @@ from typing import Mapping
 import numpy as np
 
 from ..errors import ExtrapolationWarning, InvalidArgumentError, UnknownIdError
+from ._warn import user_stacklevel
 
 N_FEATURES = 2
 
@@ -196,4 +197,5 @@ class PromptSpace:
                 msgs.append(f"time {tv:g} is {abs(tv - edge):g} outside the training range "
                             f"[{self.t_min:g}, {self.t_max:g}]")
         for m in msgs:
-            warnings.warn(m + "; the MET answer is an extrapolation", ExtrapolationWarning, stacklevel=stacklevel)
+            warnings.warn(m + "; the MET answer is an extrapolation", ExtrapolationWarning,
+                          stacklevel=user_stacklevel())

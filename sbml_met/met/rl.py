@@ -38,6 +38,7 @@ import torch
 
 from ..errors import InvalidArgumentError, StateSpaceTooLargeError
 from ._cme import StateSpace, batched_solve
+from ._warn import user_stacklevel
 from .teachers import Teacher, TrainContext, estimate_caps, fsp_or_ssa_reference, register_teacher
 from .van import VANBank, solve_van, solve_van_batch
 
@@ -340,13 +341,15 @@ class RLMFTeacher(_RLTeacher):
                 d = solve_van(nw, times, vocab=self.vocab, seed=ctx.seed + i, keep_models=True, n_samples=2000,
                               max_prefixes=1, max_seconds=max(deadline - time.monotonic(), 1.0), **opts)
             except TimeoutError as e:
-                warnings.warn(f"rlmf teacher: reward model {i + 1} did not fit the time budget ({e})")
+                warnings.warn(f"rlmf teacher: reward model {i + 1} did not fit the time budget ({e})",
+                              stacklevel=user_stacklevel())
                 break
             self.models.append(d.metadata["van"])
             feats.append(space.features(np.repeat(theta[i:i + 1], self.K, 0), np.repeat(x0[i:i + 1], self.K, 0), times))
             per = (time.monotonic() - t_first) / (i + 1)
             if i + 1 < self.n_prompts and time.monotonic() + per > deadline:
-                warnings.warn(f"rlmf teacher: {i + 1} of {self.n_prompts} VAN reward models fit the time budget")
+                warnings.warn(f"rlmf teacher: {i + 1} of {self.n_prompts} VAN reward models fit the time budget",
+                              stacklevel=user_stacklevel())
                 break
         if not self.models:
             raise InvalidArgumentError(

@@ -32,6 +32,7 @@ from scipy.stats import binom, poisson
 
 from ..errors import InvalidArgumentError, StateSpaceTooLargeError
 from ._cme import StateSpace, batched_solve, ssa_batch
+from ._warn import user_stacklevel
 from .model import VocabularyOverflowWarning
 from .prompts import PromptSpace
 
@@ -297,7 +298,7 @@ class FSPTeacher(Teacher):
             n_done = b
             if b < self.n_prompts and time.monotonic() > ctx.start + self.share * max(ctx.deadline - ctx.start, 1):
                 warnings.warn(f"FSP teacher stopped after {b} of {self.n_prompts} prompts to keep the "
-                              "time budget for training")
+                              "time budget for training", stacklevel=user_stacklevel())
                 break
         self.rows = _Rows(np.concatenate(feats), np.concatenate(items), np.concatenate(pres),
                           np.concatenate(ws), np.concatenate(tgts), np.concatenate(ents),
@@ -307,7 +308,7 @@ class FSPTeacher(Teacher):
                         "max_truncation_loss": lost})
         if lost > 1e-4:
             warnings.warn(f"FSP teacher: up to {lost:.2g} probability left the truncated state space "
-                          f"(caps {dict(zip(net.species, caps.tolist()))})")
+                          f"(caps {dict(zip(net.species, caps.tolist()))})", stacklevel=user_stacklevel())
 
     def loss(self, net, ctx):
         return self.rows.batch_loss(net, ctx.rng, ctx.batch_size)
@@ -427,7 +428,7 @@ class FSPTeacher(Teacher):
         idx, joints, outside = self._solve(ctx, theta, x0, times, deadline)
         if len(idx) < self.n_prompts:
             warnings.warn(f"FSP teacher solved {len(idx)} of {self.n_prompts} parameter points within "
-                          f"its share of the time budget")
+                          f"its share of the time budget", stacklevel=user_stacklevel())
         if not len(idx):
             raise InvalidArgumentError("the FSP teacher solved no parameter point within the time budget; "
                                        "give more minutes")
@@ -448,7 +449,8 @@ class FSPTeacher(Teacher):
                         "vocab": list(self.vocab), "caps": caps.tolist(), "max_outside_vocab": outside})
         if outside > 1e-4:
             warnings.warn(f"FSP teacher: up to {outside:.2g} probability lay outside the count vocabulary "
-                          f"{dict(zip(net.species, self.vocab))}", VocabularyOverflowWarning)
+                          f"{dict(zip(net.species, self.vocab))}", VocabularyOverflowWarning,
+                          stacklevel=user_stacklevel())
 
 
 class _JointRows:
@@ -517,7 +519,8 @@ class SSATeacher(Teacher):
             states.append(out.reshape(-1, net.n_species).astype(np.int64))
             done = b
             if b < self.n and time.monotonic() > ctx.deadline - 0.7 * max(ctx.deadline - ctx.start, 1):
-                warnings.warn(f"SSA teacher stopped after {b} of {self.n} trajectories to keep the time budget")
+                warnings.warn(f"SSA teacher stopped after {b} of {self.n} trajectories to keep the time budget",
+                              stacklevel=user_stacklevel())
                 break
         X = np.concatenate(states)
         mx = X.max(axis=0)
@@ -528,7 +531,8 @@ class SSATeacher(Teacher):
             inside = np.all(X < np.asarray(self.vocab)[None, :], axis=1)
             if not inside.all():
                 warnings.warn(f"SSA teacher: {int((~inside).sum())} samples exceed the fixed vocabulary "
-                              f"{self.vocab} and are left out", VocabularyOverflowWarning)
+                              f"{self.vocab} and are left out", VocabularyOverflowWarning,
+                              stacklevel=user_stacklevel())
             X, feats = X[inside], feats[inside]
         self.feats = torch.as_tensor(feats)
         self.X = torch.as_tensor(X)
