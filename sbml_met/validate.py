@@ -144,7 +144,9 @@ class ValidationReport:
         axes[0, 0].legend(fontsize=7)
         fig.suptitle(f"{self.model}: {self.method} vs libroadrunner gillespie — "
                      + ("OK" if self.ok else "DISAGREES"))
-        return fig
+        from .plot import displayable  # shown as an image in Jupyter
+
+        return displayable(fig)
 
     def __repr__(self) -> str:
         bad = int((self.table["verdict"] != "ok").sum())

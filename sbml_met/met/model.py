@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from ._warn import user_stacklevel
 
+
 class VocabularyOverflowWarning(UserWarning):
     """A state count lies outside the model's count vocabulary (probability taken as 0)."""
 
