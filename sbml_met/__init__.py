@@ -5,6 +5,7 @@ from .errors import (
     CheckpointMismatchError,
     ExtrapolationWarning,
     InvalidArgumentError,
+    NegativeCountError,
     PropensityError,
     SBMLParseError,
     SbmlMetError,

@@ -77,6 +77,22 @@ def _binary(fn: Callable, a: Compiled, b: Compiled) -> Compiled:
     return lambda env: fn(fa(env), fb(env))
 
 
+_ROUNDOFF = 8 * np.finfo(float).eps
+
+
+def _subtract(a, b):
+    """a - b, with a difference within a few ulps of its operands set to exactly 0.
+
+    ``Et - E`` of two equal totals computed along different paths gives +-1e-15, which must not
+    become a negative propensity (or a spurious positive one) downstream.
+    """
+    d = np.subtract(a, b)
+    tiny = np.abs(d) <= _ROUNDOFF * np.maximum(np.abs(a), np.abs(b))
+    if np.ndim(d) == 0:
+        return 0.0 if tiny else d
+    return np.where(tiny, 0.0, d)
+
+
 def _safe_divide(a, b):
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.divide(a, b)
@@ -136,6 +152,18 @@ _UNSUPPORTED_NODES = {
 }
 
 
+def node_type(node: libsbml.ASTNode) -> int:
+    """The AST node's type code as an int, whichever SWIG module wrapped the node.
+
+    Once tellurium is imported, libsedml's SWIG proxies can take over libsbml's ASTNode type, and
+    ``node.getType()`` then returns the enum as an opaque pointer; libsbml's own C function reads it.
+    """
+    t = node.getType()
+    if isinstance(t, int):
+        return t
+    return int(libsbml._libsbml.ASTNode_getType(node))
+
+
 def _node_name(node: libsbml.ASTNode) -> str:
     name = node.getName()
     return name if name is not None else ""
@@ -148,7 +176,7 @@ def compile_math(
 ) -> Compiled:
     """Compile one AST node; ``resolve`` maps a name to a compiled leaf, ``functions`` holds the
     model's function definitions (argument names, body), which are inlined at each call."""
-    t = node.getType()
+    t = node_type(node)
     n = node.getNumChildren()
     kids = lambda: [compile_math(node.getChild(i), resolve, functions) for i in range(n)]  # noqa: E731
 
@@ -180,7 +208,7 @@ def compile_math(
         args = kids()
         if n == 1:
             return _unary(np.negative, args[0])
-        return _binary(np.subtract, args[0], args[1])
+        return _binary(_subtract, args[0], args[1])
     if t == libsbml.AST_DIVIDE:
         a, b = kids()
         return _binary(_safe_divide, a, b)
@@ -248,13 +276,13 @@ def _where(cond: Compiled, a: Compiled, b: Compiled) -> Compiled:
 def piecewise_constants(node: libsbml.ASTNode) -> list[float]:
     """Numeric constants that appear as piecewise branch values (to spot negative propensities)."""
     found: list[float] = []
-    if node.getType() == libsbml.AST_FUNCTION_PIECEWISE:
+    if node_type(node) == libsbml.AST_FUNCTION_PIECEWISE:
         n = node.getNumChildren()
         for i in range(0, n, 2):
             child = node.getChild(i)
             if child.isNumber():
                 found.append(float(child.getValue()))
-            elif child.getType() == libsbml.AST_MINUS and child.getNumChildren() == 1:
+            elif node_type(child) == libsbml.AST_MINUS and child.getNumChildren() == 1:
                 if child.getChild(0).isNumber():
                     found.append(-float(child.getChild(0).getValue()))
     for i in range(node.getNumChildren()):
@@ -265,9 +293,10 @@ def piecewise_constants(node: libsbml.ASTNode) -> list[float]:
 def names_in(node: libsbml.ASTNode) -> set[str]:
     """All identifiers an AST mentions (``TIME`` for the time symbol)."""
     out: set[str] = set()
-    if node.getType() == libsbml.AST_NAME:
+    t = node_type(node)
+    if t == libsbml.AST_NAME:
         out.add(_node_name(node))
-    elif node.getType() == libsbml.AST_NAME_TIME:
+    elif t == libsbml.AST_NAME_TIME:
         out.add(TIME)
     for i in range(node.getNumChildren()):
         out |= names_in(node.getChild(i))

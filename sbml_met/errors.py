@@ -70,6 +70,25 @@ class PropensityError(SbmlMetError):
         )
 
 
+class NegativeCountError(SbmlMetError):
+    """A reaction fired with too few molecules of a reactant: its rate law does not vanish when the
+    reactant is gone, so the count would go below zero."""
+
+    def __init__(self, reaction_id: str, species_id: str, count: float, time: float | None):
+        self.reaction_id = reaction_id
+        self.species_id = species_id
+        self.count = count
+        self.time = time
+        super().__init__(
+            f"reaction '{reaction_id}' fires "
+            f"{'in a reachable state' if time is None else f'at time {time:g}'} with {count:g} molecules of "
+            f"'{species_id}' left, which would make that count negative: its rate law does not "
+            f"vanish when '{species_id}' is gone. Make the law vanish then (a factor '{species_id}'"
+            f" as in mass action), or, if '{species_id}' is a constant pool, mark it as a boundary "
+            f"species (boundaryCondition=\"true\"; '${species_id}' in Antimony)"
+        )
+
+
 class UnknownIdError(SbmlMetError, KeyError):
     """A species, parameter or reaction id that the network does not have."""
 

@@ -33,6 +33,7 @@ import scipy.sparse as sp
 
 from .errors import (
     InvalidArgumentError,
+    NegativeCountError,
     PropensityError,
     StateSpaceTooLargeError,
     Unsupported,
@@ -187,6 +188,11 @@ class _Space:
             if not src.size:
                 break
             y = self.states[frontier[src]] + self.nu[r]
+            below = np.argwhere(y < 0)
+            if below.size:
+                k, d = (int(v) for v in below[0])
+                raise NegativeCountError(self.net.reaction_ids[r[k]], self.net.species[self.dyn[d]],
+                                         float(self.states[frontier[src[k]], d]), None)
             y = y[self.inbox(y)]
             if not len(y):
                 break

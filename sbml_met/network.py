@@ -99,6 +99,7 @@ class ReactionNetwork:
     initial_state: np.ndarray
     events: tuple[Event, ...] = ()
     rules: tuple[Rule, ...] = ()
+    notes: tuple[str, ...] = ()  # how the model was read where SBML's meaning needed a choice
     _rates: tuple[Compiled, ...] = field(default=(), repr=False)
     _initial_assignments: tuple[tuple[str, Compiled], ...] = field(default=(), repr=False)
     _overridden: frozenset[str] = field(default=frozenset(), repr=False)
@@ -311,6 +312,7 @@ class ReactionNetwork:
         lines.append(f"  initial: {init}")
         for r in self.reactions:
             lines.append(f"  {r.id}: {r.equation()}  [{r.rate_law}]")
+        lines.extend(f"  note: {note}" for note in self.notes)
         if self.parameters:
             lines.append("  parameters: " + ", ".join(f"{k}={v:g}" for k, v in self.parameters.items()))
         return "\n".join(lines)

@@ -16,7 +16,8 @@ from typing import Any
 import libsbml
 import numpy as np
 
-from ._math import TIME, MathCompileError, compile_math, names_in, piecewise_constants
+from ._math import TIME, MathCompileError, compile_math, names_in, node_type, piecewise_constants
+from ._laws import is_nonnegative, split_net_law
 from .errors import SBMLParseError, Unsupported, UnsupportedSBMLError
 from .network import (
     Event,
@@ -113,6 +114,7 @@ class _Builder:
         self.reasons: list[Unsupported] = []
         self.functions: dict[str, tuple[list[str], libsbml.ASTNode]] = {}
         self.parse_errors: list[str] = []
+        self.forward_only: list[str] = []  # reversible reactions whose net law is never negative
 
     def unsupported(self, element_id: str, feature: str) -> None:
         self.reasons.append(Unsupported(element_id or "(no id)", feature))
@@ -219,6 +221,7 @@ class _Builder:
             x0.append(amount)
 
         self.species_ids = {s.id for s in species}
+        self.compartment_ids = set(compartments)
         self.reaction_ids = {m.getReaction(i).getId() for i in range(m.getNumReactions())}
         self.known = set(compartments) | set(params) | self.species_ids
 
@@ -268,6 +271,7 @@ class _Builder:
             rules=tuple(rules),
             _rates=tuple(rates),
             _initial_assignments=tuple(ias),
+            notes=self._notes(),
             _sbml=libsbml.writeSBMLToString(self.doc),
         )
         rows = np.array(net.initial_state, dtype=float).reshape(-1, 1)
@@ -279,6 +283,13 @@ class _Builder:
         if self.reasons:
             raise UnsupportedSBMLError(self.reasons)
         return replace(net, initial_state=_readonly(np.round(rows[:, 0], 9)))
+
+    def _notes(self) -> tuple[str, ...]:
+        """One line each on how the model was read where SBML's meaning needed a choice."""
+        if not self.forward_only:
+            return ()
+        return (f"reversible in SBML, simulated forward only (net rate law never negative): "
+                f"{', '.join(self.forward_only)}",)
 
     def _check_count(self, sid: str, v: float) -> None:
         if not np.isfinite(v) or v < 0:
@@ -321,22 +332,52 @@ class _Builder:
             if self._time_dependent(math):
                 self.unsupported(rid, "rate law that depends on time (propensities must be constant between firings)")
             if rx.getReversible():
-                if math.getType() == libsbml.AST_MINUS and math.getNumChildren() == 2:
-                    fwd, rev = math.getChild(0), math.getChild(1)
-                    reactions.append(Reaction(rid, reactants, products, _formula(fwd, local)))
-                    rates.append(self.compile(fwd, rid, local))
+                channels = self._net_law_channels(rid, math, local, params)
+                if channels is None:
+                    continue
+                fwd, rev = channels
+                reactions.append(Reaction(rid, reactants, products, _formula(fwd, local)))
+                rates.append(self.compile(fwd, rid, local))
+                if rev is None:
+                    self.forward_only.append(rid)
+                else:
                     reactions.append(Reaction(f"{rid}__reverse", products, reactants, _formula(rev, local)))
                     rates.append(self.compile(rev, rid, local))
-                    continue
-                self.unsupported(
-                    rid,
-                    "reversible reaction whose rate law is not 'forward - reverse' (write it as "
-                    "two irreversible reactions)",
-                )
                 continue
             reactions.append(Reaction(rid, reactants, products, _formula(math, local)))
             rates.append(self.compile(math, rid, local))
         return reactions, rates
+
+    def _net_law_channels(self, rid: str, math: libsbml.ASTNode, local: dict[str, str], params):
+        """(forward, reverse) laws of a reversible reaction whose law is SBML's net rate (reverse
+        None when the law is never negative), or None after reporting a law that does not split."""
+        inlined = math.deepCopy()
+        libsbml.SBMLTransforms.replaceFD(inlined, self.model.getListOfFunctionDefinitions())
+        split = split_net_law(inlined, self._nonnegative_name(local, params))
+        if split is None:
+            self.unsupported(
+                rid,
+                f"reversible reaction whose net rate law '{libsbml.formulaToL3String(math)}' is "
+                "neither non-negative nor a sum of signed products of non-negative factors; write "
+                "it as two irreversible reactions ('=>' in Antimony) with non-negative laws",
+            )
+        return split
+
+    def _nonnegative_name(self, local: dict[str, str], params: dict[str, float]):
+        """Callback for the sign analysis: can this symbol's value be relied on to be >= 0?"""
+        def check(name: str, seen: frozenset = frozenset()) -> bool:
+            key = local.get(name, name)
+            if key in self.species_ids or key in self.compartment_ids:
+                return True  # counts and (positive) sizes
+            rule = self.rules_by_var.get(key)
+            if rule is not None and rule.getMath() is not None and key not in seen:
+                body = rule.getMath().deepCopy()
+                libsbml.SBMLTransforms.replaceFD(body, self.model.getListOfFunctionDefinitions())
+                return is_nonnegative(body, lambda n: check(n, seen | {key}))
+            value = params.get(key, float("nan"))
+            return rule is None and bool(value >= 0)
+
+        return check
 
     def _time_dependent(self, node: libsbml.ASTNode, seen: frozenset = frozenset()) -> bool:
         names = names_in(node)
@@ -427,7 +468,7 @@ class _Builder:
 
     def _time_trigger(self, node: libsbml.ASTNode, eid: str) -> float | None:
         """Trigger time c of a trigger ``time >= c`` / ``time > c`` (or ``c <= time``)."""
-        t = node.getType()
+        t = node_type(node)
         if node.getNumChildren() == 2 and t in (
             libsbml.AST_RELATIONAL_GEQ, libsbml.AST_RELATIONAL_GT,
             libsbml.AST_RELATIONAL_LEQ, libsbml.AST_RELATIONAL_LT,
@@ -435,7 +476,7 @@ class _Builder:
             a, b = node.getChild(0), node.getChild(1)
             time_first = t in (libsbml.AST_RELATIONAL_GEQ, libsbml.AST_RELATIONAL_GT)
             tnode, cnode = (a, b) if time_first else (b, a)
-            if tnode.getType() == libsbml.AST_NAME_TIME and not (names_in(cnode) & (self.species_ids | {TIME})):
+            if node_type(tnode) == libsbml.AST_NAME_TIME and not (names_in(cnode) & (self.species_ids | {TIME})):
                 c = self.compile(cnode, eid)
                 if not callable(c):
                     return float(c)
@@ -597,7 +638,7 @@ def to_counts(source: str | os.PathLike, volume: float) -> str:
         math = kl.getMath()
         local = {kl.getParameter(j).getId() for j in range(kl.getNumParameters())}
         parts = [math]
-        if rx.getReversible() and math.getType() == libsbml.AST_MINUS and math.getNumChildren() == 2:
+        if rx.getReversible() and node_type(math) == libsbml.AST_MINUS and math.getNumChildren() == 2:
             parts = [math.getChild(0), math.getChild(1)]
         texts = []
         for part in parts:
@@ -656,7 +697,7 @@ def _counts_law(node, vol, sizes, species, substance_only, dynamic) -> str | Non
         return None
 
     def walk(n: libsbml.ASTNode, sign: int) -> bool:
-        t = n.getType()
+        t = node_type(n)
         if t == libsbml.AST_TIMES:
             return all(walk(n.getChild(i), sign) for i in range(n.getNumChildren()))
         if t == libsbml.AST_DIVIDE and n.getNumChildren() == 2:
@@ -670,7 +711,7 @@ def _counts_law(node, vol, sizes, species, substance_only, dynamic) -> str | Non
         if t in (libsbml.AST_POWER, libsbml.AST_FUNCTION_POWER) and n.getNumChildren() == 2:
             base, expo = n.getChild(0), n.getChild(1)
             p = integer(expo)
-            if base.getType() == libsbml.AST_NAME and base.getName() in species and p is not None:
+            if node_type(base) == libsbml.AST_NAME and base.getName() in species and p is not None:
                 powers[base.getName()] = powers.get(base.getName(), 0) + sign * p
                 return True
         return False
@@ -702,7 +743,7 @@ def _counts_law(node, vol, sizes, species, substance_only, dynamic) -> str | Non
 
 def _numeric_compartments(node: libsbml.ASTNode, sizes: dict[str, float]) -> None:
     """Replace, in place, compartment names by their (original) sizes."""
-    if node.getType() == libsbml.AST_NAME and node.getName() in sizes:
+    if node_type(node) == libsbml.AST_NAME and node.getName() in sizes:
         node.setValue(float(sizes[node.getName()]))
         return
     for i in range(node.getNumChildren()):

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InvalidArgumentError, PropensityError, Unsupported, UnsupportedSBMLError
+from .errors import InvalidArgumentError, NegativeCountError, PropensityError, Unsupported, UnsupportedSBMLError
 from .network import ReactionNetwork, check_times
 from .results import SSAResult
 
@@ -118,6 +118,7 @@ class _Simulation:
         # per species row: its change for each reaction, plus a last "null reaction" column of 0
         nu_rows = [(i, np.append(self.nu_t[i], 0.0)) for i in range(net.n_species) if self.nu_t[i].any()]
         null = net.n_reactions
+        consumed = [i for i, change in nu_rows if (change < 0).any()]
         track = self.has_rules or bool(self.state_events)
         a = None
         steps = 0
@@ -147,6 +148,8 @@ class _Simulation:
             r[done] = null
             for i, change in nu_rows:
                 Xa[i] += change[r]
+            if consumed and (Xa[consumed] < 0).any():
+                self._negative_count(Xa, r, ta)
             ta = np.where(done, np.inf, tn)
             if track:
                 cols = np.flatnonzero(~done)
@@ -201,6 +204,12 @@ class _Simulation:
             values.append((i, np.round(v)))
         for i, v in values:
             X[i, cols] = v
+
+    def _negative_count(self, X: np.ndarray, fired: np.ndarray, t: np.ndarray):
+        i, col = (int(v[0]) for v in np.nonzero(X < 0))
+        r = int(fired[col])
+        before = X[i, col] - self.net.stoichiometry[r, i]
+        raise NegativeCountError(self.net.reactions[r].id, self.net.species[i], float(before), float(t[col]))
 
     def _bad_propensity(self, a: np.ndarray, X: np.ndarray, t: np.ndarray):
         bad = ~(np.isfinite(a) & (a >= 0))
@@ -263,6 +272,9 @@ def _simulate_events(net: ReactionNetwork, t_end: float, rng, seed) -> SSAResult
             break
         r = int(np.searchsorted(c, u2 * a0, side="right"))
         x[:, 0] += nu[r]
+        if (x[:, 0] < 0).any():
+            i = int(np.flatnonzero(x[:, 0] < 0)[0])
+            raise NegativeCountError(net.reactions[r].id, net.species[i], float(x[i, 0] - nu[r, i]), t)
         if net.rules:
             net.apply_rules(x, t, base)
         times.append(t)

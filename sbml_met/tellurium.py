@@ -102,7 +102,9 @@ def _time_events(sbml: str) -> list[str]:
 def _mentions_time(node) -> bool:
     import libsbml
 
-    if node.getType() == libsbml.AST_NAME_TIME:
+    from ._math import node_type
+
+    if node_type(node) == libsbml.AST_NAME_TIME:
         return True
     return any(_mentions_time(node.getChild(i)) for i in range(node.getNumChildren()))
 

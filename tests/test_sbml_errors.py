@@ -123,8 +123,9 @@ UNSUPPORTED = {
     "non-integer initial amount": (sbml(species='<species id="X" compartment="c" initialAmount="2.5" '
                                         'hasOnlySubstanceUnits="true" boundaryCondition="false" constant="false"/>'),
                                    "X", "whole number"),
-    "reversible law that is not a difference": (sbml(reactions=reaction(attrs='reversible="true" fast="false"')),
-                                                "R", "reversible"),
+    "reversible law that does not split into non-negative parts": (
+        sbml(reactions=reaction(law="<apply><times/><ci>k</ci><apply><ln/><ci>X</ci></apply></apply>",
+                                attrs='reversible="true" fast="false"')), "R", "two irreversible reactions"),
     "time-dependent rate law": (sbml(reactions=reaction(law=f"<apply><times/><ci>k</ci>{TIME}</apply>")),
                                 "R", "depends on time"),
     "reaction without kinetic law": (sbml(reactions=reaction(kinetic=False)), "R", "kinetic law"),
