@@ -112,6 +112,10 @@ class BioModelsError(SbmlMetError):
     """A BioModels entry could not be fetched (unknown id, HTTP error, non-SBML payload)."""
 
 
+class CountRoundingWarning(UserWarning):
+    """Converting amounts to molecule counts rounded some initial counts by more than 1%."""
+
+
 class ExtrapolationWarning(UserWarning):
     """A MET prompt lies outside the training box: the answer is an extrapolation."""
 

@@ -8,6 +8,7 @@ GillesPy2's solvers), each reason naming the SBML element id.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
@@ -16,9 +17,9 @@ from typing import Any
 import libsbml
 import numpy as np
 
-from ._math import TIME, MathCompileError, compile_math, names_in, node_type, piecewise_constants
-from ._laws import is_nonnegative, split_net_law
-from .errors import SBMLParseError, Unsupported, UnsupportedSBMLError
+from ._math import AVOGADRO, TIME, MathCompileError, compile_math, names_in, node_type, piecewise_constants
+from ._laws import is_nonnegative, signed_terms, split_net_law, sum_of_terms
+from .errors import CountRoundingWarning, SBMLParseError, Unsupported, UnsupportedSBMLError
 from .network import (
     Event,
     Reaction,
@@ -98,10 +99,52 @@ def load_sbml(source: str | os.PathLike, volume: float | None = None) -> Reactio
     reason) for features that exact stochastic simulation cannot honour. ``volume`` converts a
     mass-action model in concentration units to molecule counts first (see :func:`to_counts`).
     """
+    if volume is None:
+        volume = molecules_per_substance_unit(read_document(source))
     if volume is not None:
         source = to_counts(source, volume=volume)
     doc = read_document(source)
     return _Builder(doc).build()
+
+
+def molecules_per_substance_unit(doc: libsbml.SBMLDocument) -> float | None:
+    """Molecules in one unit of the model's declared substance unit (Avogadro's number times the
+    unit's scale for mole, mmol, umol, ...), or None where amounts are counts already (no declared
+    unit, ``item``, ``dimensionless``). Species declared in different units are refused."""
+    m = doc.getModel()
+    factors: dict[str, float | None] = {}
+    for i in range(m.getNumSpecies()):
+        s = m.getSpecies(i)
+        unit = s.getSubstanceUnits() or (m.getSubstanceUnits() if doc.getLevel() > 2 else "substance")
+        factors[s.getId()] = _unit_molecules(m, unit)
+    distinct = {f for f in factors.values()}
+    if len(distinct) > 1:
+        raise UnsupportedSBMLError([Unsupported(sid, f"substance unit of {f or 1:g} molecules, unlike "
+                                                     "the model's other species")
+                                    for sid, f in factors.items() if f != max(distinct, key=lambda v: v or 0)])
+    factor = distinct.pop() if distinct else None
+    return None if factor is None or factor == 1.0 else factor
+
+
+def _unit_molecules(m: libsbml.Model, unit: str) -> float | None:
+    """Molecules per one ``unit`` (an SBML unit kind or unit definition id); None if not declared
+    as an amount of substance (mole or item)."""
+    if not unit:
+        return None
+    if unit == "mole":
+        return AVOGADRO
+    if unit in ("item", "dimensionless"):
+        return 1.0
+    ud = m.getUnitDefinition(unit)
+    if ud is None or ud.getNumUnits() != 1 or ud.getUnit(0).getExponentAsDouble() != 1:
+        return None
+    u = ud.getUnit(0)
+    scale = u.getMultiplier() * 10.0 ** u.getScale()
+    if u.isMole():
+        return AVOGADRO * scale
+    if u.isItem() or u.isDimensionless():
+        return scale
+    return None
 
 
 # ------------------------------------------------------------------------------------------ building
@@ -588,6 +631,7 @@ def to_counts(source: str | os.PathLike, volume: float) -> str:
         sizes[c.getId()] = float(c.getSize()) if c.isSetSize() else 1.0
     species = {m.getSpecies(i).getId(): m.getSpecies(i) for i in range(m.getNumSpecies())}
     substance_only = {sid for sid, s in species.items() if s.getHasOnlySubstanceUnits()}
+    rounded: list[str] = []
 
     # math outside kinetic laws: species in amount units and compartment sizes would change meaning
     other: list[tuple[str, libsbml.ASTNode | None, str | None]] = []
@@ -613,9 +657,8 @@ def to_counts(source: str | os.PathLike, volume: float) -> str:
         for sid in sorted(names & substance_only):
             reasons.append(Unsupported(sid, f"species in amount units used in the {where}: to_counts "
                                             "cannot rescale it"))
-        for cid in sorted(names & set(sizes)):
-            reasons.append(Unsupported(cid, f"compartment size used in the {where}: to_counts "
-                                            "rescales compartment sizes"))
+        if math is not None and names & set(sizes) and (target is None or target not in sizes):
+            _numeric_compartments(math, sizes)  # keeps its value in the model's own units
 
     # names whose value can change with the state (species, time, rules that depend on them)
     rule_math = {m.getRule(i).getVariable(): m.getRule(i).getMath() for i in range(m.getNumRules())
@@ -629,32 +672,19 @@ def to_counts(source: str | os.PathLike, volume: float) -> str:
                 dynamic.add(var)
                 changed = True
 
+    nonneg = _nonnegative_symbols(m)
     for i in range(m.getNumReactions()):
         rx = m.getReaction(i)
-        rid = rx.getId()
         kl = rx.getKineticLaw()
         if kl is None or kl.getMath() is None:
             continue  # reported when loading
-        math = kl.getMath()
-        local = {kl.getParameter(j).getId() for j in range(kl.getNumParameters())}
-        parts = [math]
-        if rx.getReversible() and node_type(math) == libsbml.AST_MINUS and math.getNumChildren() == 2:
-            parts = [math.getChild(0), math.getChild(1)]
-        texts = []
-        for part in parts:
-            text = _counts_law(part, vol, sizes, species, substance_only, dynamic - local)
-            if text is None:
-                reasons.append(Unsupported(rid, f"rate law '{libsbml.formulaToL3String(part)}' is not "
-                                                "mass action (k * product of species powers): "
-                                                "to_counts(volume=...) cannot convert it"))
-                break
-            texts.append(text)
-        else:
-            formula = texts[0] if len(texts) == 1 else f"({texts[0]}) - ({texts[1]})"
-            new = libsbml.parseL3Formula(formula)
-            if new is None:  # pragma: no cover - we wrote the formula ourselves
-                raise SBMLParseError(f"{rid}: could not write the converted rate law {formula!r}")
-            kl.setMath(new)
+        local = {kl.getParameter(j).getId(): kl.getParameter(j).getValue() for j in range(kl.getNumParameters())}
+        formula = _counts_rate_law(kl.getMath(), vol, sizes, species, substance_only,
+                                   dynamic - set(local), nonneg(local))
+        new = libsbml.parseL3Formula(formula)
+        if new is None:  # pragma: no cover - we wrote the formula ourselves
+            raise SBMLParseError(f"{rx.getId()}: could not write the converted rate law {formula!r}")
+        kl.setMath(new)
 
     for sid, s in species.items():
         if m.getInitialAssignment(sid) is not None or sid in rule_math:
@@ -667,10 +697,16 @@ def to_counts(source: str | os.PathLike, volume: float) -> str:
         else:
             continue  # reported when loading
         count = float(np.floor(amount * vol + 0.5))
+        if amount > 0 and abs(count - amount * vol) > 0.01 * amount * vol:
+            rounded.append(f"{sid} ({amount * vol:.3g} -> {count:g})")
         s.unsetInitialConcentration()
         s.setInitialAmount(count)
     for cid, size in sizes.items():
         m.getCompartment(cid).setSize(size * vol)
+    if rounded:
+        warnings.warn(CountRoundingWarning(
+            f"volume={vol:g} gives initial counts that round by more than 1%: {', '.join(rounded)}; "
+            "a larger volume keeps them closer to the model's amounts"), stacklevel=3)
 
     text = libsbml.writeSBMLToString(doc)
     if reasons:
@@ -682,6 +718,59 @@ def to_counts(source: str | os.PathLike, volume: float) -> str:
             pass
         raise UnsupportedSBMLError(reasons)
     return text
+
+
+def _counts_rate_law(math, vol, sizes, species, substance_only, dynamic, nonneg) -> str:
+    """The count-based rate law (see to_counts): mass-action terms keep the combinatorial
+    propensity, any other law is scaled by particle number, vol * f(n / vol)."""
+    terms = signed_terms(math, nonneg)
+    if terms is not None:
+        texts = [(x.sign, _counts_law(sum_of_terms([x]), vol, sizes, species, substance_only, dynamic))
+                 for x in terms]
+        if all(t is not None for _, t in texts):
+            pos = " + ".join(t for sign, t in texts if sign > 0) or "0"
+            neg = " + ".join(t for sign, t in texts if sign < 0)
+            return f"({pos}) - ({neg})" if neg else pos
+    scaled = math.deepCopy()
+    _numeric_compartments(scaled, sizes)
+    scaled = _divide_names(scaled, substance_only, vol)
+    return f"{vol!r} * ({libsbml.formulaToL3String(scaled)})"
+
+
+def _divide_names(node: libsbml.ASTNode, names: set[str], divisor: float) -> libsbml.ASTNode:
+    """``node`` with every name in ``names`` replaced by (name / divisor); may return a new root."""
+    if node_type(node) == libsbml.AST_NAME and node.getName() in names:
+        return libsbml.parseL3Formula(f"({node.getName()} / {divisor!r})")
+    for i in range(node.getNumChildren()):
+        child = node.getChild(i)
+        new = _divide_names(child, names, divisor)
+        if new is not child:
+            node.replaceChild(i, new, True)
+    return node
+
+
+def _nonnegative_symbols(m: libsbml.Model):
+    """For one reaction's local parameter values: a callback saying whether a symbol is >= 0
+    (species, compartments, parameters with values >= 0, rules whose math is non-negative)."""
+    species = {m.getSpecies(i).getId() for i in range(m.getNumSpecies())}
+    compartments = {m.getCompartment(i).getId() for i in range(m.getNumCompartments())}
+    values = {m.getParameter(i).getId(): m.getParameter(i).getValue() for i in range(m.getNumParameters())}
+    rules = {m.getRule(i).getVariable(): m.getRule(i).getMath() for i in range(m.getNumRules())
+             if m.getRule(i).isAssignment() and m.getRule(i).getMath() is not None}
+
+    def for_reaction(local: dict[str, float]):
+        def check(name: str, seen: frozenset = frozenset()) -> bool:
+            if name in local:
+                return bool(local[name] >= 0)
+            if name in species or name in compartments:
+                return True
+            if name in rules:
+                return name not in seen and is_nonnegative(rules[name], lambda n: check(n, seen | {name}))
+            return bool(values.get(name, float("nan")) >= 0)
+
+        return check
+
+    return for_reaction
 
 
 def _counts_law(node, vol, sizes, species, substance_only, dynamic) -> str | None:

@@ -1,0 +1,214 @@
+"""SBML as Tellurium users write it: Antimony's `->`, tellurium in the same process, concentration
+models with any rate law, substance units, and what the engines do when a law would empty a pool."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import sbml_met
+from sbml_met.errors import NegativeCountError, UnsupportedSBMLError
+
+# the everyday Tellurium example: `->` makes reversible reactions in Antimony
+TELLURIUM_STYLE = """
+J0: -> X; k1
+J1: X -> ; k2*X
+J2: X -> Y; k3*X
+J3: Y -> ; k4*Y
+k1 = 10; k2 = 0.1; k3 = 0.05; k4 = 0.2
+X = 0; Y = 0
+"""
+
+
+def test_reversible_arrow_loads_as_the_irreversible_model():
+    rev = sbml_met.load_antimony(TELLURIUM_STYLE)
+    irr = sbml_met.load_antimony(TELLURIUM_STYLE.replace("->", "=>"))
+    assert rev.reaction_ids == irr.reaction_ids == ("J0", "J1", "J2", "J3")
+    assert np.array_equal(rev.stoichiometry, irr.stoichiometry)
+    states = np.array([[0, 0], [3, 7], [50, 20]])
+    assert np.array_equal(rev.propensities(states), irr.propensities(states))
+    assert "forward only" in str(rev) and "J0, J1, J2, J3" in str(rev)
+    a = sbml_met.simulate(rev, [0, 5, 20], n=200, seed=4).states
+    b = sbml_met.simulate(irr, [0, 5, 20], n=200, seed=4).states
+    assert np.array_equal(a, b)
+
+
+def test_reversible_arrow_through_fsp_matches_the_poisson_answer():
+    net = sbml_met.load_antimony("J0: -> X; k1\nJ1: X -> ; k2*X\nk1 = 5; k2 = 0.5; X = 0")
+    dist = sbml_met.solve_fsp(net, [2.0], tol=1e-8)
+    lam = 5 / 0.5 * (1 - np.exp(-0.5 * 2.0))  # X(t) ~ Poisson(k1/k2 (1 - e^{-k2 t}))
+    marg = dist.marginal("X", 2.0)
+    assert float((marg.index * marg).sum()) == pytest.approx(lam, rel=1e-6)
+
+
+@pytest.mark.parametrize("law, forward, reverse", [
+    ("cell*(k1*D*R - k7*DR)", [2 * 1.5 * 4 * 3], [2 * 0.5 * 5]),
+    ("k*(D - DR/Keq)", [0.7 * 4], [0.7 * 5 / 2.0]),
+    ("(Vf*D/Ks - Vr*DR/Kp)/(1 + D/Ks + DR/Kp)", [1.0 * 4 / 2 / (1 + 2 + 2.5)], [3.0 * 5 / 2 / (1 + 2 + 2.5)]),
+])
+def test_reversible_net_laws_split_into_nonnegative_channels(law, forward, reverse):
+    net = sbml_met.load_antimony(f"""
+        compartment cell = 2
+        species D in cell, R in cell, DR in cell
+        substanceOnly species D, R, DR
+        J: D + R -> DR; {law}
+        D = 4; R = 3; DR = 5
+        k1 = 1.5; k7 = 0.5; k = 0.7; Keq = 2; Vf = 1; Vr = 3; Ks = 2; Kp = 2""")
+    assert net.reaction_ids == ("J", "J__reverse")
+    a = net.propensities(net.initial_state)
+    assert a.tolist() == pytest.approx(forward + reverse, rel=1e-12)
+
+
+def test_reversible_law_that_cannot_split_is_refused_with_advice():
+    with pytest.raises(UnsupportedSBMLError) as info:
+        sbml_met.load_antimony("J: A -> B; k*ln(A)\nA = 5; B = 0; k = 1")
+    assert info.value.element_id == "J"
+    assert "=>" in str(info.value) and "two irreversible reactions" in str(info.value)
+
+
+def test_roundoff_difference_is_zero_not_a_negative_propensity():
+    # Ep = Et - E: equal totals along different float paths differ by ~1e-16, not by a molecule
+    net = sbml_met.load_antimony("""
+        species E, P
+        Ep := Et - f*E
+        R: => P; k*Ep
+        E = 3; P = 0; Et = 0.3; f = 0.1; k = 1""")
+    assert net.initial_state.tolist() == [3.0, 0.0]
+    assert 0.3 - 0.1 * 3 < 0  # the free enzyme is -5.6e-17 in floating point
+    assert net.propensities(net.initial_state).tolist() == [0.0]
+    assert sbml_met.simulate(net, [0, 1], n=5, seed=0).states[:, -1, 1].tolist() == [0] * 5
+
+
+def test_truly_negative_propensity_is_still_an_error():
+    net = sbml_met.load_antimony("R: A => B; k*(A - 10)\nA = 5; B = 0; k = 1")
+    with pytest.raises(sbml_met.PropensityError, match="'R'"):
+        sbml_met.simulate(net, [0, 1], n=4, seed=0)
+
+
+SCHLOGL_EMPTYSET = """
+species A, EmptySet
+R: EmptySet => A; k
+A = 0; EmptySet = 3; k = 1
+"""
+
+
+def test_a_law_that_does_not_vanish_with_its_reactant_is_an_error_not_a_negative_count():
+    net = sbml_met.load_antimony(SCHLOGL_EMPTYSET)
+    with pytest.raises(NegativeCountError) as info:
+        sbml_met.simulate(net, [0, 50], n=20, seed=1)
+    assert (info.value.reaction_id, info.value.species_id) == ("R", "EmptySet")
+    assert "boundary" in str(info.value) and "$EmptySet" in str(info.value)
+    with pytest.raises(NegativeCountError, match="EmptySet"):
+        sbml_met.solve_fsp(net, [50.0])
+    # as a boundary species (a constant pool) the same model is a plain birth process
+    ok = sbml_met.load_antimony(SCHLOGL_EMPTYSET.replace("species A, EmptySet", "species A, $EmptySet"))
+    assert sbml_met.simulate(ok, [0, 5], n=50, seed=1).states.min() >= 0
+
+
+# ---------------------------------------------------------------------------- substance units
+MOLAR_MODEL = """<?xml version="1.0" encoding="UTF-8"?>
+<sbml xmlns="http://www.sbml.org/sbml/level2/version4" level="2" version="4">
+  <model id="molar">
+    <listOfUnitDefinitions>
+      <unitDefinition id="substance"><listOfUnits><unit kind="mole"/></listOfUnits></unitDefinition>
+    </listOfUnitDefinitions>
+    <listOfCompartments><compartment id="cell" size="1e-12"/></listOfCompartments>
+    <listOfSpecies>
+      <species id="C" compartment="cell" initialConcentration="4E-7"/>
+      <species id="M" compartment="cell" initialConcentration="{m}"/>
+    </listOfSpecies>
+    <listOfParameters><parameter id="k" value="0.5"/></listOfParameters>
+    <listOfReactions>
+      <reaction id="deg" reversible="false">
+        <listOfReactants><speciesReference species="C"/></listOfReactants>
+        <kineticLaw><math xmlns="http://www.w3.org/1998/Math/MathML">
+          <apply><times/><ci>cell</ci><ci>k</ci><ci>C</ci></apply></math></kineticLaw>
+      </reaction>
+    </listOfReactions>
+  </model>
+</sbml>"""
+
+
+def test_amounts_in_moles_become_molecules_by_avogadro():
+    net = sbml_met.load_sbml(MOLAR_MODEL.format(m="1E-9"))
+    expected = [round(4e-7 * 1e-12 * 6.02214076e23), round(1e-9 * 1e-12 * 6.02214076e23)]
+    assert net.initial_state.tolist() == expected  # 240,886 and 602 molecules, not 0
+    # first order: the propensity is k per molecule, whatever the units
+    assert net.propensities(net.initial_state).tolist() == pytest.approx([0.5 * expected[0]], rel=1e-9)
+
+
+def test_millimolar_unit_scales_avogadro():
+    text = MOLAR_MODEL.format(m="0").replace('<unit kind="mole"/>', '<unit kind="mole" scale="-3"/>')
+    net = sbml_met.load_sbml(text)
+    assert net.initial_state[0] == round(4e-7 * 1e-12 * 1e-3 * 6.02214076e23)
+
+
+def test_fractional_amounts_without_units_are_refused_listing_every_species():
+    with pytest.raises(UnsupportedSBMLError) as info:
+        sbml_met.load_antimony("R: A => B; k*A\nA = 0.25; B = 1.5; k = 1")
+    ids = [r.element_id for r in info.value.reasons]
+    assert ids == ["A", "B"] and "volume=" in str(info.value)
+
+
+# ---------------------------------------------------------------------------- volume= for any law
+HILL_MM = """
+model hill_mm
+  compartment cell = 1
+  species X in cell, Y in cell
+  J0: -> X; cell*v0/(1 + (Y/K)^h)
+  J1: X -> ; cell*Vm*X/(Km + X)
+  J2: -> Y; cell*k*X
+  J3: Y -> ; cell*d*Y
+  v0 = 2; K = 1; h = 2; Vm = 1; Km = 0.5; k = 1; d = 1
+  X = 0.5; Y = 0.2
+end
+"""
+
+
+def test_hill_and_michaelis_menten_laws_reach_the_ode_at_large_volume():
+    te = pytest.importorskip("tellurium")
+    volume = 2000.0
+    net = sbml_met.load_sbml(sbml_met.sbml.antimony_to_sbml(HILL_MM), volume=volume)
+    assert net.initial_state.tolist() == [1000.0, 400.0]
+    times = [0.0, 1.0, 3.0]
+    ssa = sbml_met.simulate(net, times, n=200, seed=3)
+    mean = ssa.states.mean(axis=0) / volume  # (times, species), back to concentrations
+    rr = te.loada(HILL_MM)
+    ode = rr.simulate(0, 3, 4, ["time", "[X]", "[Y]"])
+    for j, t in enumerate(times):
+        row = ode[int(round(t)), 1:] if t else ode[0, 1:]
+        assert mean[j] == pytest.approx(row, rel=0.02)
+
+
+# ---------------------------------------------------------------------------- import order
+ORDERS = [
+    ["sbml_met", "tellurium"],
+    ["tellurium", "sbml_met"],
+    ["sbml_met", "roadrunner", "antimony"],
+    ["libsbml", "sbml_met", "phrasedml", "libsedml"],
+    ["antimony", "libsedml", "sbml_met", "tellurium"],
+    ["sbml_met", "libsedml", "phrasedml", "roadrunner", "tellurium"],
+]
+
+
+@pytest.mark.parametrize("order", ORDERS, ids=["-".join(o) for o in ORDERS])
+def test_any_import_order_loads_and_simulates(order):
+    for name in order:
+        pytest.importorskip(name)
+    script = "\n".join(f"import {name}" for name in order) + textwrap.dedent(f"""
+        import numpy as np
+        net = sbml_met.models.load("toggle_switch")
+        res = sbml_met.simulate(net, [0, 1, 5], n=50, seed=1)
+        rev = sbml_met.load_antimony({TELLURIUM_STYLE!r})
+        print(int(res.states.sum()), rev.reaction_ids, float(net.propensities(net.initial_state).sum()))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    reference = subprocess.run([sys.executable, "-c", script.replace("import tellurium\n", "").replace(
+        "import roadrunner\n", "").replace("import libsedml\n", "").replace("import phrasedml\n", "")],
+        capture_output=True, text=True, timeout=120)
+    assert out.stdout.split("\n")[-2] == reference.stdout.split("\n")[-2]
