@@ -601,17 +601,18 @@ def write_sbml(net: ReactionNetwork) -> str:
 
 # ------------------------------------------------------------------------------- concentrations
 def to_counts(source: str | os.PathLike, volume: float) -> str:
-    """SBML of a mass-action model converted from concentrations to molecule counts.
+    """SBML of a model converted from concentrations (or moles) to molecule counts.
 
     Rule: ``volume`` is the number of molecules per unit of the model's substance amount, i.e. per
     concentration unit in a compartment of size 1. Every compartment size V becomes V * volume,
-    every species starts at round(amount * volume) molecules (amount = concentration * V), and
-    every mass-action law k * prod(S^p) is rewritten so that its propensity is volume times the
-    original rate with each S^p replaced by a falling factorial: for compartments of size 1 a law
-    of order m gets the rate constant k * volume^(1 - m) applied to n (n-1) ... (n-p+1).
-    Parameter ids are kept, so parameter values stay in the model's own units. Laws that are not
-    a product of constants and species powers (Michaelis-Menten, Hill, ...) are refused with one
-    UnsupportedSBMLError naming every such reaction (and every other blocking feature).
+    every species starts at round(amount * volume) molecules (amount = concentration * V; a
+    rounding above 1% warns), and every mass-action term k * prod(S^p) is rewritten so that its
+    propensity is volume times the original rate with each S^p replaced by a falling factorial:
+    for compartments of size 1 a term of order m gets k * volume^(1 - m) applied to
+    n (n-1) ... (n-p+1). Any other law f (Michaelis-Menten, Hill, ...) becomes volume * f with
+    compartments at their original sizes and species at their concentrations (particle-number
+    scaling, as COPASI does). Parameter ids are kept, so parameter values stay in the model's
+    own units.
     """
     vol = float(volume)
     if not np.isfinite(vol) or vol <= 0:
