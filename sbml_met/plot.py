@@ -23,7 +23,7 @@ from .results import Distribution, SSAResult, as_distribution
 if TYPE_CHECKING:
     from matplotlib.figure import Figure as _MplFigure
 
-__all__ = ["Figure", "marginals", "trajectories", "moments", "joint"]
+__all__ = ["Figure", "marginals", "trajectories", "moments", "distributions", "joint"]
 
 
 @functools.lru_cache(maxsize=None)
@@ -97,59 +97,141 @@ def _references(reference: Any) -> list[tuple[str, Any]]:
     return [(_label(reference), reference)]
 
 
+EXACT_LABELS = ("fsp", "exact", "analytic")
+
+
+def _is_exact(label: str, exact: str | None) -> bool:
+    return label == exact if exact is not None else label.split(" ")[0].lower() in EXACT_LABELS
+
+
+def _ordered(refs: list[tuple[str, Any]], exact: str | None) -> list[tuple[str, Any, dict]]:
+    """References with their line style, the exact one last (drawn on top) in black."""
+    styled, k = [], 1
+    for label, ref in refs:
+        if _is_exact(label, exact):
+            continue
+        styled.append((label, ref, dict(color=f"C{k}", lw=2.4, alpha=0.8, zorder=3)))
+        k += 1
+    styled += [(label, ref, dict(color="black", lw=1.3, zorder=6)) for label, ref in refs if _is_exact(label, exact)]
+    return styled
+
+
+def _figure_legend(fig, axes) -> None:
+    """One legend for the whole figure, above the panels (every method named once)."""
+    handles, labels = {}, []
+    for ax in np.ravel(axes):
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in handles:
+                handles[lab] = h
+                labels.append(lab)
+    if labels:
+        fig.legend([handles[lab] for lab in labels], labels, loc="outside upper center",
+                   ncols=min(len(labels), 5), fontsize="small", frameon=False)
+
+
 def marginals(
     result: SSAResult | Distribution,
     species: str | Sequence[str] | None = None,
     times: float | Sequence[float] | None = None,
     reference: Any = None,
+    exact: str | None = None,
+    label: str | None = None,
 ):
     """Marginal distributions P(species = count): one panel per species (rows) and time (columns).
 
     ``result`` is drawn as bars (an SSAResult as its empirical distribution), each ``reference``
-    (a result, a list, or a {label: result} dict, e.g. FSP or MET) as a line with markers.
-    Defaults: every species, the last time. Returns the Figure.
+    (a result, a list, or a {label: result} dict, e.g. FSP or MET) as a histogram outline (steps,
+    never lines through counts between the integers). The exact reference (label ``exact``, or one
+    named fsp/exact/analytic) is a thin black line drawn on top. Defaults: every species, the last
+    time; ``label`` names ``result`` in the legend. One legend for the figure. Returns the Figure.
     """
     dist = as_distribution(result)
     species_list = _as_list(species) or list(dist.species)
     time_list = [float(t) for t in (_as_list(times) or [float(dist.times[-1])])]
-    refs = [(label, as_distribution(r)) for label, r in _references(reference)]
+    refs = _ordered([(label, as_distribution(r)) for label, r in _references(reference)], exact)
     fig, axes = _figure(len(species_list), len(time_list))
     for r, s in enumerate(species_list):
         for c, t in enumerate(time_list):
             ax = axes[r, c]
             m = dist.marginal(s, t)
-            ax.bar(m.index.to_numpy(), m.to_numpy(), width=1.0, alpha=0.55, label=_label(result),
-                   color="C0", edgecolor="none")
-            for k, (label, ref) in enumerate(refs):
-                rm = ref.marginal(s, t)
-                ax.plot(rm.index.to_numpy(), rm.to_numpy(), marker="o", markersize=2.5, lw=1.2,
-                        color=f"C{k + 1}", label=label)
+            pmfs = [(label or _label(result), m, dict(color="C0", alpha=0.5))]
+            pmfs += [(ref_label, ref.marginal(s, t), style) for ref_label, ref, style in refs]
+            if max(len(x) for _, x, _ in pmfs) <= 2:
+                _dodged_bars(ax, pmfs)
+            else:
+                _bars_and_outlines(ax, pmfs)
             ax.set_xlabel(f"{s} (count)")
             ax.set_ylabel("probability")
             ax.set_title(f"{s}, t = {t:g}")
-            if r == 0 and c == 0 and refs:
-                ax.legend(fontsize="small")
+    if refs:
+        _figure_legend(fig, axes)
     return fig
 
 
-def trajectories(ssa_result: SSAResult, n: int = 20, species: str | Sequence[str] | None = None):
-    """The first ``n`` trajectories of an SSA ensemble, one panel per species (rows); returns the
-    Figure. Counts are drawn as steps held until the next recorded time."""
-    if not isinstance(ssa_result, SSAResult):
-        raise InvalidArgumentError(f"trajectories needs an SSAResult, got {type(ssa_result).__name__}")
+def _bars_and_outlines(ax, pmfs: list[tuple[str, pd.Series, dict]]) -> None:
+    """The first pmf as bars, the others as histogram outlines (steps), in their order."""
+    (label, m, style), rest = pmfs[0], pmfs[1:]
+    ax.bar(m.index.to_numpy(), m.to_numpy(), width=1.0, label=label, edgecolor="none", **style)
+    for ref_label, rm, ref_style in rest:
+        ax.step(rm.index.to_numpy(), rm.to_numpy(), where="mid", label=ref_label, **ref_style)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
+    _count_range(ax, [x for _, x, _ in pmfs])
+
+
+def _dodged_bars(ax, pmfs: list[tuple[str, pd.Series, dict]]) -> None:
+    """A 0/1 species: one bar per method side by side at 0 and at 1 (the exact one outlined in black)."""
+    width = 0.8 / len(pmfs)
+    for k, (label, m, style) in enumerate(pmfs):
+        x = np.arange(2) - 0.4 + width * (k + 0.5)
+        y = m.reindex(range(2), fill_value=0.0).to_numpy()
+        exact = style.get("color") == "black"
+        ax.bar(x, y, width=width * 0.95, label=label, color="white" if exact else style["color"],
+               edgecolor="black" if exact else "none", lw=1.3 if exact else 0,
+               alpha=1.0 if exact else 0.8, zorder=style.get("zorder", 2))
+    ax.set_xticks([0, 1])
+    ax.set_xlim(-0.6, 1.6)
+
+
+def _count_range(ax, pmfs: list[pd.Series], rel: float = 1e-3) -> None:
+    """Limit the count axis to where some pmf exceeds ``rel`` times the largest probability."""
+    top = max(float(m.max()) for m in pmfs if len(m)) if any(len(m) for m in pmfs) else 0.0
+    seen = [m.index[m.to_numpy() > rel * top] for m in pmfs if len(m)]
+    counts = np.concatenate([np.asarray(k) for k in seen]) if seen else np.array([])
+    if top > 0 and counts.size and counts.max() > 1:
+        ax.set_xlim(counts.min() - 0.5 - 0.03 * np.ptp(counts), counts.max() + 0.5 + 0.03 * np.ptp(counts))
+
+
+def trajectories(ssa_result: SSAResult | Sequence[SSAResult], n: int = 20,
+                 species: str | Sequence[str] | None = None, time_label: str = "time"):
+    """The first ``n`` trajectories, one panel per species (rows); returns the Figure.
+
+    ``ssa_result`` is an ensemble on a time grid (counts held until the next recorded time), or a
+    list of single trajectories recorded with ``simulate(..., n=1, record="events")``, drawn as
+    steps at the exact jump times."""
+    runs = list(ssa_result) if isinstance(ssa_result, (list, tuple)) else [ssa_result]
+    if not runs or not all(isinstance(r, SSAResult) for r in runs):
+        raise InvalidArgumentError(f"trajectories needs an SSAResult or a list of them, got {type(ssa_result).__name__}")
     if int(n) < 1:
         raise InvalidArgumentError(f"n must be >= 1, got {n}")
-    species_list = _as_list(species) or list(ssa_result.species)
-    k = min(int(n), ssa_result.n)
+    paths = [(r.times, r.states[j]) for r in runs for j in range(r.n)][: int(n)]
+    total = sum(r.n for r in runs)
+    events = all(r.fired is not None for r in runs)
+    first = runs[0]
+    species_list = _as_list(species) or list(first.species)
     fig, axes = _figure(len(species_list), 1, width=6.0)
     for r, s in enumerate(species_list):
         ax = axes[r, 0]
-        i = list(ssa_result.species).index(s) if s in ssa_result.species else _missing(s, ssa_result.species)
-        for j in range(k):
-            ax.step(ssa_result.times, ssa_result.states[j, :, i], where="post", lw=0.8, alpha=0.7)
-        ax.set_xlabel("time")
+        i = list(first.species).index(s) if s in first.species else _missing(s, first.species)
+        for j, (t, x) in enumerate(paths):
+            ax.step(t, x[:, i], where="post", lw=0.8, alpha=0.75, color=f"C{j % 10}")
+        if int(np.max([x[:, i].max() for _, x in paths])) <= 1:
+            ax.set_yticks([0, 1])
+        ax.set_xlabel(time_label)
         ax.set_ylabel(f"{s} (count)")
-        ax.set_title(f"{s}: {k} of {ssa_result.n} trajectories")
+        how = "steps at every reaction event" if events else "counts held between recorded times"
+        ax.set_title(f"{s}: {len(paths)} of {total} trajectories ({how})", fontsize="medium")
     return fig
 
 
@@ -171,34 +253,120 @@ def _moments_table(result: Any) -> pd.DataFrame:
     raise InvalidArgumentError(f"cannot take moments of {type(result).__name__}")
 
 
-def moments(result: Any, reference: Any = None, species: str | Sequence[str] | None = None):
-    """Mean over time with a +-1 standard deviation band, one panel per species (rows); each
-    ``reference`` dashed with its own band. Returns the Figure."""
+def moments(result: Any, reference: Any = None, species: str | Sequence[str] | None = None,
+            bands: bool = True, exact: str | None = None, time_label: str = "time", label: str | None = None):
+    """Mean over time, one panel per species (rows); with ``bands``, a +-1 standard deviation band
+    (cut at 0: counts are never negative) around ``result``'s mean. Each ``reference`` is a line of
+    its own colour, the exact one (see :func:`marginals`) thin, black and on top. A mean +- SD says
+    little about bimodal or 0/1 species: :func:`distributions` draws their whole distribution.
+    Returns the Figure."""
     table = _moments_table(result)
     species_list = _as_list(species) or list(dict.fromkeys(table["species"]))
-    refs = [(label, _moments_table(r)) for label, r in _references(reference)]
+    refs = _ordered([(label, _moments_table(r)) for label, r in _references(reference)], exact)
     fig, axes = _figure(len(species_list), 1, width=6.0)
     for r, s in enumerate(species_list):
         ax = axes[r, 0]
-        for k, (label, tab, style) in enumerate([(_label(result), table, "-")] +
-                                                [(lab, t, "--") for lab, t in refs]):
-            part = tab[tab["species"] == s].sort_values("time")
-            if part.empty:
-                if k == 0:
-                    _missing(s, list(dict.fromkeys(tab["species"])))
-                continue
-            t = part["time"].to_numpy(float)
-            mean = part["mean"].to_numpy(float)
-            ax.plot(t, mean, style, color=f"C{k}", label=label)
-            if "std" in part:
-                std = part["std"].to_numpy(float)
-                ax.fill_between(t, mean - std, mean + std, color=f"C{k}", alpha=0.2, lw=0)
-        ax.set_xlabel("time")
-        ax.set_ylabel(f"{s} (count)")
-        ax.set_title(f"{s}: mean +- 1 std")
-        if r == 0 and refs:
-            ax.legend(fontsize="small")
+        part = table[table["species"] == s].sort_values("time")
+        if part.empty:
+            _missing(s, list(dict.fromkeys(table["species"])))
+        t, mean = part["time"].to_numpy(float), part["mean"].to_numpy(float)
+        name = label or _label(result)
+        ax.plot(t, mean, "-", color="C0", lw=2.4, alpha=0.8, label=name, zorder=2)
+        if bands and "std" in part:
+            std = part["std"].to_numpy(float)
+            ax.fill_between(t, np.clip(mean - std, 0.0, None), mean + std, color="C0", alpha=0.2, lw=0,
+                            label=f"{name} +-1 std")
+        for ref_label, tab, style in refs:
+            ref = tab[tab["species"] == s].sort_values("time")
+            ax.plot(ref["time"].to_numpy(float), ref["mean"].to_numpy(float), "-", label=ref_label, **style)
+        ax.set_xlabel(time_label)
+        ax.set_ylabel(f"mean {s} (count)")
+        ax.set_title(f"{s}: mean" + (" +- 1 std" if bands else ""))
+    if refs:
+        _figure_legend(fig, axes)
     return fig
+
+
+def _marginal_matrix(result: Any, species: str) -> tuple[np.ndarray, np.ndarray]:
+    """(times, P) with P[j, k] = P(species = k at times[j]), from an SSAResult or Distribution."""
+    if isinstance(result, SSAResult):
+        i = list(result.species).index(species) if species in result.species else _missing(species, result.species)
+        x = np.rint(result.states[:, :, i]).astype(np.int64)
+        width = int(x.max()) + 1
+        rows = [np.bincount(x[:, j], minlength=width) / result.n for j in range(x.shape[1])]
+        return np.asarray(result.times, float), np.vstack(rows)
+    dist = as_distribution(result)
+    rows = [dist.marginal(species, t).to_numpy() for t in dist.times]
+    width = max(len(m) for m in rows)
+    return np.asarray(dist.times, float), np.vstack([np.pad(m, (0, width - len(m))) for m in rows])
+
+
+def _quantile(P: np.ndarray, q: float) -> np.ndarray:
+    """Per time (row), the smallest count whose cumulative probability reaches ``q``."""
+    cdf = np.cumsum(P, axis=1) / np.maximum(P.sum(axis=1, keepdims=True), 1e-300)
+    return np.argmax(cdf >= q - 1e-12, axis=1).astype(float)
+
+
+def distributions(results: dict[str, Any], species: str | Sequence[str] | None = None,
+                  exact: str | None = None, quantiles: tuple[float, float, float] = (0.05, 0.5, 0.95),
+                  time_label: str = "time"):
+    """The whole distribution of each species over time, one panel per species (rows).
+
+    ``results`` maps labels to results on (dense) time grids. A 0/1 species is drawn as P(= 1)
+    over time, one line per method. Any other species as a density heat map P(count, t) of the
+    exact result (``exact``, or the one named fsp/exact/analytic, else the first; log colour
+    scale over three decades), with each method's median (solid) and 5% / 95% quantiles (dotted) over it; the
+    exact one black and on top. Returns the Figure."""
+    labelled = _ordered(list(results.items()), exact)
+    if not any(style["color"] == "black" for *_, style in labelled):
+        first = next(iter(results))
+        labelled = _ordered(list(results.items()), first)
+    base = labelled[-1]
+    species_list = _as_list(species) or list(getattr(base[1], "species", ()))
+    fig, axes = _figure(len(species_list), 1, width=6.5, height=2.8)
+    for r, s in enumerate(species_list):
+        ax = axes[r, 0]
+        mats = [(label, *_marginal_matrix(res, s), style) for label, res, style in labelled]
+        if max(P.shape[1] for _, _, P, _ in mats) <= 2:
+            _binary_panel(ax, s, mats)
+        else:
+            _density_panel(fig, ax, s, mats, quantiles)
+        ax.set_xlabel(time_label)
+    _figure_legend(fig, axes)
+    return fig
+
+
+def _binary_panel(ax, s: str, mats: list) -> None:
+    for label, t, P, style in mats:
+        p1 = P[:, 1] if P.shape[1] > 1 else np.zeros(len(t))
+        ax.plot(t, p1, label=label, **style)
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_ylabel(f"P({s} = 1)")
+    ax.set_title(f"{s} (0 or 1): probability of 1 over time", fontsize="medium")
+
+
+def _density_panel(fig, ax, s: str, mats: list, quantiles: tuple[float, float, float]) -> None:
+    from matplotlib.colors import LogNorm
+
+    _, t, P, _ = mats[-1]  # the exact result: the heat map
+    edges_t = np.concatenate([[t[0]], (t[1:] + t[:-1]) / 2, [t[-1]]]) if len(t) > 1 else np.array([t[0] - 0.5, t[0] + 0.5])
+    edges_k = np.arange(P.shape[1] + 1) - 0.5
+    grid = np.ma.masked_less_equal(P.T, 0.0)
+    later = P[1:] if len(P) > 1 else P  # the initial point mass would wash out the colour scale
+    high = float(later.max()) if later.size else 1.0
+    mesh = ax.pcolormesh(edges_t, edges_k, grid, cmap="Blues", norm=LogNorm(vmin=high * 1e-3, vmax=high, clip=True),
+                         shading="flat", zorder=0)
+    fig.colorbar(mesh, ax=ax, label=f"P({s} = count), {mats[-1][0]}", pad=0.01)
+    lo, mid, hi = quantiles
+    for label, tt, PP, style in mats:
+        ax.plot(tt, _quantile(PP, mid), "-", label=label, **style)
+        for q in (lo, hi):
+            ax.plot(tt, _quantile(PP, q), ":", **{**style, "lw": style["lw"] * 0.8})
+    ax.set_ylabel(f"{s} (count)")
+    seen = np.flatnonzero(P.max(axis=0) > high * 1e-3)
+    ax.set_ylim(-1.5, (seen.max() if seen.size else P.shape[1] - 1) * 1.05 + 0.5)
+    ax.set_title(f"{s}: probability (blue), median (solid), {lo:.0%} and {hi:.0%} quantiles (dotted)",
+                 fontsize="medium")
 
 
 def joint(distribution: SSAResult | Distribution, x: str, y: str, time: float, ax=None,

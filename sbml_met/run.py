@@ -21,7 +21,7 @@ import pandas as pd
 from .errors import InvalidArgumentError, SbmlMetError
 from .io import atomic_write, write_table
 from .network import ReactionNetwork, check_times
-from .results import SSAResult
+from .results import Distribution, SSAResult
 
 MANIFEST = "run.json"
 
@@ -61,10 +61,33 @@ class RunReport:
         return "\n".join(lines)
 
 
-def _subset(result: SSAResult, times: np.ndarray) -> SSAResult:
+def _subset(result: SSAResult | Distribution, times: np.ndarray) -> SSAResult | Distribution:
+    """The result at the grid times nearest ``times`` (for validation on the report times)."""
     idx = [int(np.argmin(np.abs(result.times - t))) for t in times]
+    if isinstance(result, Distribution):
+        lost = None if result.truncation_error is None else np.asarray(result.truncation_error)[idx]
+        return Distribution(result.species, np.asarray(result.times)[idx], tuple(result.states[i] for i in idx),
+                            tuple(result.probabilities[i] for i in idx), method=result.method,
+                            truncation_error=lost, n_samples=result.n_samples, metadata=result.metadata)
     return SSAResult(result.species, result.times[idx], result.states[:, idx, :], method=result.method,
                      seed=result.seed, model=result.model)
+
+
+def time_label(net: ReactionNetwork) -> str:
+    """Axis label for time: ``time (unit)`` with the SBML model's timeUnits when it declares them."""
+    try:
+        import libsbml
+
+        model = libsbml.readSBMLFromString(net.to_sbml()).getModel()
+    except Exception:  # no SBML text to read: unitless time
+        return "time"
+    unit = model.getTimeUnits() if model is not None else ""
+    if not unit:
+        return "time"
+    definition = model.getUnitDefinition(unit)
+    if definition is not None:
+        return f"time ({definition.getName() or unit})"
+    return f"time ({ {'second': 's', 'dimensionless': 'dimensionless'}.get(unit, unit)})"
 
 
 def _prepare_folder(out_dir: Path, force: bool) -> None:
@@ -121,29 +144,31 @@ def run(
 
     say(f"[2/5] exact SSA, {n} trajectories on {len(grid)} times")
     ssa = timed("SSA", lambda: simulate(net, grid, n=n, seed=seed))
-    results: dict[str, Any] = {"ssa": _subset(ssa, shown)}
+    dense: dict[str, Any] = {"ssa": ssa}  # every engine on the SSA's grid; validated at `shown`
 
-    say("[3/5] finite state projection (exact CME)")
+    say(f"[3/5] finite state projection (exact CME) on the {len(grid)} times")
     try:
         from .fsp import solve_fsp
 
-        results["fsp"] = timed("FSP", lambda: solve_fsp(net, shown, max_states=fsp_max_states))
+        dense["fsp"] = timed("FSP", lambda: solve_fsp(net, grid, max_states=fsp_max_states))
     except SbmlMetError as e:
         report.notes.append(f"FSP skipped: {str(e).splitlines()[0]}")
 
     say("[4/5] Master Equation Transformer (pretrained, if one matches)")
-    met_result = timed("MET", lambda: _pretrained_met(net, name, shown, report))
+    met_result = timed("MET", lambda: _pretrained_met(net, name, grid, report))
     if met_result is not None:
-        results["met"] = met_result
+        dense["met"] = met_result
+    results = {k: _subset(v, shown) for k, v in dense.items()}
 
     say(f"[5/5] Tellurium reference, {n_reference} libroadrunner trajectories, and validation")
     from .tellurium import run_gillespie
     from .validate import validate
 
     try:
-        reference = timed("Tellurium reference", lambda: run_gillespie(net, shown, n=n_reference, seed=seed + 1000))
+        ref_dense = timed("Tellurium reference", lambda: run_gillespie(net, grid, n=n_reference, seed=seed + 1000))
+        reference = _subset(ref_dense, shown)
     except SbmlMetError as e:
-        reference = None
+        ref_dense = reference = None
         report.notes.append(f"validation skipped: {str(e).splitlines()[0]}")
     validations = []
     if reference is not None:
@@ -154,33 +179,17 @@ def run(
             if not rep.ok:
                 report.notes.append(rep.summary())
 
-    # tables: moments and marginals of every engine (and the reference), long format
-    everything = dict(results)
-    if reference is not None:
-        everything["tellurium"] = reference
-    moments, marginals = [], []
-    for method, res in everything.items():
-        m = res.moments()
-        m.insert(2, "method", method)
-        moments.append(m)
-        d = res.to_distribution() if isinstance(res, SSAResult) else res
-        f = d.to_frame()
-        f.insert(2, "method", method)
-        marginals.append(f)
-    report.tables["moments"] = pd.concat(moments, ignore_index=True)
-    report.tables["marginals"] = pd.concat(marginals, ignore_index=True)
-    if validations:
-        report.tables["validation"] = pd.concat(validations, ignore_index=True)
-    report.tables["trajectory_moments"] = ssa.moments()
-
+    if ref_dense is not None:
+        dense["tellurium"] = ref_dense
+    _tables(report, dense, shown, validations)
     for key, table in report.tables.items():
         report.files.append(write_table(table, out / f"{key}.csv", overwrite=True))
     if figures:
-        report.files.extend(timed("figures", lambda: _figures(net, ssa, results, reference, shown, out)))
+        report.files.extend(timed("figures", lambda: _figures(net, dense, shown, out, seed)))
     report.timings["total"] = _time.perf_counter() - t_start
     manifest = {"model": name, "ok": report.ok, "verdicts": report.verdicts, "timings": report.timings,
                 "files": [p.name for p in report.files], "notes": report.notes, "seed": seed, "n": n,
-                "n_reference": n_reference, "times": shown.tolist()}
+                "n_reference": n_reference, "times": shown.tolist(), "grid": grid.tolist()}
     atomic_write(out / MANIFEST, lambda p: p.write_text(json.dumps(manifest, indent=2)), overwrite=True)
     return report
 
@@ -214,18 +223,51 @@ def _pretrained_met(net: ReactionNetwork, name: str, times: np.ndarray, report: 
     return model.solve(times, **{p: net.parameters[p] for p in model.box})
 
 
-def _figures(net, ssa, results, reference, times, out: Path) -> list[Path]:
-    from . import plot
+def _tables(report: RunReport, dense: dict[str, Any], shown: np.ndarray, validations: list) -> None:
+    """moments (every engine on the dense grid) and marginals (at the report times), long format."""
+    moments, marginals = [], []
+    for method, res in dense.items():
+        m = res.moments()
+        m.insert(2, "method", method)
+        moments.append(m)
+        sub = _subset(res, shown)
+        f = (sub.to_distribution() if isinstance(sub, SSAResult) else sub).to_frame()
+        f.insert(2, "method", method)
+        marginals.append(f)
+    report.tables["moments"] = pd.concat(moments, ignore_index=True)
+    report.tables["marginals"] = pd.concat(marginals, ignore_index=True)
+    if validations:
+        report.tables["validation"] = pd.concat(validations, ignore_index=True)
 
-    written = []
-    refs = {k: v for k, v in results.items() if k != "ssa"}
-    if reference is not None:
-        refs["tellurium"] = reference
+
+def _labels(dense: dict[str, Any]) -> dict[str, str]:
+    """Legend names: SSA (n=...), FSP (exact), MET, Tellurium (n=...)."""
+    names = {"ssa": "SSA", "fsp": "FSP (exact)", "met": "MET", "tellurium": "Tellurium"}
+    return {k: names.get(k, k) + (f" (n={v.n:,})" if isinstance(v, SSAResult) else "") for k, v in dense.items()}
+
+
+def _figures(net: ReactionNetwork, dense: dict[str, Any], times: np.ndarray, out: Path, seed: int,
+             n_paths: int = 10) -> list[Path]:
+    """marginals.png, moments.png, distributions.png and trajectories.png (steps at event times)."""
+    from . import plot
+    from .ssa import simulate
+
+    tl, names = time_label(net), _labels(dense)
+    exact = names.get("fsp")
+    others = {names[k]: v for k, v in dense.items() if k != "ssa"}
+    t_end = float(dense["ssa"].times[-1])
+    paths = [simulate(net, [0.0, t_end], n=1, seed=seed + 10_000 + k, record="events") for k in range(n_paths)]
     figs = {
-        "marginals.png": plot.marginals(results["ssa"], times=list(times), reference=refs or None),
-        "moments.png": plot.moments(ssa, reference=refs.get("fsp")),
-        "trajectories.png": plot.trajectories(ssa, n=10),
+        "marginals.png": plot.marginals(_subset(dense["ssa"], times), times=list(times), exact=exact,
+                                        reference={k: _subset(v, times) for k, v in others.items()} or None,
+                                        label=names["ssa"]),
+        "moments.png": plot.moments(dense["ssa"], reference=others or None, bands=False, exact=exact,
+                                    time_label=tl, label=names["ssa"]),
+        "distributions.png": plot.distributions({names[k]: v for k, v in dense.items()}, exact=exact,
+                                                time_label=tl),
+        "trajectories.png": plot.trajectories(paths, n=n_paths, time_label=tl),
     }
+    written = []
     for fname, fig in figs.items():
         written.append(atomic_write(out / fname, lambda p, f=fig: f.savefig(p, format="png", dpi=110), overwrite=True))
     return written

@@ -68,7 +68,9 @@ def test_marginals_against_an_exact_reference():
     empirical = res.to_distribution().marginal("X", 5.0)
     assert heights == pytest.approx(dict(zip(empirical.index, empirical.to_numpy())))
     assert sum(heights.values()) == pytest.approx(1.0)
-    assert {t.get_text() for t in ax.get_legend().get_texts()} == {"ssa (n=500)", "Poisson"}
+    (legend,) = fig.legends  # one legend for the whole figure
+    assert {t.get_text() for t in legend.get_texts()} == {"ssa (n=500)", "Poisson"}
+    assert line.get_drawstyle() == "steps-mid"  # a histogram outline, no lines between counts
 
 
 def test_marginals_defaults_and_unknown_species(dist):
@@ -112,7 +114,7 @@ def test_moments_with_reference_table(ssa):
     fig = plot.moments(ssa, reference=ref, species="Y")
     (ax,) = fig.axes
     ours, theirs = ax.lines
-    assert np.allclose(theirs.get_ydata(), [1.0, 2.0]) and theirs.get_linestyle() == "--"
+    assert np.allclose(theirs.get_ydata(), [1.0, 2.0]) and theirs.get_color() != ours.get_color()
     assert theirs.get_label() == "ode"
     with pytest.raises(InvalidArgumentError):
         plot.moments(pd.DataFrame({"time": [0.0]}))
@@ -182,3 +184,80 @@ def test_validation_report_plot_displays():
     fig = sbml_met.validate(net, res, n_reference=200, seed=1, reference=ref).plot()
     assert isinstance(fig, plot.Figure)
     assert DisplayFormatter().format(fig)[0]["image/png"][:8] == PNG
+
+
+def test_exact_reference_is_black_and_on_top(dist):
+    other = Distribution(dist.species, dist.times, dist.states, dist.probabilities, method="met")
+    fig = plot.marginals(dist, "X", 1.0, reference={"FSP": dist, "MET": other, "tellurium": other})
+    ax = fig.axes[0]
+    by_label = {line.get_label(): line for line in ax.lines}
+    top = max(ax.lines, key=lambda line: line.get_zorder())
+    assert top is by_label["FSP"] and top.get_color() == "black"
+    assert ax.lines[-1] is by_label["FSP"]
+    assert len({by_label["MET"].get_color(), by_label["tellurium"].get_color(), "black"}) == 3
+
+
+def test_moments_band_never_below_zero_and_every_reference_drawn(ssa, dist):
+    low = SSAResult(("X",), np.array([0.0, 1.0]), np.array([[[0.0], [0.0]], [[0.0], [9.0]]]))
+    fig = plot.moments(low, reference={"fsp": dist.moments().query("species == 'X'")}, time_label="time (s)")
+    ax = fig.axes[0]
+    band = ax.collections[0].get_paths()[0].vertices
+    assert band[:, 1].min() >= 0.0
+    assert [line.get_label() for line in ax.lines] == ["ssa (n=2)", "fsp"]
+    assert ax.lines[-1].get_color() == "black" and ax.get_xlabel() == "time (s)"
+    assert len(plot.moments(ssa, bands=False).axes[0].collections) == 0
+
+
+def test_distributions_heat_map_and_quantiles():
+    net = models.load("birth_death")
+    grid = np.linspace(0.0, 10.0, 11)
+    res = sbml_met.simulate(net, grid, n=400, seed=2)
+    fsp = sbml_met.solve_fsp(net, grid)
+    fig = plot.distributions({"SSA": res, "FSP": fsp}, time_label="time (h)")
+    ax = fig.axes[0]
+    (mesh,) = ax.collections
+    rows = [fsp.marginal("X", t).to_numpy() for t in grid]
+    width = max(len(r) for r in rows)
+    exact = np.vstack([np.pad(r, (0, width - len(r))) for r in rows])  # P[time, count]
+    assert np.allclose(mesh.get_array().filled(0.0).reshape(width, len(grid)), exact.T)
+    medians = {line.get_label(): line for line in ax.lines if not line.get_label().startswith("_")}
+    lam = 100 * (1 - np.exp(-0.1 * grid))
+    cdf = np.cumsum(exact, axis=1)
+    assert np.array_equal(medians["FSP"].get_ydata(), np.argmax(cdf >= 0.5, axis=1))
+    assert np.allclose(medians["FSP"].get_ydata()[1:], lam[1:], atol=1.0)  # Poisson median ~ mean
+    assert medians["FSP"].get_color() == "black" and ax.get_xlabel() == "time (h)"
+    assert fig.legends
+
+
+def test_distributions_draw_a_binary_species_as_a_probability():
+    states = np.zeros((4, 3, 1))
+    states[:2, 1:, 0] = 1.0
+    res = SSAResult(("G",), np.array([0.0, 1.0, 2.0]), states)
+    ax = plot.distributions({"ssa": res}).axes[0]
+    (line,) = ax.lines
+    assert np.allclose(line.get_ydata(), [0.0, 0.5, 0.5])
+    assert ax.get_ylabel() == "P(G = 1)" and not ax.collections
+
+
+def test_trajectories_at_event_times():
+    net = models.load("birth_death")
+    runs = [sbml_met.simulate(net, [0.0, 5.0], n=1, seed=k, record="events") for k in range(3)]
+    fig = plot.trajectories(runs, n=2)
+    lines = fig.axes[0].lines
+    assert len(lines) == 2
+    assert np.array_equal(lines[1].get_xdata(), runs[1].times)
+    assert lines[1].get_drawstyle() == "steps-post"
+    assert "every reaction event" in fig.axes[0].get_title()
+
+
+def test_a_binary_species_is_drawn_as_bars_side_by_side():
+    times = np.array([0.0, 1.0])
+    g = Distribution(("G",), times, (np.array([[0]]), np.array([[0], [1]])), (np.array([1.0]), np.array([0.3, 0.7])),
+                     method="fsp")
+    s = SSAResult(("G",), times, np.array([[[0.0], [1.0]], [[0.0], [0.0]]]))
+    ax = plot.marginals(s, "G", 1.0, reference={"FSP": g}).axes[0]
+    assert not ax.lines  # no line through counts between 0 and 1
+    bars = [(p.get_x() + p.get_width() / 2, p.get_height()) for p in ax.patches]
+    assert len(bars) == 4 and all(-0.5 < x < 1.5 for x, _ in bars)
+    assert sorted(h for _, h in bars) == pytest.approx([0.3, 0.5, 0.5, 0.7])
+    assert list(ax.get_xticks()) == [0, 1]
