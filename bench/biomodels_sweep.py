@@ -67,6 +67,7 @@ import statistics
 import sys
 import time
 import traceback
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -213,13 +214,20 @@ def _last_frame(e: BaseException) -> str:
     return f"{os.path.relpath(f.filename, REPO) if f.filename.startswith(str(REPO)) else f.filename}:{f.lineno} in {f.name}: {f.line}"
 
 
+_WARNED: list[str] = []  # warnings of the last successful load (kept for the CSV, not the table)
+
+
 def _try_load(path: Path, volume):
     """('ok', net) | ('refused', reasons) | ('error', text) | ('crashed', info)."""
     import sbml_met
     from sbml_met.errors import SbmlMetError, UnsupportedSBMLError
 
     try:
-        return "ok", sbml_met.load_sbml(path, volume=volume)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            net = sbml_met.load_sbml(path, volume=volume)
+        _WARNED[:] = [f"{type(w.message).__name__}: {w.message}" for w in caught]
+        return "ok", net
     except UnsupportedSBMLError as e:
         return "refused", [(r.element_id, r.feature) for r in e.reasons]
     except SbmlMetError as e:
@@ -274,6 +282,7 @@ def run_entry(label: str, path: Path, n: int, timeout: float, events: float, see
         return row
 
     net = res
+    row["warnings"] = " | ".join(_WARNED)
     row.update(status="amounts" if volume is None else "volume", V=volume or "",
                n_species=net.n_species, n_reactions=net.n_reactions)
     _simulate_and_compare(row, net, path, volume, n, timeout, events, seed, t_start)
@@ -589,7 +598,7 @@ def _cut(s, w):
 
 
 COLUMNS = ["entry", "name", "status", "reason", "verdict", "n_species", "n_reactions", "V",
-           "horizon", "ssa_s", "rr_s", "seconds", "rr", "x0", "neg", "copasi", "reasons_amounts", "reasons_volume"]
+           "horizon", "ssa_s", "rr_s", "seconds", "rr", "x0", "neg", "copasi", "warnings", "reasons_amounts", "reasons_volume"]
 
 
 def main(argv=None) -> int:
@@ -647,9 +656,12 @@ def main(argv=None) -> int:
     st = Counter(r.get("status", "") for r in rows)
     print("totals by status: " + ", ".join(f"{k} {v}" for k, v in st.most_common()) + f" (of {len(rows)})")
     loaded = [r for r in rows if r.get("status") in ("amounts", "volume")]
-    vd = Counter((r.get("verdict") or "").split(" ")[0].split("(")[0] or "-" for r in loaded)
+    vd = Counter(("ssa error" if (r.get("verdict") or "").startswith("ssa error")
+                  else (r.get("verdict") or "").split(" ")[0].split("(")[0] or "-") for r in loaded)
     print("loaded, by verdict: " + (", ".join(f"{k} {v}" for k, v in vd.most_common()) or "none"))
     negs = [r["entry"] for r in loaded if r.get("neg") not in ("", 0, None)]
+    warned = [f"{r['entry']} {r['warnings']}" for r in loaded if r.get("warnings")]
+    print(f"warnings while loading: {len(warned)}" + "".join(f"\n  {_cut(w, 180)}" for w in warned))
     print(f"negative SSA counts: {len(negs)}" + (f" ({', '.join(negs)})" if negs else ""))
     x0bad = [f"{r['entry']} {r['x0']}" for r in loaded if r.get("x0") and not r["x0"].startswith("ok")]
     print(f"initial state vs libroadrunner: {len(x0bad)} not ok" + ("".join(f"\n  {s}" for s in x0bad)))
