@@ -83,6 +83,7 @@ _CATEGORIES: list[tuple[str, str]] = [
     (r"not mass action", "non-mass-action law (volume=)"),
     (r"rate rule", "rate rule"),
     (r"event assignment to .*only species", "event assigns a non-species"),
+    (r"event assignment to parameter .*state-dependent trigger", "event assigns a parameter (state trigger)"),
     (r"event assignment to .*assignment rule", "event assigns a rule variable"),
     (r"not a whole number", "fractional initial amount"),
     (r"not a molecule count", "negative/invalid initial amount"),
@@ -656,8 +657,8 @@ def main(argv=None) -> int:
     st = Counter(r.get("status", "") for r in rows)
     print("totals by status: " + ", ".join(f"{k} {v}" for k, v in st.most_common()) + f" (of {len(rows)})")
     loaded = [r for r in rows if r.get("status") in ("amounts", "volume")]
-    vd = Counter(("ssa error" if (r.get("verdict") or "").startswith("ssa error")
-                  else (r.get("verdict") or "").split(" ")[0].split("(")[0] or "-") for r in loaded)
+    vd = Counter(next((k for k in ("ssa error", "no reference") if (r.get("verdict") or "").startswith(k)),
+                      (r.get("verdict") or "").split(" ")[0].split("(")[0] or "-") for r in loaded)
     print("loaded, by verdict: " + (", ".join(f"{k} {v}" for k, v in vd.most_common()) or "none"))
     negs = [r["entry"] for r in loaded if r.get("neg") not in ("", 0, None)]
     warned = [f"{r['entry']} {r['warnings']}" for r in loaded if r.get("warnings")]
