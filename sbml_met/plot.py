@@ -224,15 +224,31 @@ def trajectories(ssa_result: SSAResult | Sequence[SSAResult], n: int = 20,
     for r, s in enumerate(species_list):
         ax = axes[r, 0]
         i = list(first.species).index(s) if s in first.species else _missing(s, first.species)
-        for j, (t, x) in enumerate(paths):
-            ax.step(t, x[:, i], where="post", lw=0.8, alpha=0.75, color=f"C{j % 10}")
-        if int(np.max([x[:, i].max() for _, x in paths])) <= 1:
-            ax.set_yticks([0, 1])
-        ax.set_xlabel(time_label)
-        ax.set_ylabel(f"{s} (count)")
         how = "steps at every reaction event" if events else "counts held between recorded times"
-        ax.set_title(f"{s}: {len(paths)} of {total} trajectories ({how})", fontsize="medium")
+        if max(float(x[:, i].max()) for _, x in paths) <= 1 and min(float(x[:, i].min()) for _, x in paths) >= 0:
+            _on_off_raster(ax, paths, i, s)
+            ax.set_title(f"{s} (0 or 1): a bar where {s} = 1", fontsize="medium")
+        else:
+            for j, (t, x) in enumerate(paths):
+                ax.step(t, x[:, i], where="post", lw=0.8, alpha=0.75, color=f"C{j % 10}")
+            ax.set_ylabel(f"{s} (count)")
+            ax.set_title(s, fontsize="medium")
+        ax.set_xlabel(time_label)
+    fig.suptitle(f"{len(paths)} of {total} trajectories ({how}; one colour per trajectory)", fontsize="medium")
     return fig
+
+
+def _on_off_raster(ax, paths: list, i: int, s: str) -> None:
+    """A 0/1 species: one row per trajectory, a bar over each interval where it is 1."""
+    for j, (t, x) in enumerate(paths):
+        on = np.concatenate([[False], x[:, i] > 0.5, [False]]).astype(int)
+        starts, stops = np.flatnonzero(np.diff(on) == 1), np.flatnonzero(np.diff(on) == -1)
+        edges = np.append(t, t[-1])  # a state holds until the next event (the last until the end)
+        spans = [(float(edges[a]), float(edges[b] - edges[a])) for a, b in zip(starts, stops)]
+        ax.broken_barh(spans, (j + 0.1, 0.8), color=f"C{j % 10}", alpha=0.85)
+    ax.set_ylim(0, len(paths))
+    ax.set_yticks(np.arange(len(paths)) + 0.5, [str(j + 1) for j in range(len(paths))], fontsize="x-small")
+    ax.set_ylabel("trajectory")
 
 
 def _missing(name: str, species: Sequence[str]):

@@ -247,7 +247,7 @@ def test_trajectories_at_event_times():
     assert len(lines) == 2
     assert np.array_equal(lines[1].get_xdata(), runs[1].times)
     assert lines[1].get_drawstyle() == "steps-post"
-    assert "every reaction event" in fig.axes[0].get_title()
+    assert "every reaction event" in fig.get_suptitle()
 
 
 def test_a_binary_species_is_drawn_as_bars_side_by_side():
@@ -261,3 +261,16 @@ def test_a_binary_species_is_drawn_as_bars_side_by_side():
     assert len(bars) == 4 and all(-0.5 < x < 1.5 for x, _ in bars)
     assert sorted(h for _, h in bars) == pytest.approx([0.3, 0.5, 0.5, 0.7])
     assert list(ax.get_xticks()) == [0, 1]
+
+
+def test_a_binary_species_trajectory_is_a_bar_where_it_is_one():
+    t = np.array([0.0, 1.0, 2.5, 4.0])
+    x = np.array([[1.0, 5.0], [0.0, 6.0], [1.0, 7.0], [1.0, 6.0]])
+    run = SSAResult(("G", "P"), t, x[None], fired=np.array([0, 1, 0]))
+    fig = plot.trajectories([run], time_label="time (min)")
+    ax_g, ax_p = fig.axes
+    (bars,) = ax_g.collections
+    spans = sorted((round(p.get_extents().x0, 6), round(p.get_extents().x1, 6)) for p in bars.get_paths())
+    assert spans == [(0.0, 1.0), (2.5, 4.0)]
+    (line,) = ax_p.lines
+    assert np.array_equal(line.get_ydata(), x[:, 1]) and ax_p.get_xlabel() == "time (min)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -37,3 +38,37 @@ def test_run_refuses_a_folder_of_other_files(tmp_path, capsys):
                  "--no-figures"]) == 2
     assert (tmp_path / "notes.txt").read_text() == "mine"
     assert "--force" in capsys.readouterr().err
+
+
+def test_run_draws_every_engine_on_the_dense_grid(tmp_path):
+    from PIL import Image
+
+    out = tmp_path / "bd"
+    old = os.umask(0o022)
+    try:
+        run("birth_death", out_dir=out, times=np.linspace(0, 20, 21), n=300, n_reference=300, seed=2,
+            log=lambda m: None)
+    finally:
+        os.umask(old)
+    moments = pd.read_csv(out / "moments.csv")
+    for method in ("ssa", "fsp", "tellurium"):  # every engine on the SSA's 21 times, not just the report times
+        assert moments[moments.method == method]["time"].nunique() == 21, method
+    for name in ("marginals.png", "moments.png", "distributions.png", "trajectories.png"):
+        with Image.open(out / name) as im:
+            assert im.size[0] > 300 and im.size[1] > 150
+            assert np.asarray(im.convert("L")).std() > 5  # something is drawn
+    for path in out.iterdir():
+        assert path.stat().st_mode & 0o777 == 0o644, path.name
+
+
+def test_time_axis_label_from_the_sbml_units():
+    import libsbml
+
+    from sbml_met import load_sbml, models
+    from sbml_met.run import time_label
+
+    net = models.load("birth_death")
+    assert time_label(net) == "time"
+    doc = libsbml.readSBMLFromString(net.to_sbml())
+    doc.getModel().setTimeUnits("second")
+    assert time_label(load_sbml(libsbml.writeSBMLToString(doc))) == "time (s)"
