@@ -65,6 +65,8 @@ class Event:
     trigger_time: float | None
     initial_value: bool
     assignments: tuple[tuple[int, Compiled, float], ...]  # (species index, value, amount factor)
+    # parameters set by a pure time trigger: the same value in every trajectory at the same time
+    parameter_assignments: tuple[tuple[str, Compiled], ...] = ()
 
 
 @dataclass(frozen=True)

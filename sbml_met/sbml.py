@@ -99,12 +99,42 @@ def load_sbml(source: str | os.PathLike, volume: float | None = None) -> Reactio
     reason) for features that exact stochastic simulation cannot honour. ``volume`` converts a
     mass-action model in concentration units to molecule counts first (see :func:`to_counts`).
     """
+    note = None
     if volume is None:
-        volume = molecules_per_substance_unit(read_document(source))
+        doc = read_document(source)
+        volume = molecules_per_substance_unit(doc)
+        if volume is not None:
+            note = f"amounts in the model's substance unit, converted to molecules: x {volume:.6g}"
+        elif _default_moles_as_counts(doc):
+            volume = AVOGADRO
+            note = ("amounts in mole (SBML Level 2's default substance unit: they are whole numbers "
+                    "of molecules only so), converted to molecules: x 6.02214e+23")
     if volume is not None:
         source = to_counts(source, volume=volume)
-    doc = read_document(source)
-    return _Builder(doc).build()
+    net = _Builder(read_document(source)).build()
+    return replace(net, notes=net.notes + (note,)) if note else net
+
+
+def _default_moles_as_counts(doc: libsbml.SBMLDocument) -> bool:
+    """A Level 2 model without substance units whose fractional amounts are whole molecule counts
+    (at most 1e9) in mole, the Level 2 default unit: 1.66e-21 is 1,000 molecules, not 0."""
+    m = doc.getModel()
+    if doc.getLevel() > 2 or m.getUnitDefinition("substance") is not None:
+        return False
+    sizes = {c.getId(): (c.getSize() if c.isSetSize() else 1.0) for c in m.getListOfCompartments()}
+    amounts = []
+    for s in m.getListOfSpecies():
+        if s.isSetSubstanceUnits():
+            return False
+        if s.isSetInitialAmount():
+            amounts.append(s.getInitialAmount())
+        elif s.isSetInitialConcentration():
+            amounts.append(s.getInitialConcentration() * sizes.get(s.getCompartment(), 1.0))
+    a = np.array([v for v in amounts if np.isfinite(v) and v > 0])
+    if a.size == 0 or np.all((np.abs(a - np.round(a)) <= 1e-9 * a) & (np.round(a) > 0)):
+        return False  # whole numbers already: counts, as SSA models write them
+    counts = a * AVOGADRO
+    return bool(np.all((counts <= 1e9) & (np.abs(counts - np.round(counts)) <= 1e-4 * counts)))
 
 
 def molecules_per_substance_unit(doc: libsbml.SBMLDocument) -> float | None:
@@ -337,7 +367,11 @@ class _Builder:
     def _check_count(self, sid: str, v: float) -> None:
         if not np.isfinite(v) or v < 0:
             self.unsupported(sid, f"initial amount {v:g} is not a molecule count >= 0")
-        elif abs(v - round(v)) > 1e-9:
+        elif v > 2.0**53:
+            self.unsupported(sid, f"initial count {v:.3g} is beyond 2^53, where float64 cannot count "
+                                  "single molecules: load with a smaller volume= (molecules per "
+                                  "unit of substance) so that counts are in the range a cell holds")
+        elif abs(v - round(v)) > 1e-9 * max(1.0, abs(v)) or (v != 0 and round(v) == 0):
             self.unsupported(
                 sid,
                 f"initial amount {v:g} is not a whole number of molecules (convert species in "
@@ -493,12 +527,14 @@ class _Builder:
             trigger_time = None
             if TIME in names_in(tmath):
                 trigger_time = self._time_trigger(tmath, eid)
-            assigns = []
+            assigns, param_assigns = [], []
             for j in range(ev.getNumEventAssignments()):
                 ea = ev.getEventAssignment(j)
                 var = ea.getVariable()
+                if var not in index and self._event_sets_parameter(eid, var, ea, trigger_time):
+                    param_assigns.append((var, self.compile(ea.getMath(), eid)))
+                    continue
                 if var not in index:
-                    self.unsupported(eid, f"event assignment to '{var}' (only species can be assigned)")
                     continue
                 s = species[index[var]]
                 if s.rule:
@@ -506,8 +542,23 @@ class _Builder:
                 factor = 1.0 if s.has_only_substance_units else compartments.get(s.compartment, 1.0)
                 assigns.append((index[var], self.compile(ea.getMath(), eid), factor))
             initial_value = bool(trig.getInitialValue()) if trig.isSetInitialValue() else True
-            events.append(Event(eid, self.compile(tmath, eid), trigger_time, initial_value, tuple(assigns)))
+            events.append(Event(eid, self.compile(tmath, eid), trigger_time, initial_value, tuple(assigns),
+                                tuple(param_assigns)))
         return events
+
+    def _event_sets_parameter(self, eid: str, var: str, ea, trigger_time: float | None) -> bool:
+        """Whether an event assignment to a non-species is a supported parameter change (a pure
+        time trigger, a value that no species sets); reports why not otherwise."""
+        if var not in self.known or var in self.compartment_ids or var in self.rules_by_var:
+            self.unsupported(eid, f"event assignment to '{var}' (only species and parameters can be assigned)")
+        elif trigger_time is None:
+            self.unsupported(eid, f"event assignment to parameter '{var}' with a state-dependent "
+                                  "trigger (parameters change only at 'time >= constant' triggers)")
+        elif ea.getMath() is None or names_in(ea.getMath()) & self.species_ids:
+            self.unsupported(eid, f"event assignment to parameter '{var}' from species values")
+        else:
+            return True
+        return False
 
     def _time_trigger(self, node: libsbml.ASTNode, eid: str) -> float | None:
         """Trigger time c of a trigger ``time >= c`` / ``time > c`` (or ``c <= time``)."""
@@ -624,8 +675,6 @@ def to_counts(source: str | os.PathLike, volume: float) -> str:
     props.addOption("expandFunctionDefinitions", True)
     doc.convert(props)
     m = doc.getModel()
-    reasons: list[Unsupported] = []
-
     sizes = {}
     for i in range(m.getNumCompartments()):
         c = m.getCompartment(i)
@@ -634,32 +683,18 @@ def to_counts(source: str | os.PathLike, volume: float) -> str:
     substance_only = {sid for sid, s in species.items() if s.getHasOnlySubstanceUnits()}
     rounded: list[str] = []
 
-    # math outside kinetic laws: species in amount units and compartment sizes would change meaning
-    other: list[tuple[str, libsbml.ASTNode | None, str | None]] = []
-    for i in range(m.getNumRules()):
-        r = m.getRule(i)
-        other.append((f"rule for '{r.getVariable()}'" if r.getVariable() else "algebraic rule",
-                      r.getMath(), r.getVariable() or None))
-    for i in range(m.getNumInitialAssignments()):
-        ia = m.getInitialAssignment(i)
-        other.append((f"initial assignment to '{ia.getSymbol()}'", ia.getMath(), ia.getSymbol()))
-    for i in range(m.getNumEvents()):
-        ev = m.getEvent(i)
-        eid = ev.getId() or f"event{i}"
-        if ev.getTrigger() is not None:
-            other.append((f"trigger of event '{eid}'", ev.getTrigger().getMath(), None))
-        for j in range(ev.getNumEventAssignments()):
-            ea = ev.getEventAssignment(j)
-            other.append((f"event '{eid}' assignment to '{ea.getVariable()}'", ea.getMath(), ea.getVariable()))
-    for where, math, target in other:
-        names = names_in(math) if math is not None else set()
-        if target is not None:
-            names = names | {target}
-        for sid in sorted(names & substance_only):
-            reasons.append(Unsupported(sid, f"species in amount units used in the {where}: to_counts "
-                                            "cannot rescale it"))
-        if math is not None and names & set(sizes) and (target is None or target not in sizes):
-            _numeric_compartments(math, sizes)  # keeps its value in the model's own units
+    # math outside kinetic laws keeps its value in the model's own units: compartments at their
+    # original sizes, species in amount units at count / volume (an amount target at volume x)
+    for owner, target in _math_outside_kinetic_laws(m):
+        math = owner.getMath()
+        if math is None or target in sizes:
+            continue
+        new = math.deepCopy()
+        _numeric_compartments(new, sizes)
+        new = _divide_names(new, substance_only, vol)
+        if target in substance_only:
+            new = libsbml.parseL3Formula(f"{vol!r} * ({libsbml.formulaToL3String(new)})")
+        owner.setMath(new)
 
     # names whose value can change with the state (species, time, rules that depend on them)
     rule_math = {m.getRule(i).getVariable(): m.getRule(i).getMath() for i in range(m.getNumRules())
@@ -709,16 +744,20 @@ def to_counts(source: str | os.PathLike, volume: float) -> str:
             f"volume={vol:g} gives initial counts that round by more than 1%: {', '.join(rounded)}; "
             "a larger volume keeps them closer to the model's amounts"), stacklevel=3)
 
-    text = libsbml.writeSBMLToString(doc)
-    if reasons:
-        try:  # add what loading would report as well, so that one error lists everything
-            _Builder(read_document(text)).build()
-        except UnsupportedSBMLError as e:
-            reasons += [r for r in e.reasons if r not in reasons]
-        except SBMLParseError:
-            pass
-        raise UnsupportedSBMLError(reasons)
-    return text
+    return libsbml.writeSBMLToString(doc)
+
+
+def _math_outside_kinetic_laws(m: libsbml.Model) -> list[tuple[Any, str | None]]:
+    """(element with math, the variable it sets or None) for rules, initial assignments, event
+    triggers and event assignments."""
+    out: list[tuple[Any, str | None]] = []
+    out += [(m.getRule(i), m.getRule(i).getVariable() or None) for i in range(m.getNumRules())]
+    out += [(ia, ia.getSymbol()) for ia in m.getListOfInitialAssignments()]
+    for ev in m.getListOfEvents():
+        if ev.getTrigger() is not None:
+            out.append((ev.getTrigger(), None))
+        out += [(ea, ea.getVariable()) for ea in ev.getListOfEventAssignments()]
+    return out
 
 
 def _counts_rate_law(math, vol, sizes, species, substance_only, dynamic, nonneg) -> str:

@@ -191,6 +191,11 @@ class _Simulation:
     def _fire(self, ev, X: np.ndarray, fire: np.ndarray, t) -> None:
         if not np.any(fire):
             return
+        if ev.parameter_assignments:  # time triggers only: the same values for every trajectory
+            env = self.net._env(X[:, :1], t, self.base)
+            new = {p: float(np.asarray(m(env) if callable(m) else m).reshape(-1)[0])
+                   for p, m in ev.parameter_assignments}
+            self.base.update(new)
         cols = np.flatnonzero(fire)
         env = self.net._env(X[:, cols], t, self.base)
         values = []

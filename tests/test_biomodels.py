@@ -257,7 +257,7 @@ def test_to_counts_scales_non_mass_action_laws_by_particle_number():
 
 def test_to_counts_on_a_real_ode_entry_reports_rate_rules_too():
     with pytest.raises(UnsupportedSBMLError) as info:
-        to_counts(DATA / f"{TYSON}.xml", volume=100)
+        sbml_met.load_sbml(DATA / f"{TYSON}.xml", volume=100)
     reasons = {(r.element_id, r.feature) for r in info.value.reasons}
     assert ("u", "rate rule") in reasons and ("v", "rate rule") in reasons
     assert not any("mass action" in r[1] for r in reasons)  # non-mass-action laws now convert

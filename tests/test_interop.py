@@ -109,6 +109,23 @@ def test_a_law_that_does_not_vanish_with_its_reactant_is_an_error_not_a_negative
     assert sbml_met.simulate(ok, [0, 5], n=50, seed=1).states.min() >= 0
 
 
+def test_time_event_assigning_a_parameter_switches_production_off():
+    # BioModels' common pattern (a stimulus removed at t = t2): X is Poisson with mean
+    # k/d (1 - e^{-d t}) until t2 = 5, then decays as m(5) e^{-d (t - 5)}
+    net = sbml_met.load_antimony("""
+        J0: => X; k
+        J1: X => ; d*X
+        k = 20; d = 0.5; t2 = 5; X = 0
+        off: at time > t2: k = 0""")
+    res = sbml_met.simulate(net, [5.0, 7.0], n=4000, seed=5)
+    m5 = 20 / 0.5 * (1 - np.exp(-0.5 * 5))
+    mean = res.states[:, :, 0].mean(axis=0)
+    assert mean[0] == pytest.approx(m5, abs=4 * np.sqrt(m5 / 4000))
+    m7 = m5 * np.exp(-0.5 * 2)
+    assert mean[1] == pytest.approx(m7, abs=4 * np.sqrt(m7 / 4000))
+    assert net.parameters["k"] == 20  # the network itself is unchanged
+
+
 # ---------------------------------------------------------------------------- substance units
 MOLAR_MODEL = """<?xml version="1.0" encoding="UTF-8"?>
 <sbml xmlns="http://www.sbml.org/sbml/level2/version4" level="2" version="4">
@@ -145,6 +162,23 @@ def test_millimolar_unit_scales_avogadro():
     text = MOLAR_MODEL.format(m="0").replace('<unit kind="mole"/>', '<unit kind="mole" scale="-3"/>')
     net = sbml_met.load_sbml(text)
     assert net.initial_state[0] == round(4e-7 * 1e-12 * 1e-3 * 6.02214076e23)
+
+
+def test_level2_default_mole_reads_tiny_amounts_as_molecules():
+    # no unit definitions in Level 2 means mole; 1.66e-21 mol is 1,000 molecules, never 0
+    text = MOLAR_MODEL.format(m="0").replace(
+        '<listOfUnitDefinitions>\n      <unitDefinition id="substance"><listOfUnits><unit kind="mole"/></listOfUnits></unitDefinition>\n    </listOfUnitDefinitions>\n', "")
+    text = text.replace('initialConcentration="4E-7"', 'initialAmount="1.66053906717e-21"')
+    assert "unitDefinition" not in text
+    net = sbml_met.load_sbml(text)
+    assert net.initial_state.tolist() == [1000.0, 0.0]
+    assert any("mole" in note for note in net.notes)
+
+
+def test_tiny_fractional_amount_is_never_rounded_to_zero():
+    with pytest.raises(UnsupportedSBMLError) as info:
+        sbml_met.load_antimony("R: A => B; k*A\nA = 3e-7; B = 0; k = 1")
+    assert info.value.element_id == "A" and "volume=" in str(info.value)
 
 
 def test_fractional_amounts_without_units_are_refused_listing_every_species():

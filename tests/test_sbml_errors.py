@@ -132,9 +132,10 @@ UNSUPPORTED = {
     "parameter without value": (sbml(params='<parameter id="k" constant="true"/>'), "k", "without a value"),
     "compartment that changes": (sbml(compartment='<compartment id="c" size="1" constant="false"/>'),
                                  "c", "compartment"),
-    "event assigning a parameter": (sbml(params='<parameter id="k" value="1" constant="false"/>',
-                                         extra=f"<listOfEvents>{_event(TIME_GEQ_5, assign_var='k')}</listOfEvents>"),
-                                    "ev", "only species"),
+    "event assigning a parameter at a state trigger": (
+        sbml(params='<parameter id="k" value="1" constant="false"/>',
+             extra=f"<listOfEvents>{_event('<apply><gt/><ci>X</ci><cn>2</cn></apply>', assign_var='k')}</listOfEvents>"),
+        "ev", "state-dependent trigger"),
     "mixed time and state trigger": (sbml(extra=f"<listOfEvents>{_event(f'<apply><and/>{TIME_GEQ_5}<apply><gt/><ci>X</ci><cn>2</cn></apply></apply>')}</listOfEvents>"),
                                      "ev", "depends on time"),
     "event priorities": (sbml(extra="<listOfEvents>"
