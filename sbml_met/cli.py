@@ -393,6 +393,18 @@ def add_run(sub):
     p.set_defaults(func=cmd_run)
 
 
+def _run_command(args) -> str:
+    """The ``sbml-met run`` command line these arguments stand for (recorded in report.html)."""
+    import shlex
+
+    words = ["sbml-met", "run", args.model]
+    for flag in ("out", "times", "report_times", "n", "n_reference", "seed"):
+        if getattr(args, flag) is not None:
+            words += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
+    words += ["--no-figures"] * bool(args.no_figures) + ["--force"] * bool(args.force)
+    return shlex.join(words)
+
+
 def cmd_run(args) -> int:
     from .run import run
 
@@ -400,8 +412,9 @@ def cmd_run(args) -> int:
                  times=parse_times(args.times) if args.times else None,
                  report_times=parse_times(args.report_times) if args.report_times else None,
                  n=args.n, n_reference=args.n_reference, seed=args.seed,
-                 figures=not args.no_figures, force=args.force)
+                 figures=not args.no_figures, force=args.force, command=_run_command(args))
     print(report.text())
+    print(f"open {report.out_dir / 'report.html'} in a browser for the figures and tables")
     return 0 if report.ok else 1
 
 

@@ -109,8 +109,12 @@ def run(
     figures: bool = True,
     force: bool = False,
     log: Callable[[str], None] | None = None,
+    command: str | None = None,
 ) -> RunReport:
-    """Run every engine on ``model`` (bundled name, path, BioModels id, or a ReactionNetwork)."""
+    """Run every engine on ``model`` (bundled name, path, BioModels id, or a ReactionNetwork).
+
+    Writes tables, figures, ``report.html`` (``command``: the command line it records; default
+    the Python call) and ``run.json`` into ``out_dir``."""
     from .cli import load_model  # one resolver for names, paths and BioModels ids
 
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -187,11 +191,24 @@ def run(
     if figures:
         report.files.extend(timed("figures", lambda: _figures(net, dense, shown, out, seed)))
     report.timings["total"] = _time.perf_counter() - t_start
+    provenance = {"command": command or f"sbml_met.run.run({name!r}, n={n}, n_reference={n_reference}, seed={seed})",
+                  "seed": seed, "SSA trajectories": n, "Tellurium trajectories": n_reference,
+                  "time grid": f"{len(grid)} times from {grid[0]:g} to {grid[-1]:g}",
+                  "report times": [float(t) for t in shown], "output folder": str(out.resolve())}
+    report.files.append(_write_html(report, net, provenance, out))
     manifest = {"model": name, "ok": report.ok, "verdicts": report.verdicts, "timings": report.timings,
                 "files": [p.name for p in report.files], "notes": report.notes, "seed": seed, "n": n,
                 "n_reference": n_reference, "times": shown.tolist(), "grid": grid.tolist()}
     atomic_write(out / MANIFEST, lambda p: p.write_text(json.dumps(manifest, indent=2)), overwrite=True)
     return report
+
+
+def _write_html(report: RunReport, net: ReactionNetwork, provenance: dict[str, Any], out: Path) -> Path:
+    """report.html: the self-contained page (figures embedded)."""
+    from .report import render_html
+
+    page = render_html(report, net, [p for p in report.files if p.suffix == ".png"], provenance)
+    return atomic_write(out / "report.html", lambda p: p.write_text(page, encoding="utf-8"), overwrite=True)
 
 
 def _pretrained_met(net: ReactionNetwork, name: str, times: np.ndarray, report: RunReport):
