@@ -29,6 +29,7 @@ def test_reversible_arrow_loads_as_the_irreversible_model():
     irr = sbml_met.load_antimony(TELLURIUM_STYLE.replace("->", "=>"))
     assert rev.reaction_ids == irr.reaction_ids == ("J0", "J1", "J2", "J3")
     assert np.array_equal(rev.stoichiometry, irr.stoichiometry)
+    assert rev.fingerprint() == irr.fingerprint()  # a MET trained on one serves the other
     states = np.array([[0, 0], [3, 7], [50, 20]])
     assert np.array_equal(rev.propensities(states), irr.propensities(states))
     assert "forward only" in str(rev) and "J0, J1, J2, J3" in str(rev)
