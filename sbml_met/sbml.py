@@ -188,6 +188,7 @@ class _Builder:
         self.functions: dict[str, tuple[list[str], libsbml.ASTNode]] = {}
         self.parse_errors: list[str] = []
         self.forward_only: list[str] = []  # reversible reactions whose net law is never negative
+        self.unset_species: list[str] = []  # species without any initial value: start at 0
 
     def unsupported(self, element_id: str, feature: str) -> None:
         self.reasons.append(Unsupported(element_id or "(no id)", feature))
@@ -286,7 +287,8 @@ class _Builder:
             else:
                 amount = float("nan")
                 if sid not in init_assign and sid not in rules_by_var:
-                    self.unsupported(sid, "species without an initial amount")
+                    amount = 0.0  # as libroadrunner and COPASI read it; said in the notes
+                    self.unset_species.append(sid)
             species.append(
                 Species(sid, comp, hosu, bool(s.getBoundaryCondition()), bool(s.getConstant()),
                         rule=sid in rules_by_var)
@@ -359,10 +361,14 @@ class _Builder:
 
     def _notes(self) -> tuple[str, ...]:
         """One line each on how the model was read where SBML's meaning needed a choice."""
-        if not self.forward_only:
-            return ()
-        return (f"reversible in SBML, simulated forward only (net rate law never negative): "
-                f"{', '.join(self.forward_only)}",)
+        notes = []
+        if self.forward_only:
+            notes.append(f"reversible in SBML, simulated forward only (net rate law never negative): "
+                         f"{', '.join(self.forward_only)}")
+        if self.unset_species:
+            notes.append(f"no initial amount in the SBML, starting at 0 (as libroadrunner and COPASI "
+                         f"do): {', '.join(self.unset_species)}")
+        return tuple(notes)
 
     def _check_count(self, sid: str, v: float) -> None:
         if not np.isfinite(v) or v < 0:

@@ -182,6 +182,12 @@ def test_tiny_fractional_amount_is_never_rounded_to_zero():
     assert info.value.element_id == "A" and "volume=" in str(info.value)
 
 
+def test_species_without_initial_amount_start_at_zero_and_say_so():
+    net = sbml_met.load_antimony("species A, B; R: A => B; k*A; S: => A; k; B = 2; k = 1")
+    assert net.initial_state.tolist() == [0.0, 2.0]
+    assert any("starting at 0" in note and note.endswith(": A") for note in net.notes)
+
+
 def test_fractional_amounts_without_units_are_refused_listing_every_species():
     with pytest.raises(UnsupportedSBMLError) as info:
         sbml_met.load_antimony("R: A => B; k*A\nA = 0.25; B = 1.5; k = 1")

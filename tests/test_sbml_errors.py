@@ -141,8 +141,6 @@ UNSUPPORTED = {
     "event priorities": (sbml(extra="<listOfEvents>"
                               + _event(TIME_GEQ_5, priority=f"<priority><math {MATH}><cn>1</cn></math></priority>")
                               + _event(TIME_GEQ_5, eid="ev2") + "</listOfEvents>"), "m", "priorities"),
-    "no initial amount": (sbml(species='<species id="X" compartment="c" hasOnlySubstanceUnits="true" '
-                               'boundaryCondition="false" constant="false"/>'), "X", "initial amount"),
 }
 
 
