@@ -238,6 +238,19 @@ def _try_load(path: Path, volume):
                            "traceback": traceback.format_exc()}
 
 
+def _rescaled_volume(path: Path, reasons) -> float | None:
+    """A volume= that brings counts refused as beyond 2^53 (amounts set by initial assignments,
+    which model_facts cannot see) to about TARGET molecules; None if no such refusal."""
+    from sbml_met.sbml import molecules_per_substance_unit, read_document
+
+    counts = [float(m.group(1)) for _, f in reasons
+              if (m := re.search(r"initial count ([0-9.e+]+) is beyond 2\^53", f))]
+    if not counts:
+        return None
+    factor = molecules_per_substance_unit(read_document(path)) or 1.0  # what load_sbml used
+    return 10.0 ** round(math.log10(factor * TARGET / max(counts)))
+
+
 def run_entry(label: str, path: Path, n: int, timeout: float, events: float, seed: int) -> dict:
     """Everything about one entry (runs in the child process)."""
     t_start = time.perf_counter()
@@ -259,6 +272,7 @@ def run_entry(label: str, path: Path, n: int, timeout: float, events: float, see
     volume = None
     if kind == "refused":
         row["reasons_amounts"] = fmt(res)
+        amounts_reasons = res
         volume = facts["V"]
         kind_v, res_v = _try_load(path, volume)
         if kind_v == "refused":
@@ -268,6 +282,10 @@ def run_entry(label: str, path: Path, n: int, timeout: float, events: float, see
             kind, res = kind_v, res_v
         else:
             res = primary
+            rescaled = _rescaled_volume(path, amounts_reasons)
+            kind_r, res_r = _try_load(path, rescaled) if rescaled else ("refused", res)
+            if kind_r in ("ok", "error", "crashed"):
+                kind, res, volume = kind_r, res_r, rescaled
     if kind == "crashed":
         row.update(status="crashed", reason=f"{res['type']}: {res['message'][:120]}", crash=res)
     elif kind == "error":

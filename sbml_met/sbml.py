@@ -111,7 +111,7 @@ def load_sbml(source: str | os.PathLike, volume: float | None = None) -> Reactio
                     "of molecules only so), converted to molecules: x 6.02214e+23")
     if volume is not None:
         source = to_counts(source, volume=volume)
-    net = _Builder(read_document(source)).build()
+    net = _Builder(read_document(source), round_counts=volume is not None).build()
     return replace(net, notes=net.notes + (note,)) if note else net
 
 
@@ -181,8 +181,9 @@ def _unit_molecules(m: libsbml.Model, unit: str) -> float | None:
 class _Builder:
     """Turns one validated libsbml document into a ReactionNetwork, collecting every problem."""
 
-    def __init__(self, doc: libsbml.SBMLDocument):
+    def __init__(self, doc: libsbml.SBMLDocument, round_counts: bool = False):
         self.doc = doc
+        self.round_counts = round_counts  # converted amounts (volume=): round to counts, with a warning
         self.model: libsbml.Model = doc.getModel()
         self.reasons: list[Unsupported] = []
         self.functions: dict[str, tuple[list[str], libsbml.ASTNode]] = {}
@@ -351,6 +352,8 @@ class _Builder:
         )
         rows = np.array(net.initial_state, dtype=float).reshape(-1, 1)
         net.apply_rules(rows)
+        if self.round_counts:
+            _round_converted_counts(species, rows[:, 0])
         for s, v in zip(species, rows[:, 0]):
             if s.rule:
                 continue
@@ -588,6 +591,23 @@ class _Builder:
                     pass
         self.unsupported(eid, "event trigger that depends on time other than 'time >= constant'")
         return None
+
+
+def _round_converted_counts(species: list[Species], x0: np.ndarray) -> None:
+    """Round, in place, converted amounts (initial assignments included) to whole molecules,
+    warning where that moves a count by more than 1% (see to_counts)."""
+    moved = []
+    for i, s in enumerate(species):
+        v = x0[i]
+        if s.rule or not np.isfinite(v) or v < 0:
+            continue
+        x0[i] = np.floor(v + 0.5)
+        if v > 0 and abs(x0[i] - v) > 0.01 * v:
+            moved.append(f"{s.id} ({v:.3g} -> {x0[i]:g})")
+    if moved:
+        warnings.warn(CountRoundingWarning(
+            f"initial counts round by more than 1%: {', '.join(moved)}; a larger volume= keeps them "
+            "closer to the model's amounts"), stacklevel=4)
 
 
 def _formula(node: libsbml.ASTNode, local: dict[str, str]) -> str:
