@@ -765,12 +765,32 @@ def to_counts(source: str | os.PathLike, volume: float) -> str:
         s.setInitialAmount(count)
     for cid, size in sizes.items():
         m.getCompartment(cid).setSize(size * vol)
+    _declare_items(m)
     if rounded:
         warnings.warn(CountRoundingWarning(
             f"volume={vol:g} gives initial counts that round by more than 1%: {', '.join(rounded)}; "
             "a larger volume keeps them closer to the model's amounts"), stacklevel=3)
 
     return libsbml.writeSBMLToString(doc)
+
+
+def _declare_items(m: libsbml.Model) -> None:
+    """Declare the converted model's substance unit as ``item`` (molecules), so that reading it
+    again (``net.to_sbml()``, worker processes) does not convert its counts a second time."""
+    if m.getLevel() > 2 and m.isSetSubstanceUnits():
+        m.setSubstanceUnits("item")
+    for s in m.getListOfSpecies():
+        if s.isSetSubstanceUnits():
+            s.setSubstanceUnits("item")
+    ud = m.getUnitDefinition("substance")
+    if ud is not None:
+        while ud.getNumUnits():
+            ud.removeUnit(0)
+        unit = ud.createUnit()
+        unit.setKind(libsbml.UNIT_KIND_ITEM)
+        unit.setExponent(1)
+        unit.setScale(0)
+        unit.setMultiplier(1.0)
 
 
 def _math_outside_kinetic_laws(m: libsbml.Model) -> list[tuple[Any, str | None]]:

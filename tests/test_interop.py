@@ -159,6 +159,14 @@ def test_amounts_in_moles_become_molecules_by_avogadro():
     assert net.propensities(net.initial_state).tolist() == pytest.approx([0.5 * expected[0]], rel=1e-9)
 
 
+def test_converted_model_round_trips_through_sbml_without_converting_twice():
+    net = sbml_met.load_sbml(MOLAR_MODEL.format(m="1E-9"))
+    again = sbml_met.load_sbml(net.to_sbml())
+    assert again.initial_state.tolist() == net.initial_state.tolist()
+    assert again.propensities(again.initial_state).tolist() == pytest.approx(
+        net.propensities(net.initial_state).tolist(), rel=1e-12)
+
+
 def test_millimolar_unit_scales_avogadro():
     text = MOLAR_MODEL.format(m="0").replace('<unit kind="mole"/>', '<unit kind="mole" scale="-3"/>')
     net = sbml_met.load_sbml(text)
