@@ -1,4 +1,5 @@
-"""Validation against libroadrunner: correct answers pass, a 20% wrong rate is caught."""
+"""Validation against libroadrunner: correct answers pass (false alarms at most alpha, measured on
+synthetic wide, heavy-tailed and 0/1 marginals), a 20% wrong rate is caught."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from scipy.stats import poisson
 import sbml_met
 from sbml_met import models
 from sbml_met.cli import main
-from sbml_met.results import Distribution
-from sbml_met.validate import COLUMNS, _noise_floor
+from sbml_met.results import Distribution, SSAResult
+from sbml_met.validate import COLUMNS, _chernoff_p, _ks
 
 pytest.importorskip("roadrunner")
 from sbml_met.tellurium import run_gillespie  # noqa: E402
@@ -67,15 +68,142 @@ def test_sampled_result_and_report_parts(bd_reference):
     assert isinstance(fig, Figure) and len(fig.axes) == len(BD_TIMES)
 
 
-def test_noise_floor_is_calibrated():
-    # the floor at level L must be exceeded by sampling noise about L of the time
-    rng = np.random.default_rng(0)
-    q = poisson.pmf(np.arange(200), 30.0)
+# ------------------------------------------------------------------------------------------ calibration
+SIX = ("A", "B", "C", "D", "E", "F")
+WIDE = sbml_met.load_antimony("model wide\n" + "\n".join(f"J{s}: -> {s}; 1" for s in SIX) + "\n"
+                              + "\n".join(f"{s} = 0" for s in SIX) + "\nend")
+T4 = np.array([1.0, 2.0, 3.0, 4.0])
+
+
+def _ensemble(draw, n: int, seed: int) -> SSAResult:
+    """An SSAResult of n trajectories whose 6 species x 4 times are independent draws of ``draw``."""
+    rng = np.random.default_rng(seed)
+    return SSAResult(species=SIX, times=T4, states=draw(rng, (n, T4.size, len(SIX))).astype(float))
+
+
+def _wide(rng, size, mean=1000.0, r=0.5):
+    """Negative binomial with shape r: thousands of distinct counts, heavy right tail."""
+    return rng.negative_binomial(r, r / (r + mean), size)
+
+
+def _report_p_values(draw_a, draw_b, n: int, reps: int) -> np.ndarray:
+    return np.array([sbml_met.validate(WIDE, _ensemble(draw_a, n, 2 * i),
+                                       reference=_ensemble(draw_b, n, 2 * i + 1)).p_value
+                     for i in range(reps)])
+
+
+def _binomial_bound(rate: float, reps: int) -> float:
+    return rate + 3 * np.sqrt(rate * (1 - rate) / reps)
+
+
+def test_two_sample_false_alarms_on_wide_marginals_stay_below_alpha():
+    # 300 reports of 72 tests each (6 species x 4 times, NB with ~4,000 distinct counts): the
+    # familywise false-alarm rate at alpha = 0.2 must not exceed 0.2 beyond binomial error
+    p = _report_p_values(_wide, _wide, 500, 300)
+    for alpha in (0.2, 0.05, 1e-3):
+        assert (p <= alpha).mean() <= _binomial_bound(alpha, 300), alpha
+
+
+def test_two_sample_test_p_values_are_uniform_or_conservative():
+    rep = sbml_met.validate(WIDE, _ensemble(_wide, 2000, 4), reference=_ensemble(_wide, 2000, 5))
+    assert rep.ok and rep.n_tests == 72
+    ps = []
+    for i in range(60):  # 60 reports x 24 checks: every per-test p-value
+        a, b = _ensemble(_wide, 1000, 10 + 2 * i), _ensemble(_wide, 1000, 11 + 2 * i)
+        ps.append(sbml_met.validate(WIDE, a, reference=b).to_frame()[["p_mean", "p_std", "p_distribution"]])
+    ps = np.concatenate([x.to_numpy() for x in ps])  # 1,440 x 3
+    for col in range(3):
+        for level in (0.01, 0.05, 0.2):
+            assert (ps[:, col] <= level).mean() <= _binomial_bound(level, len(ps)), (col, level)
+    assert (ps[:, 2] <= 0.2).mean() > 0.1  # KS is not vacuous on wide marginals: near nominal
+
+
+def test_shift_of_ten_percent_in_a_wide_mean_is_detected():
+    shifted = lambda rng, size: _wide(rng, size, mean=1100.0)  # noqa: E731
+    rep = sbml_met.validate(WIDE, _ensemble(shifted, 10_000, 1), reference=_ensemble(_wide, 10_000, 2))
+    assert not rep.ok and rep.p_value < 1e-6
+    assert (rep.failures()["verdict"].str.contains("mean")).mean() > 0.5
+    assert "It sees an error in a mean once it exceeds" in rep.summary()
+    rel = (rep.to_frame()["detectable_shift"] / rep.to_frame()["reference_mean"]).median()
+    assert 0.05 < rel < 0.10  # the summary's claim: ~7% at n = 10,000 for this spread
+
+
+def test_zero_one_species_sampled_and_exact():
+    rare = lambda rng, size: (rng.random(size) < 0.002).astype(int)  # noqa: E731
+    p = _report_p_values(rare, rare, 500, 100)
+    assert (p <= 0.2).mean() <= _binomial_bound(0.2, 100)
+    often = lambda rng, size: (rng.random(size) < 0.3).astype(int)  # noqa: E731
+    assert not sbml_met.validate(WIDE, _ensemble(often, 2000, 1), reference=_ensemble(rare, 2000, 2)).ok
+
+
+def test_chernoff_p_bounds_the_exact_binomial_tail():
+    from scipy.stats import binom
+
+    q, n = np.array([0.999, 0.001]), 500  # a gene ON with probability 1e-3: Poisson(0.5) ONs
+    for k in range(0, 12):
+        exact = min(1.0, 2 * min(binom.cdf(k, n, 1e-3), binom.sf(k - 1, n, 1e-3)))
+        assert _chernoff_p(np.array([0.0, 1.0]), q, k / n, n) >= exact - 1e-12
+    assert _chernoff_p(np.array([0.0, 1.0]), q, 8 / n, n) < 1e-4  # and still rejects the absurd
+    # a normal z on the same data would give p ~ 1e-4 at k = 4; the truth is 1.8e-3
+    assert _chernoff_p(np.array([0.0, 1.0]), q, 4 / n, n) > 1.8e-3
+
+
+def test_exact_reference_path_is_calibrated():
+    # reference drawn from the exact pmf: the report's false-alarm rate at 0.2 stays below 0.2
+    rng = np.random.default_rng(7)
+    k = np.arange(20_000)
+    from scipy.stats import nbinom
+
+    q = nbinom.pmf(k, 0.5, 0.5 / 1000.5)
     q /= q.sum()
-    floor = _noise_floor(q, 1000, None, 0.05, rng)
-    draws = rng.multinomial(1000, q, size=4000) / 1000
-    h = np.sqrt(np.clip(1 - np.sqrt(draws * q).sum(axis=1), 0, None))
-    assert 0.025 < (h > floor).mean() < 0.08
+    q01 = np.array([0.998, 0.002])  # A: wide, B: a 0/1 species, rarely 1
+    net = sbml_met.load_antimony("model two\nJA: -> A; 1\nJB: -> B; 1\nA = 0\nB = 0\nend")
+    times = np.array([1.0, 2.0])
+    states = tuple(np.array([[a, b] for a in range(2000) for b in (0, 1)]) for _ in times)
+    qa = q[:2000] / q[:2000].sum()
+    probs = tuple(np.outer(qa, q01).ravel() for _ in times)
+    dist = Distribution(("A", "B"), times, states, probs, method="exact")
+    ps = []
+    for i in range(150):
+        a = rng.choice(2000, size=(1000, times.size), p=qa)
+        b = (rng.random((1000, times.size)) < 0.002).astype(int)
+        ref = SSAResult(species=("A", "B"), times=times, states=np.stack([a, b], axis=2).astype(float))
+        ps.append(sbml_met.validate(net, dist, reference=ref).p_value)
+    ps = np.array(ps)
+    assert (ps <= 0.2).mean() <= _binomial_bound(0.2, 150)
+    wrong = SSAResult(species=("A", "B"), times=times,
+                      states=np.stack([rng.choice(2000, size=(1000, 2), p=np.roll(qa, 150)),
+                                       np.zeros((1000, 2))], axis=2).astype(float))
+    assert not sbml_met.validate(net, dist, reference=wrong).ok
+
+
+def test_ks_p_values_are_conservative_against_the_exact_law():
+    from scipy.stats import ks_2samp
+
+    rng = np.random.default_rng(2)
+    small = 0
+    for _ in range(30):
+        a, b = rng.poisson(3.0, 300), rng.poisson(3.6, 300)  # ties everywhere
+        pa = np.bincount(a, minlength=40)[:40] / 300
+        pb = np.bincount(b, minlength=40)[:40] / 300
+        d, p = _ks(pa, pb, 300, 300)
+        exact = ks_2samp(a, b, method="exact")  # the continuous law: itself conservative on ties
+        assert d == pytest.approx(exact.statistic, abs=1e-9)
+        if exact.pvalue < 0.01:  # in the tail, where the verdicts are made, never below the exact law
+            small += 1
+            assert p >= exact.pvalue
+        else:
+            assert p == pytest.approx(exact.pvalue, abs=0.01)
+    assert small >= 5
+
+
+def test_report_over_24_wide_checks_at_n_10000_is_fast():
+    import time
+
+    a, b = _ensemble(_wide, 10_000, 1), _ensemble(_wide, 10_000, 2)
+    t0 = time.perf_counter()
+    rep = sbml_met.validate(WIDE, a, reference=b)
+    assert time.perf_counter() - t0 < 2.0 and len(rep.to_frame()) == 24
 
 
 @pytest.fixture(scope="module")
