@@ -25,6 +25,7 @@ from .network import ReactionNetwork
 from .results import Distribution, SSAResult
 from .sbml import load_antimony, load_sbml
 from .ssa import simulate
+from .sweep import sweep
 from .validate import ValidationReport, validate
 
 __version__ = "0.1.0"

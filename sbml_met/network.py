@@ -271,6 +271,11 @@ class ReactionNetwork:
 
         return write_sbml(self)
 
+    def __reduce__(self):
+        """Pickle as SBML text (compiled rate laws are closures): worker processes and Dask
+        rebuild the same network, parameter values and initial counts included."""
+        return (_from_sbml, (self.to_sbml(), self.name, self.notes))
+
     def fingerprint(self) -> str:
         """Hash of species, stoichiometry and rate laws (not of parameter values)."""
         h = hashlib.sha256()
@@ -368,6 +373,22 @@ def evaluate_initial_assignments(
         else:
             params[var] = value
     return params, x0
+
+
+_UNPICKLED: dict[str, "ReactionNetwork"] = {}
+
+
+def _from_sbml(sbml: str, name: str, notes: tuple[str, ...]) -> "ReactionNetwork":
+    """Rebuild a pickled network (cached per process by its SBML, so that many tasks of one
+    sweep compile the rate laws once)."""
+    key = hashlib.sha256(sbml.encode()).hexdigest()
+    if key not in _UNPICKLED:
+        from .sbml import load_sbml
+
+        if len(_UNPICKLED) > 64:
+            _UNPICKLED.clear()
+        _UNPICKLED[key] = replace(load_sbml(sbml), name=name, notes=notes)
+    return _UNPICKLED[key]
 
 
 def check_times(times: Any) -> np.ndarray:

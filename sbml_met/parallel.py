@@ -1,0 +1,121 @@
+"""Run independent chunks of work on local processes or a Dask cluster, results in order.
+
+One function, :func:`map_chunks`, serves every engine that splits its work (SSA ensembles,
+parameter sweeps, teacher data). With a ``dask.distributed.Client`` the chunks run on its
+workers, with Dask's retries: a worker lost mid-run costs time, not data. Without one they run
+on a pool of local processes (all cores by default), which is rebuilt and the missing chunks
+rerun if a worker process dies. Chunk functions must be picklable module-level callables; a
+:class:`~sbml_met.network.ReactionNetwork` pickles as its SBML text.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Callable, Sequence
+
+from .errors import InvalidArgumentError
+
+RETRIES = 3  # times a chunk is rerun after its worker died
+_POOLS: dict[int, ProcessPoolExecutor] = {}
+
+
+def available_workers() -> int:
+    """Cores this process may use (the affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def resolve_workers(workers: int | None, n_chunks: int) -> int:
+    """Local worker processes for ``n_chunks`` chunks: all cores unless ``workers`` says."""
+    if workers is None:
+        workers = available_workers()
+    if int(workers) < 1:
+        raise InvalidArgumentError(f"workers must be >= 1, got {workers}")
+    return max(1, min(int(workers), n_chunks))
+
+
+def map_chunks(fn: Callable[[Any], Any], chunks: Sequence[Any], client: Any = None,
+               workers: int | None = None, progress: bool = False, desc: str = "chunks") -> list:
+    """``[fn(c) for c in chunks]``, computed on ``client``'s workers, local processes or here."""
+    bar = _bar(progress, len(chunks), desc)
+    try:
+        if client is not None:
+            return _on_dask(fn, chunks, client, bar)
+        n = resolve_workers(workers, len(chunks))
+        if n == 1:
+            out = []
+            for c in chunks:
+                out.append(fn(c))
+                _tick(bar)
+            return out
+        return _on_processes(fn, chunks, n, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _on_dask(fn, chunks, client, bar) -> list:
+    from distributed import as_completed
+
+    futures = client.map(fn, list(chunks), pure=False, retries=RETRIES)
+    index = {f.key: i for i, f in enumerate(futures)}
+    out: list = [None] * len(futures)
+    for future in as_completed(futures):
+        out[index[future.key]] = future.result()
+        _tick(bar)
+    return out
+
+
+def _on_processes(fn, chunks, workers: int, bar) -> list:
+    out: dict[int, Any] = {}
+    for attempt in range(RETRIES + 1):
+        pool = _pool(workers)
+        pending = {pool.submit(fn, chunks[i]): i for i in range(len(chunks)) if i not in out}
+        try:
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for f in done:
+                    out[pending.pop(f)] = f.result()
+                    _tick(bar)
+            return [out[i] for i in range(len(chunks))]
+        except BrokenProcessPool:
+            _POOLS.pop(workers, None)
+            if attempt == RETRIES:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    """A pool kept across calls (starting processes costs time). Children are forked, so that a
+    user's script runs without an ``if __name__ == "__main__"`` guard; once PyTorch is loaded
+    (its thread pools do not survive a fork) they come from a fork server that imported
+    sbml_met, and scripts then need the guard, as with any spawned process."""
+    if workers not in _POOLS:
+        import multiprocessing as mp
+        import sys
+
+        if "torch" in sys.modules or "fork" not in mp.get_all_start_methods():
+            ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
+            if ctx.get_start_method() == "forkserver":
+                ctx.set_forkserver_preload(["sbml_met"])
+        else:
+            ctx = mp.get_context("fork")
+        _POOLS[workers] = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    return _POOLS[workers]
+
+
+def _bar(progress: bool, total: int, desc: str):
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="chunk", leave=False)
+
+
+def _tick(bar) -> None:
+    if bar is not None:
+        bar.update(1)

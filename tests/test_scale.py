@@ -1,0 +1,92 @@
+"""Sweeps and ensembles beyond one process: local processes and a Dask cluster give the same table,
+and a worker killed mid-run costs time, not data."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import sbml_met
+from sbml_met.errors import InvalidArgumentError, UnknownIdError
+
+distributed = pytest.importorskip("distributed")
+
+
+@pytest.fixture(scope="module")
+def client():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as c:
+        yield c
+
+
+def autoreg_points(k: int = 6) -> pd.DataFrame:
+    return pd.DataFrame({"su": np.linspace(0.4, 1.6, k), "rb": np.linspace(10, 40, k)})
+
+
+def test_fsp_sweep_equals_per_point_solve_fsp_locally_and_on_dask(client):
+    net = sbml_met.models.load("autoregulation")
+    points = autoreg_points()
+    local = sbml_met.sweep(net, points, [1, 5], method="fsp", workers=2)
+    dask = sbml_met.sweep(net, points, [1, 5], method="fsp", client=client)
+    pd.testing.assert_frame_equal(local, dask)
+    assert list(local.columns) == ["point", "su", "rb", "time", "species", "count", "probability", "error"]
+    for i, row in points.iterrows():
+        exact = sbml_met.solve_fsp(net.with_parameters(row.to_dict()), [1, 5]).to_frame()
+        got = local[local.point == i].reset_index(drop=True)
+        assert np.array_equal(got["count"], exact["count"])
+        assert np.allclose(got["probability"], exact["probability"], rtol=0, atol=1e-15)
+
+
+def test_ssa_sweep_is_seeded_per_point_whatever_the_workers():
+    net = sbml_met.models.load("autoregulation")
+    one = sbml_met.sweep(net, autoreg_points(4), [2], method="ssa", n=300, seed=7, workers=1, table="moments")
+    two = sbml_met.sweep(net, autoreg_points(4), [2], method="ssa", n=300, seed=7, workers=2, table="moments")
+    pd.testing.assert_frame_equal(one, two)
+    assert list(one.columns) == ["point", "su", "rb", "time", "species", "mean", "std", "error"]
+
+
+def test_failing_point_is_reported_and_the_sweep_goes_on():
+    net = sbml_met.load_antimony("R: A => B; k*(A - 10)\nS: => A; 1\nA = 20; B = 0; k = 1")
+    points = {"A": [20, 5]}  # at A = 5 the law is negative: PropensityError, for that point only
+    out = sbml_met.sweep(net, points, [0.1], method="ssa", n=50, workers=1, table="moments")
+    assert out[out.point == 0]["error"].isna().all()
+    bad = out[out.point == 1]
+    assert len(bad) == 1 and "PropensityError" in bad["error"].iloc[0]
+
+
+def test_sweep_refuses_unknown_columns_and_methods():
+    net = sbml_met.models.load("autoregulation")
+    with pytest.raises(UnknownIdError, match="nope"):
+        sbml_met.sweep(net, {"nope": [1.0]}, [1])
+    with pytest.raises(InvalidArgumentError, match="fsp, ssa, met"):
+        sbml_met.sweep(net, {"su": [1.0]}, [1], method="ode")
+
+
+def _kill_one_worker_soon(pids: list[int], delay: float) -> threading.Thread:
+    def kill():
+        time.sleep(delay)
+        os.kill(pids[0], signal.SIGKILL)
+
+    t = threading.Thread(target=kill, daemon=True)
+    t.start()
+    return t
+
+
+def test_killed_dask_worker_costs_time_not_data(client):
+    net = sbml_met.models.load("toggle_switch")
+    points = pd.DataFrame({"sx": np.linspace(20, 60, 16)})
+    start = time.perf_counter()
+    reference = sbml_met.sweep(net, points, [5], method="ssa", n=400, seed=3, workers=1, table="moments")
+    alone = time.perf_counter() - start
+    pids = list(client.run(os.getpid).values())
+    killer = _kill_one_worker_soon(pids, 0.2 * alone)  # two workers take about half as long
+    out = sbml_met.sweep(net, points, [5], method="ssa", n=400, seed=3, client=client, table="moments")
+    killer.join()
+    assert pids[0] not in client.run(os.getpid).values()  # the worker did die
+    pd.testing.assert_frame_equal(out, reference)
