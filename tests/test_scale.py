@@ -90,3 +90,20 @@ def test_killed_dask_worker_costs_time_not_data(client):
     killer.join()
     assert pids[0] not in client.run(os.getpid).values()  # the worker did die
     pd.testing.assert_frame_equal(out, reference)
+
+
+def test_killed_local_worker_process_costs_time_not_data():
+    from sbml_met import parallel
+
+    net = sbml_met.models.load("toggle_switch")
+    points = pd.DataFrame({"sx": np.linspace(20, 60, 16)})
+    start = time.perf_counter()
+    reference = sbml_met.sweep(net, points, [5], method="ssa", n=400, seed=3, workers=1, table="moments")
+    alone = time.perf_counter() - start
+    sbml_met.sweep(net, points.iloc[:2], [5], method="ssa", n=10, workers=2)  # the pool is up
+    pids = list(parallel._POOLS[2]._processes)
+    killer = _kill_one_worker_soon(pids, 0.2 * alone)
+    out = sbml_met.sweep(net, points, [5], method="ssa", n=400, seed=3, workers=2, table="moments")
+    killer.join()
+    assert pids[0] not in parallel._POOLS[2]._processes
+    pd.testing.assert_frame_equal(out, reference)
