@@ -344,7 +344,9 @@ def validate(
         if s not in reference.species:
             raise UnknownIdError(f"the reference lacks species '{s}' of the result")
     rows = _marginals(dist, result, reference, times)
-    m = 3 * max(1, sum(1 for _, _, ref, res in rows if len(ref) > 1 or len(res) > 1))
+    spread = [np.count_nonzero(ref.to_numpy()) > 1 or np.count_nonzero(res.to_numpy()) > 1
+              for _, _, ref, res in rows]
+    m = 3 * max(1, sum(spread))
     level = alpha / m
     # |z| at which the mean test fires: normal quantile, or where exp(-z^2/2) (Chernoff) hits level/2
     z_crit = float(norm.isf(level / 2)) if n_result else float(np.sqrt(2 * np.log(2 / level)))
