@@ -388,8 +388,8 @@ def _density_panel(fig, ax, s: str, mats: list, quantiles: tuple[float, float, f
 def joint(distribution: SSAResult | Distribution, x: str, y: str, time: float, ax=None,
           vmin: float | None = None) -> _MplFigure:
     """Joint distribution P(x, y) at ``time`` as a heatmap on a logarithmic colour scale (as the
-    MET paper's figure 2e); zero-probability cells are left blank. Returns the Figure (the one
-    holding ``ax`` when given)."""
+    MET paper's figure 2e); cells of zero probability, or below ``vmin``, are left blank. Returns
+    the Figure (the one holding ``ax`` when given)."""
     from matplotlib.colors import LogNorm
 
     dist = as_distribution(distribution)
@@ -401,13 +401,13 @@ def joint(distribution: SSAResult | Distribution, x: str, y: str, time: float, a
     ny, nx = int(frame[y].max()) + 1, int(frame[x].max()) + 1
     grid = np.zeros((ny, nx))
     grid[p.index.get_level_values(0).to_numpy(int), p.index.get_level_values(1).to_numpy(int)] = p.to_numpy()
-    masked = np.ma.masked_less_equal(grid, 0.0)
     if ax is None:
         fig, axes = _figure(1, 1, width=4.2, height=3.4)
         ax = axes[0, 0]
     positive = grid[grid > 0]
     low = vmin if vmin is not None else (max(positive.min(), positive.max() * 1e-8) if positive.size else 1e-8)
     high = positive.max() if positive.size else 1.0
+    masked = np.ma.masked_where((grid <= 0.0) | (grid < low), grid)  # below the colour floor: blank
     image = ax.imshow(masked, origin="lower", aspect="auto", interpolation="nearest",
                       norm=LogNorm(vmin=low, vmax=max(high, low * 10)), cmap="viridis",
                       extent=(-0.5, nx - 0.5, -0.5, ny - 0.5))

@@ -274,3 +274,9 @@ def test_a_binary_species_trajectory_is_a_bar_where_it_is_one():
     assert spans == [(0.0, 1.0), (2.5, 4.0)]
     (line,) = ax_p.lines
     assert np.array_equal(line.get_ydata(), x[:, 1]) and ax_p.get_xlabel() == "time (min)"
+
+
+def test_joint_leaves_cells_below_vmin_blank(dist):
+    grid = plot.joint(dist, "X", "Y", 1.0, vmin=0.25).axes[0].images[0].get_array()
+    assert np.ma.is_masked(grid[0, 0]) and np.ma.is_masked(grid[0, 1])  # 0.1 and 0.2 < vmin
+    assert grid[2, 1] == pytest.approx(0.3) and grid[1, 3] == pytest.approx(0.4)
