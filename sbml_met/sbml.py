@@ -583,12 +583,15 @@ class _Builder:
                 c = self.compile(cnode, eid)
                 if not callable(c):
                     return float(c)
-                env = {}  # constant expression of parameters: evaluate with current values
+                # a constant expression of parameters and sizes: evaluate with their values
+                env = {p.getId(): p.getValue() for p in self.model.getListOfParameters()}
+                env.update({k.getId(): k.getSize() for k in self.model.getListOfCompartments()})
                 try:
-                    env.update({p.getId(): p.getValue() for p in self.model.getListOfParameters()})
                     return float(c(env))
-                except Exception:  # noqa: BLE001
-                    pass
+                except KeyError as e:
+                    self.unsupported(eid, f"event trigger time uses '{e.args[0]}', which is not a "
+                                          "parameter or compartment")
+                    return None
         self.unsupported(eid, "event trigger that depends on time other than 'time >= constant'")
         return None
 
