@@ -24,7 +24,7 @@ from ..io import atomic_write
 from ..network import check_times
 from ..results import Distribution
 from ._warn import user_stacklevel
-from .model import METConfig, METNet, ancestral_sample, check_vocab, enumerate_joint
+from .model import METConfig, METNet, ancestral_sample, check_vocab, enumerate_joint, masked_log_prob
 from .prompts import PromptSpace
 
 FORMAT = "sbml-met/met-checkpoint"
@@ -66,6 +66,32 @@ class MET:
     def n_parameters(self) -> int:
         return self.net.n_parameters()
 
+    @property
+    def conservation(self):
+        """The network's conservation laws (:class:`~sbml_met.conservation.ConservationLaws`); every
+        answer gives probability 0 to states that break one."""
+        if "_laws" not in self.__dict__:
+            from ..conservation import conservation_laws
+
+            self._laws = conservation_laws(self.network)
+        return self._laws
+
+    def _mask(self, init: Mapping[str, float] | None = None):
+        """The ConservationMask for the prompt's initial counts (None without laws); cached."""
+        if not len(self.conservation):
+            return None
+        x0 = np.asarray(self.network.initial_state, dtype=float).copy()
+        for k, v in (init or {}).items():
+            x0[self.network.species_index(k)] = float(v)
+        key = tuple(self.conservation.totals_of(np.rint(x0)).tolist())
+        cache = self.__dict__.setdefault("_masks", {})
+        if key not in cache:
+            from ..conservation import ConservationMask
+
+            cache.clear() if len(cache) > 64 else None
+            cache[key] = ConservationMask(self.conservation, np.rint(x0), self.config.vocab)
+        return cache[key]
+
     def __repr__(self) -> str:
         box = ", ".join(f"{k} in [{a:g}, {b:g}]" for k, (a, b) in self.box.items())
         return (f"MET({self.network.name}: {self.n_parameters} weights, {box}, t in "
@@ -93,7 +119,8 @@ class MET:
         xi = torch.as_tensor(x[inside].astype(np.int64))
         for a in range(0, len(xi), 65536):
             xb = xi[a : a + 65536]
-            out[np.flatnonzero(inside)[a : a + 65536]] = self.net.log_prob(f.expand(len(xb), -1, -1), xb).double().numpy()
+            out[np.flatnonzero(inside)[a : a + 65536]] = masked_log_prob(
+                self.net, f.expand(len(xb), -1, -1), xb, self._mask(init)).double().numpy()
         return out
 
     def sample(self, n: int, time: float, seed: int | None = None, init: Mapping[str, float] | None = None,
@@ -103,7 +130,7 @@ class MET:
             raise InvalidArgumentError(f"n must be >= 1, got {n}")
         f = self._features([time], init, params)
         g = torch.Generator().manual_seed(int(seed) if seed is not None else int(np.random.SeedSequence().entropy % 2**63))
-        return ancestral_sample(self.net, f, int(n), g)
+        return ancestral_sample(self.net, f, int(n), g, self._mask(init))
 
     def marginal(self, species: str, time: float, init: Mapping[str, float] | None = None,
                  n_samples: int = 100_000, seed: int = 0, **params) -> pd.Series:
@@ -111,14 +138,14 @@ class MET:
         needs fewer than 10^6 prefixes, else from ``n_samples`` samples (``.attrs['method']`` says which)."""
         s = self.network.species_index(species)
         f = self._features([time], init, params)
-        joint = enumerate_joint(self.net, f, s + 1, max_prefixes=MAX_PREFIXES)
+        joint = enumerate_joint(self.net, f, s + 1, max_prefixes=MAX_PREFIXES, mask=self._mask(init))
         if joint is not None:
             states, p = joint
             m = np.bincount(states[:, s], weights=p, minlength=self.config.vocab[s])
             method = "enumerated"
         else:
             g = torch.Generator().manual_seed(int(seed))
-            x = ancestral_sample(self.net, f, int(n_samples), g)
+            x = ancestral_sample(self.net, f, int(n_samples), g, self._mask(init))
             m = np.bincount(x[:, s], minlength=self.config.vocab[s]) / len(x)
             method = f"sampled (n={int(n_samples)})"
         out = pd.Series(m, index=pd.RangeIndex(len(m), name="count"), name="probability")
@@ -128,7 +155,7 @@ class MET:
     def marginals_all(self, time: float, init=None, **params) -> list[np.ndarray]:
         """Exact marginal arrays of every species at one prompt (enumeration; for validation)."""
         f = self._features([time], init, params, stacklevel=5)
-        return marginals_of(self.net, f)
+        return marginals_of(self.net, f, mask=self._mask(init))
 
     @torch.no_grad()
     def solve(self, times, init: Mapping[str, float] | None = None, prune: float = 1e-12,
@@ -142,10 +169,10 @@ class MET:
         states, probs, lost, how = [], [], [], []
         for j in range(len(grid)):
             f = feats[j : j + 1]
-            joint = enumerate_joint(self.net, f, len(self.species), MAX_PREFIXES, prune=prune)
+            joint = enumerate_joint(self.net, f, len(self.species), MAX_PREFIXES, prune=prune, mask=self._mask(init))
             if joint is None:
                 g = torch.Generator().manual_seed(int(seed) + j)
-                x = ancestral_sample(self.net, f, int(n_samples), g)
+                x = ancestral_sample(self.net, f, int(n_samples), g, self._mask(init))
                 uniq, cnt = np.unique(x, axis=0, return_counts=True)
                 joint = (uniq, cnt / cnt.sum())
                 how.append("sampled")
@@ -214,14 +241,14 @@ def _plain(x):
 
 
 @torch.no_grad()
-def marginals_of(net: METNet, f: torch.Tensor, n_samples: int = 4000, seed: int = 0) -> list[np.ndarray]:
+def marginals_of(net: METNet, f: torch.Tensor, n_samples: int = 4000, seed: int = 0, mask=None) -> list[np.ndarray]:
     """Marginals of every species for one prompt: exact by enumeration of prefixes where that
     needs fewer than MAX_PREFIXES of them, else estimated from ``n_samples`` ancestral samples
-    (many species, e.g. a 15-species cascade)."""
+    (many species, e.g. a 15-species cascade). ``mask``: a ConservationMask, or None."""
     S = net.config.n_species
-    joint = enumerate_joint(net, f, S, max_prefixes=MAX_PREFIXES, prune=1e-14)
+    joint = enumerate_joint(net, f, S, max_prefixes=MAX_PREFIXES, prune=1e-14, mask=mask)
     if joint is None:
-        x = ancestral_sample(net, f, int(n_samples), torch.Generator().manual_seed(int(seed)))
+        x = ancestral_sample(net, f, int(n_samples), torch.Generator().manual_seed(int(seed)), mask)
         return [np.bincount(x[:, s], minlength=net.config.vocab[s]) / len(x) for s in range(S)]
     states, p = joint
     return [np.bincount(states[:, s], weights=p, minlength=net.config.vocab[s]) for s in range(S)]

@@ -170,22 +170,34 @@ def check_vocab(counts: np.ndarray, vocab: tuple[int, ...], species: tuple[str, 
     return inside
 
 
+def _apply_mask(cond: np.ndarray, mask, prefixes: np.ndarray) -> np.ndarray:
+    """Conditionals (m, V_j) restricted to the counts ``mask.allowed(prefixes)`` permits and
+    renormalised (unchanged where the mask has nothing to say)."""
+    allowed = mask.allowed(prefixes) if mask is not None else None
+    if allowed is None:
+        return cond
+    cond = np.where(allowed, cond, 0.0)
+    tot = cond.sum(axis=1, keepdims=True)
+    return np.where(tot > 0, cond / np.where(tot > 0, tot, 1.0), allowed / allowed.sum(axis=1, keepdims=True))
+
+
 @torch.no_grad()
 def enumerate_joint(net: METNet, features: torch.Tensor, upto: int, max_prefixes: int = 1_000_000,
-                    prune: float = 0.0, batch: int = 8192):
+                    prune: float = 0.0, batch: int = 8192, mask=None):
     """Exact joint of species 0..upto-1 by enumeration: (states (m, upto) int64, probs (m,)).
 
     ``features`` is one prompt (1, P, n_features). Returns None when more than ``max_prefixes``
-    prefixes would be needed. Prefixes of probability <= ``prune`` are dropped (0 keeps all)."""
+    prefixes would be needed. Prefixes of probability <= ``prune`` are dropped (0 keeps all).
+    ``mask``: a :class:`~sbml_met.conservation.ConservationMask` (counts it rules out get 0)."""
     vocab = net.config.vocab
     prefixes = np.zeros((1, 0), dtype=np.int64)
     probs = np.ones(1)
     for s in range(upto):
         if len(prefixes) * vocab[s] > max_prefixes:
             return None
-        cond = conditionals(net, features, prefixes, batch)  # (m, V_s)
+        cond = _apply_mask(conditionals(net, features, prefixes, batch), mask, prefixes)  # (m, V_s)
         joint = probs[:, None] * cond
-        keep = joint > prune if prune > 0 else np.ones_like(joint, dtype=bool)
+        keep = joint > prune if prune > 0 else (joint > 0 if mask is not None else np.ones_like(joint, dtype=bool))
         r, c = np.nonzero(keep)
         prefixes = np.concatenate([prefixes[r], c[:, None]], axis=1)
         probs = joint[r, c]
@@ -198,41 +210,66 @@ def conditionals(net: METNet, features: torch.Tensor, prefixes: np.ndarray, batc
     j = prefixes.shape[1]
     out = []
     for a in range(0, max(len(prefixes), 1), batch):
-        pre = torch.as_tensor(prefixes[a : a + batch], dtype=torch.long)
+        pre = torch.as_tensor(prefixes[a : a + batch], dtype=torch.long, device=features.device)
         f = features.expand(len(pre), -1, -1)
         h = net.hidden(f, pre)[:, j]
-        out.append(torch.softmax(net.heads[j](h).double(), dim=-1).numpy())
+        out.append(torch.softmax(net.heads[j](h).double(), dim=-1).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, net.config.vocab[j]))
 
 
 @torch.no_grad()
-def ancestral_sample(net: METNet, features: torch.Tensor, n: int, generator: torch.Generator) -> np.ndarray:
+def ancestral_sample(net: METNet, features: torch.Tensor, n: int, generator: torch.Generator,
+                     mask=None) -> np.ndarray:
     """``n`` exact ancestral samples of one prompt: array (n, S).
 
     The prompt is run once and its keys/values cached; species j is then drawn for all samples
     from one pass over the *distinct* prefixes only, each a single new token attending to its
-    parent's cached keys/values, so the cost grows with the number of distinct prefixes, not n."""
+    parent's cached keys/values, so the cost grows with the number of distinct prefixes, not n.
+    ``mask``: a :class:`~sbml_met.conservation.ConservationMask` (counts it rules out get 0)."""
     c = net.config
     S = c.n_species
+    dev = features.device
     last, caches = net.prompt_kv(features[:1])
     inv = np.zeros(n, dtype=np.int64)
+    rep = np.zeros(1, dtype=np.int64)  # one sample per distinct prefix
     states = np.empty((n, S), dtype=np.int64)
     for s in range(S):
-        cond = torch.softmax(net.heads[s](last).double(), dim=-1).numpy()
-        cdf = np.cumsum(cond, axis=1)
-        cdf /= cdf[:, -1:]
-        u = torch.rand(n, generator=generator, dtype=torch.float64).numpy()
+        cond = torch.softmax(net.heads[s](last).double(), dim=-1).cpu().numpy()
+        cond = _apply_mask(cond, mask, states[rep, :s])
+        cdf = torch.as_tensor(np.cumsum(cond, axis=1))
+        cdf /= cdf[:, -1:].clone()
+        u = torch.rand(n, generator=generator, dtype=torch.float64)
         draws = np.empty(n, dtype=np.int64)
-        for a in range(0, n, 4096):
-            draws[a : a + 4096] = (u[a : a + 4096, None] >= cdf[inv[a : a + 4096]]).sum(axis=1)
+        step = max(1, 4_000_000 // c.vocab[s])
+        for a in range(0, n, step):  # number of cdf entries <= u, i.e. (u >= cdf).sum()
+            i = torch.as_tensor(inv[a : a + step])
+            draws[a : a + step] = torch.searchsorted(cdf[i], u[a : a + step, None], right=True)[:, 0].numpy()
         states[:, s] = np.minimum(draws, c.vocab[s] - 1)
         if s == S - 1:
             break
         code = inv * c.vocab[s] + states[:, s]
-        uc, inv = np.unique(code, return_inverse=True)
+        uc, rep, inv = np.unique(code, return_index=True, return_inverse=True)
         inv = np.asarray(inv).reshape(-1)
-        last, caches = net.next_token(torch.as_tensor(uc % c.vocab[s]), s, caches, torch.as_tensor(uc // c.vocab[s]))
+        last, caches = net.next_token(torch.as_tensor(uc % c.vocab[s], device=dev), s, caches,
+                                      torch.as_tensor(uc // c.vocab[s], device=dev))
     return states
+
+
+@torch.no_grad()
+def masked_log_prob(net: METNet, features: torch.Tensor, counts: torch.Tensor, mask=None) -> torch.Tensor:
+    """log p(x | prompt) for full states ``counts`` (B, S) inside the vocabulary, with the
+    conditionals restricted by ``mask`` (a ConservationMask) as in sampling: -inf for a state
+    that breaks a conservation law."""
+    if mask is None:
+        return net.log_prob(features, counts)
+    x = counts.cpu().numpy()
+    lp = net.logits(features, counts[:, :-1])
+    out = torch.zeros(len(x), dtype=torch.float64)
+    for s, l in enumerate(lp):
+        cond = _apply_mask(l.double().exp().cpu().numpy(), mask, x[:, :s])
+        with np.errstate(divide="ignore"):
+            out += torch.as_tensor(np.log(cond[np.arange(len(x)), x[:, s]]))
+    return torch.where(torch.as_tensor(mask.valid(x)), out, torch.tensor(-np.inf, dtype=torch.float64))
 
 
 def default_parameter_count(config: METConfig) -> int:
@@ -241,4 +278,4 @@ def default_parameter_count(config: METConfig) -> int:
 
 
 __all__ = ["METConfig", "METNet", "VocabularyOverflowWarning", "check_vocab", "enumerate_joint",
-           "conditionals", "ancestral_sample"]
+           "conditionals", "ancestral_sample", "masked_log_prob"]

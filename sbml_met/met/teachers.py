@@ -89,6 +89,23 @@ class Teacher:
         """Marginals per validation prompt and species (default: private FSP, else SSA)."""
         return fsp_or_ssa_reference(ctx, theta, x0, t)
 
+    def to(self, device) -> "Teacher":
+        """Move the training data (tensors held by the teacher and its row stores) to ``device``."""
+        _move(self, torch.device(device))
+        return self
+
+
+def _move(obj, device: torch.device, depth: int = 0) -> None:
+    """Move the tensor attributes (and lists of tensors) of ``obj`` and of its own helper
+    objects (one level down) to ``device``, in place."""
+    for k, v in list(vars(obj).items()):
+        if isinstance(v, torch.Tensor):
+            setattr(obj, k, v.to(device))
+        elif isinstance(v, list) and v and all(isinstance(a, torch.Tensor) for a in v):
+            setattr(obj, k, [a.to(device) for a in v])
+        elif depth == 0 and type(v).__module__ == __name__ and hasattr(v, "__dict__"):
+            _move(v, device, depth + 1)
+
 
 # ------------------------------------------------------------------------------- helpers
 def estimate_caps(ctx: TrainContext, n: int = 2048, margin: float = 3.0) -> np.ndarray:
@@ -475,16 +492,17 @@ class _JointRows:
                      for j in range(len(self.vocab) - 1)]
 
     def batch_loss(self, net, rng: np.random.Generator, B: int) -> tuple[torch.Tensor, float]:
-        item = torch.as_tensor(rng.integers(0, len(self.J), B))
+        dev = self.J.device
+        item = torch.as_tensor(rng.integers(0, len(self.J), B), device=dev)
         C = self.C[item]
-        u = torch.as_tensor(1.0 - rng.random(B)) * C[:, -1]
+        u = torch.as_tensor(1.0 - rng.random(B), device=dev) * C[:, -1]
         pref = torch.searchsorted(C, u[:, None]).squeeze(1).clamp_max(C.shape[1] - 1)
-        pre = (pref[:, None] // self.radix[None, :]) % torch.as_tensor(self.vocab[:-1])[None, :]
+        pre = (pref[:, None] // self.radix[None, :]) % torch.as_tensor(self.vocab[:-1], device=dev)[None, :]
         tgt = self.J[item, pref]
         tgt = tgt / tgt.sum(dim=1, keepdim=True).clamp_min(1e-30)
         lp = net.logits(self.feats[item], pre)
         ce = -(tgt * lp[-1]).sum(dim=1)
-        ctx = torch.zeros(B, dtype=torch.long)
+        ctx = torch.zeros(B, dtype=torch.long, device=dev)
         for j in range(pre.shape[1]):  # exact p(x_j | u_<j) as the target of position j
             V = self.vocab[j]
             block = self.marg[j].reshape(len(self.J), -1, V)[item, ctx]
@@ -501,8 +519,9 @@ class SSATeacher(Teacher):
     recorded at ``times_per_trajectory`` random times."""
 
     def __init__(self, n_prompts: int = 32768, times_per_trajectory: int = 8, chunk: int = 8192,
-                 vocab_factor: float = 1.25, vocab: tuple[int, ...] | None = None):
+                 vocab_factor: float = 1.25, vocab: tuple[int, ...] | None = None, n_reference: int = 4000):
         self.n, self.K, self.chunk, self.vocab_factor = int(n_prompts), int(times_per_trajectory), int(chunk), vocab_factor
+        self.n_reference = int(n_reference)  # SSA trajectories per validation prompt (beyond FSP)
         self.fixed_vocab = tuple(int(v) for v in vocab) if vocab else None
 
     def prepare(self, ctx: TrainContext) -> None:
@@ -540,12 +559,12 @@ class SSATeacher(Teacher):
                         "max_counts": mx.tolist()})
 
     def loss(self, net, ctx):
-        idx = torch.as_tensor(ctx.rng.integers(0, len(self.X), ctx.batch_size))
+        idx = torch.as_tensor(ctx.rng.integers(0, len(self.X), ctx.batch_size), device=self.X.device)
         nll = -net.log_prob(self.feats[idx], self.X[idx]).mean()
         return nll, float(nll.detach())
 
     def reference(self, ctx, theta, x0, t):
-        return fsp_or_ssa_reference(ctx, theta, x0, t)
+        return fsp_or_ssa_reference(ctx, theta, x0, t, n_ssa=self.n_reference)
 
 
 # ------------------------------------------------------------------------------- exact birth-death

@@ -52,12 +52,16 @@ def train(
     threads: int | None = 1,
     progress: bool | None = None,
     init_from: MET | None = None,
+    device: str | torch.device | None = None,
 ) -> MET:
     """Train a MET for ``network`` over the parameter ``box`` (SBML id -> (low, high)) and times
     ``(t_min, t_max)``; other parameters stay at the network's values. ``init_box`` optionally
     varies initial counts (species id -> (low, high)). ``init_from``: continue training the
-    weights of an earlier MET of the same network, box and vocabulary. Returns the trained MET."""
+    weights of an earlier MET of the same network, box and vocabulary. ``device``: "cuda",
+    "cpu" or None (CUDA when available, else CPU); the returned MET lives on the CPU.
+    Returns the trained MET; its validation figures obey the network's conservation laws."""
     t_start = time.monotonic()
+    dev = resolve_device(device)
     if minutes <= 0:
         raise InvalidArgumentError(f"minutes must be > 0, got {minutes}")
     space = PromptSpace.build(network, box, times, init_box)
@@ -89,16 +93,20 @@ def train(
             cfg = METConfig(n_prompt=space.n_prompt, vocab=tuple(tch.vocab), n_features=N_FEATURES,
                             **{**DEFAULT_MODEL, **dict(model or {})})
             net = METNet(cfg)
+        net.to(dev)
+        tch.to(dev)
         # validation prompts: their own Sobol stream, uniform over the box, never trained on
         vt, vx, vtt = space.sobol(n_validation, seed=seed + 7919, mode="mixed")
         vref = tch.reference(ctx, vt, vx, vtt)
-        vfeat = torch.as_tensor(space.features(vt, vx, vtt))
-        net, log, val = _loop(net, tch, ctx, steps, lr, vfeat, vref, validate_every, progress)
+        vfeat = torch.as_tensor(space.features(vt, vx, vtt), device=dev)
+        masks = validation_masks(network, vx, cfg.vocab)
+        net, log, val = _loop(net, tch, ctx, steps, lr, vfeat, vref, validate_every, progress, masks)
+        net.cpu()
         wall = time.monotonic() - t_start
         ctx.log.extend(log)
         meta = {"teacher": teacher, "seed": int(seed), "minutes": float(minutes), "steps": len(log) and log[-1]["step"],
                 "wall_seconds": wall, "teacher_seconds": t_teacher, "threads": int(threads or old_threads),
-                "n_parameters": net.n_parameters(), "torch": str(torch.__version__)}
+                "n_parameters": net.n_parameters(), "torch": str(torch.__version__), "device": str(dev)}
         val["validation_prompts"] = {"theta": vt.tolist(), "init": vx.tolist(), "time": vtt.tolist()}
         return MET(net, space, network, ctx.log, val, meta)
     finally:
@@ -106,19 +114,54 @@ def train(
         torch.use_deterministic_algorithms(old_det)
 
 
-def validate(net: METNet, vfeat: torch.Tensor, vref) -> np.ndarray:
-    """Marginal Hellinger distances (prompts, species) of the net against reference marginals."""
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """The torch device to train on: CUDA when available for None, else the CPU; asking for
+    "cuda" on a machine without one raises InvalidArgumentError."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise InvalidArgumentError(f"unknown device {device!r} ({e}); use 'cuda', 'cpu' or None") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidArgumentError(f"device {device!r}: no CUDA GPU is available here; use 'cpu' or None")
+    if dev.type not in ("cuda", "cpu"):
+        raise InvalidArgumentError(f"device {device!r}: only 'cuda' and 'cpu' are supported")
+    return dev
+
+
+def validation_masks(network, x0s: np.ndarray, vocab) -> list | None:
+    """One ConservationMask per validation prompt's initial counts (None without laws)."""
+    from ..conservation import ConservationMask, conservation_laws
+
+    laws = conservation_laws(network)
+    if not len(laws):
+        return None
+    return [ConservationMask(laws, np.rint(x), tuple(vocab)) for x in x0s]
+
+
+def ssa_noise_floor(refs, n: int, draws: int = 8, seed: int = 0) -> float:
+    """Mean marginal Hellinger distance of an ``n``-sample histogram from the reference
+    histograms ``refs`` (prompts x species) to them: what an SSA reference cannot resolve."""
+    rng = np.random.default_rng(seed)
+    out = [hellinger(rng.multinomial(n, p / p.sum()) / n, p) for row in refs for p in row for _ in range(draws)]
+    return float(np.mean(out)) if out else float("nan")
+
+
+def validate(net: METNet, vfeat: torch.Tensor, vref, masks=None) -> np.ndarray:
+    """Marginal Hellinger distances (prompts, species) of the net against reference marginals
+    (``masks``: one ConservationMask per prompt, or None)."""
     net.eval()
     out = np.zeros((len(vfeat), net.config.n_species))
     for i in range(len(vfeat)):
-        m = marginals_of(net, vfeat[i : i + 1])
+        m = marginals_of(net, vfeat[i : i + 1], mask=masks[i] if masks else None)
         for s, ref in enumerate(vref[i]):
             out[i, s] = hellinger(m[s], ref)
     net.train()
     return out
 
 
-def _loop(net, tch, ctx, steps, lr, vfeat, vref, validate_every, progress):
+def _loop(net, tch, ctx, steps, lr, vfeat, vref, validate_every, progress, masks=None):
     from tqdm.auto import tqdm
 
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4, betas=(0.9, 0.98))
@@ -147,7 +190,7 @@ def _loop(net, tch, ctx, steps, lr, vfeat, vref, validate_every, progress):
         step += 1
         ema = figure if ema is None else 0.98 * ema + 0.02 * figure
         if now - last_val >= validate_every:
-            h = validate(net, vfeat, vref)
+            h = validate(net, vfeat, vref, masks)
             hval = float(h.mean())
             last_val = time.monotonic()
             log.append({"step": step, "seconds": last_val - ctx.start, "loss": ema, "val_hellinger": hval,
@@ -157,11 +200,13 @@ def _loop(net, tch, ctx, steps, lr, vfeat, vref, validate_every, progress):
             bar.n = step if total else int(time.monotonic() - t0)
             bar.refresh() if step % 20 == 0 else None
     bar.close()
-    h = validate(net, vfeat, vref)
+    h = validate(net, vfeat, vref, masks)
     log.append({"step": step, "seconds": time.monotonic() - ctx.start, "loss": ema, "val_hellinger": float(h.mean()),
                 "val_hellinger_max": float(h.max()), "lr": 0.0})
     val = {"hellinger_mean": float(h.mean()), "hellinger_median": float(np.median(h)),
            "hellinger_max": float(h.max()), "hellinger": h.tolist(),
            "reference": "exact" if tch.name in ("fsp", "poisson") or ctx.state_space is not None else "ssa"}
+    if val["reference"] == "ssa":
+        val["noise_floor"] = ssa_noise_floor(vref, getattr(tch, "n_reference", 4000))
     net.eval()
     return net, log, val
