@@ -46,3 +46,17 @@ def test_explorer_update_redraws_joint_and_marginals(toggle):
     assert (pxy.sum(axis=0)[40:].sum()) > (pxy.sum(axis=1)[40:].sum())
     with pytest.raises(InvalidArgumentError):
         METExplorer(toggle, "Px", "Q")
+
+
+def test_the_runs_met_on_a_grid_equals_met_solve(toggle):
+    from sbml_met.run import _met_solve
+
+    times = np.array([0.0, 2.0, 40.0])
+    fast = _met_solve(toggle, times, {"sx": 45.0, "sy": 55.0})
+    slow = toggle.solve(times, sx=45.0, sy=55.0)
+    assert fast.method == "met" and np.array_equal(fast.times, times)
+    for t in times:
+        for s in toggle.species:
+            a, b = fast.marginal(s, t), slow.marginal(s, t)
+            n = max(len(a), len(b))
+            assert np.abs(a.reindex(range(n), fill_value=0) - b.reindex(range(n), fill_value=0)).max() < 1e-6
