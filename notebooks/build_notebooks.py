@@ -153,16 +153,18 @@ MET_EXPLORER = [
            "faster than Px, so most cells end with Py high and Px near zero."),
     ("code", "t0 = time.perf_counter()\nfig = explorer.update(40.0, sx=35.0, sy=65.0)\n"
              "print(f\"recomputed and redrawn in {1000 * (time.perf_counter() - t0):.1f} ms\")\nfig"),
-    ("md", "The sliders (live with a running kernel): each move calls `explorer.update` and shows the figure."),
+    ("md", "The sliders (live with a running kernel): each move calls `explorer.update` and puts the redrawn "
+           "figure into an image widget."),
     ("code", "(lo_x, hi_x), (lo_y, hi_y) = met.box[\"sx\"], met.box[\"sy\"]\n"
-             "out = widgets.Output()\n\n\ndef redraw(sx, sy, time):\n"
-             "    fig = explorer.update(time, sx=sx, sy=sy)\n    with out:\n"
-             "        out.clear_output(wait=True)\n        display(fig)\n\n\n"
-             "sliders = widgets.interactive(\n    redraw,\n"
-             "    sx=widgets.FloatSlider(value=50, min=lo_x, max=hi_x, step=0.5, continuous_update=True),\n"
-             "    sy=widgets.FloatSlider(value=50, min=lo_y, max=hi_y, step=0.5, continuous_update=True),\n"
-             "    time=widgets.FloatSlider(value=10, min=met.times[0], max=met.times[1], step=0.25),\n)\n"
-             "widgets.VBox([sliders, out])"),
+             "sx = widgets.FloatSlider(value=50, min=lo_x, max=hi_x, step=0.5, description=\"sx\")\n"
+             "sy = widgets.FloatSlider(value=50, min=lo_y, max=hi_y, step=0.5, description=\"sy\")\n"
+             "t = widgets.FloatSlider(value=10, min=met.times[0], max=met.times[1], step=0.25, description=\"time\")\n"
+             "image = widgets.Image(format=\"png\")\n\n\n"
+             "def redraw(change=None):\n"
+             "    explorer.update(t.value, sx=sx.value, sy=sy.value)\n"
+             "    image.value = explorer.png()\n\n\n"
+             "for slider in (sx, sy, t):\n    slider.observe(redraw, names=\"value\")\n"
+             "redraw()\nwidgets.VBox([widgets.HBox([sx, sy, t]), image])"),
     ("md", "How fast is one update here (the MET's exact joint of all four species, marginalised to Px, Py, "
            "and the heat map and lines updated in place)?"),
     ("code", "import numpy as np\nrng = np.random.default_rng(0)\nms = []\nfor _ in range(20):\n"

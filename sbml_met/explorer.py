@@ -122,3 +122,11 @@ class METExplorer:
         self.ax_joint.set_title(f"MET: P({self.x}, {self.y}) at t = {time:g}" + (f", {prompt}" if prompt else ""),
                                 fontsize="medium")
         return self.fig
+
+    def png(self, dpi: float = 80) -> bytes:
+        """The current figure as PNG bytes (for an ``ipywidgets.Image``)."""
+        import io
+
+        buf = io.BytesIO()
+        self.fig.savefig(buf, format="png", dpi=dpi)
+        return buf.getvalue()

@@ -60,3 +60,11 @@ def test_the_runs_met_on_a_grid_equals_met_solve(toggle):
             a, b = fast.marginal(s, t), slow.marginal(s, t)
             n = max(len(a), len(b))
             assert np.abs(a.reindex(range(n), fill_value=0) - b.reindex(range(n), fill_value=0)).max() < 1e-6
+
+
+def test_explorer_png_for_the_image_widget(toggle):
+    from sbml_met.explorer import METExplorer
+
+    explorer = METExplorer(toggle)
+    explorer.update(5.0, sx=50.0, sy=50.0)
+    assert explorer.png()[:8] == b"\x89PNG\r\n\x1a\n"
