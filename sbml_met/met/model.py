@@ -217,6 +217,36 @@ def conditionals(net: METNet, features: torch.Tensor, prefixes: np.ndarray, batc
     return np.concatenate(out) if out else np.zeros((0, net.config.vocab[j]))
 
 
+def _draw(net: METNet, s: int, last: torch.Tensor, inv: np.ndarray, u: torch.Tensor, mask,
+          prefixes: np.ndarray, budget: int = 4_000_000) -> np.ndarray:
+    """Inverse-CDF draws of species ``s`` for samples whose distinct prefix is ``inv`` (hidden
+    states ``last``, one row per distinct prefix): the number of cdf entries <= u per sample.
+    Distinct prefixes and samples go in chunks of about ``budget`` probabilities (large
+    vocabularies with many distinct prefixes)."""
+    V = net.config.vocab[s]
+    order = np.argsort(inv, kind="stable")
+    sinv = inv[order]
+    draws = np.empty(len(inv), dtype=np.int64)
+    step = max(1, budget // V)
+    for a in range(0, len(last), step):
+        b = min(a + step, len(last))
+        cond = torch.softmax(net.heads[s](last[a:b]).double(), dim=-1).cpu().numpy()
+        cond = _apply_mask(cond, mask, prefixes[a:b])
+        cdf = torch.as_tensor(np.cumsum(cond, axis=1))
+        cdf /= cdf[:, -1:].clone()
+        bounds = np.searchsorted(sinv, np.arange(a, b + 1))
+        if b - a <= 64:  # few distinct prefixes (e.g. the first species): one search per prefix
+            for r in range(b - a):
+                idx = torch.as_tensor(order[bounds[r] : bounds[r + 1]])
+                draws[idx.numpy()] = torch.searchsorted(cdf[r], u[idx], right=True).numpy()
+            continue
+        for c0 in range(bounds[0], bounds[-1], step):
+            idx = order[c0 : min(c0 + step, bounds[-1])]
+            rows = cdf[torch.as_tensor(inv[idx] - a)]
+            draws[idx] = torch.searchsorted(rows, u[torch.as_tensor(idx), None], right=True)[:, 0].numpy()
+    return draws
+
+
 @torch.no_grad()
 def ancestral_sample(net: METNet, features: torch.Tensor, n: int, generator: torch.Generator,
                      mask=None) -> np.ndarray:
@@ -234,16 +264,8 @@ def ancestral_sample(net: METNet, features: torch.Tensor, n: int, generator: tor
     rep = np.zeros(1, dtype=np.int64)  # one sample per distinct prefix
     states = np.empty((n, S), dtype=np.int64)
     for s in range(S):
-        cond = torch.softmax(net.heads[s](last).double(), dim=-1).cpu().numpy()
-        cond = _apply_mask(cond, mask, states[rep, :s])
-        cdf = torch.as_tensor(np.cumsum(cond, axis=1))
-        cdf /= cdf[:, -1:].clone()
         u = torch.rand(n, generator=generator, dtype=torch.float64)
-        draws = np.empty(n, dtype=np.int64)
-        step = max(1, 4_000_000 // c.vocab[s])
-        for a in range(0, n, step):  # number of cdf entries <= u, i.e. (u >= cdf).sum()
-            i = torch.as_tensor(inv[a : a + step])
-            draws[a : a + step] = torch.searchsorted(cdf[i], u[a : a + step, None], right=True)[:, 0].numpy()
+        draws = _draw(net, s, last, inv, u, mask, states[rep, :s])
         states[:, s] = np.minimum(draws, c.vocab[s] - 1)
         if s == S - 1:
             break
