@@ -1,4 +1,4 @@
-"""Figures of results: marginal distributions, trajectories, moments and joint distributions.
+"""Figures of results: marginals, whole distributions over time, trajectories, moments and joints.
 
 Every function builds and returns a :class:`Figure` (a matplotlib Figure) with the
 object-oriented API (no pyplot state, never ``show()``), so it works under any backend, Agg
