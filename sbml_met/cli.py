@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .errors import InvalidArgumentError, SbmlMetError
+from .models import load_model  # noqa: F401 - also sbml_met.cli.load_model, as before
 
 SUBCOMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {}
 
@@ -53,30 +54,6 @@ def parse_assignments(items: Sequence[str] | None) -> dict[str, float]:
         except ValueError:
             raise InvalidArgumentError(f"bad assignment {item!r}: use ID=VALUE, e.g. sx=40") from None
     return out
-
-
-def load_model(spec: str):
-    """A bundled model name, an SBML/Antimony file path, or a BioModels id."""
-    from . import models
-    from .sbml import load_antimony, load_sbml
-
-    if spec in models.list():
-        return models.load(spec)
-    path = Path(spec)
-    if path.is_file():
-        if path.suffix in (".ant", ".antimony", ".txt"):
-            return load_antimony(path.read_text())
-        return load_sbml(path)
-    if spec.upper().startswith(("BIOMD", "MODEL")):
-        try:
-            from .biomodels import load_biomodel
-        except ImportError:
-            raise InvalidArgumentError(f"BioModels support is not available to load {spec!r}") from None
-        return load_biomodel(spec)
-    raise InvalidArgumentError(
-        f"no model {spec!r}: give a bundled name ({', '.join(models.list())}), an SBML file path, "
-        "or a BioModels id (BIOMD...)"
-    )
 
 
 def write_output(df, out: str | None, force: bool) -> None:
@@ -352,10 +329,7 @@ def add_solve(sub):
 def cmd_solve(args) -> int:
     import pandas as pd
 
-    from .met import load, pretrained, pretrained_names
-
-    met = pretrained(args.checkpoint) if (not Path(args.checkpoint).exists()
-                                          and args.checkpoint in pretrained_names()) else load(args.checkpoint)
+    met = _load_met(args.checkpoint)
     params = parse_assignments(args.set)
     init = parse_assignments(args.init) or None
     times = parse_times(args.times)
@@ -452,10 +426,7 @@ def cmd_infer(args) -> int:
         raise InvalidArgumentError(f"--prior names {', '.join(unknown)}, which are not --free parameters")
     model = net
     if args.met:
-        from .met import load, pretrained, pretrained_names
-
-        model = (pretrained(args.met) if not Path(args.met).exists() and args.met in pretrained_names()
-                 else load(args.met, network=net))
+        model = _load_met(args.met, net)
         if model.network.fingerprint() != net.fingerprint():
             raise InvalidArgumentError(f"MET '{args.met}' was trained on another model than {args.model}")
     prior = {}
@@ -474,6 +445,62 @@ def cmd_infer(args) -> int:
 
 
 # ------------------------------------------------------------------------------------------ main
+@subcommand
+def add_sweep(sub):
+    p = sub.add_parser("sweep", help="one model at many parameter points (a CSV/Parquet table), one long table")
+    p.add_argument("model")
+    p.add_argument("points", help="table of points: one column per parameter or species id (.csv or .parquet)")
+    p.add_argument("--method", choices=("fsp", "ssa", "met"), default="fsp")
+    p.add_argument("--times", required=True, help="start:stop:points, or a list 1,3,40")
+    p.add_argument("--n", type=int, default=None, help="SSA trajectories per point (--method ssa)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--met", default=None, help="MET checkpoint or bundled name (--method met)")
+    p.add_argument("--table", choices=("marginals", "moments"), default="marginals")
+    p.add_argument("--tol", type=float, default=1e-6, help="FSP bound on the probability lost")
+    p.add_argument("--workers", type=int, default=None, help="local processes (default: all cores)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="Dask scheduler (tcp://HOST:PORT) to run the points on instead")
+    _add_variants(p)
+    _add_out(p)
+    p.set_defaults(func=cmd_sweep)
+
+
+def cmd_sweep(args) -> int:
+    from .io import read_table
+    from .sweep import sweep
+
+    net = model_with_variants(args)
+    points = read_table(args.points)
+    met = _load_met(args.met, net) if args.met else None
+    client = _dask_client(args.scheduler) if args.scheduler else None
+    table = sweep(net, points, parse_times(args.times), method=args.method, n=args.n, seed=args.seed,
+                  met=met, client=client, table=args.table, workers=args.workers, tol=args.tol)
+    failed = int(table.loc[table["error"].notna(), "point"].nunique())
+    print(f"sweep: {len(points)} points, {failed} failed (see the error column)", file=sys.stderr)
+    write_output(table, args.out, args.force)
+    return 0
+
+
+def _load_met(spec: str, network=None):
+    """A MET checkpoint file, or the name of a bundled pretrained MET."""
+    from . import met
+
+    if not Path(spec).exists() and spec in met.pretrained_names():
+        return met.pretrained(spec)
+    return met.load(spec, network=network)
+
+
+def _dask_client(address: str):
+    try:
+        from distributed import Client
+    except ImportError:
+        raise InvalidArgumentError("--scheduler needs Dask: pip install 'sbml-met[dask]'") from None
+    try:
+        return Client(address, timeout=30)
+    except OSError as e:
+        raise InvalidArgumentError(f"cannot reach the Dask scheduler at {address}: {e}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 

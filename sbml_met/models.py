@@ -15,6 +15,29 @@ from .errors import UnknownIdError
 from .network import ReactionNetwork
 
 
+def load_model(spec: str) -> ReactionNetwork:
+    """A bundled model name, an SBML/Antimony file path, or a BioModels id (one resolver for the
+    command line, ``run`` and notebooks)."""
+    from .errors import InvalidArgumentError
+    from .sbml import load_antimony, load_sbml
+
+    if spec in list():
+        return load(spec)
+    path = Path(spec)
+    if path.is_file():
+        if path.suffix in (".ant", ".antimony", ".txt"):
+            return load_antimony(path.read_text())
+        return load_sbml(path)
+    if spec.upper().startswith(("BIOMD", "MODEL")):
+        from .biomodels import load_biomodel
+
+        return load_biomodel(spec)
+    raise InvalidArgumentError(
+        f"no model {spec!r}: give a bundled name ({', '.join(list())}), an SBML file path, "
+        "or a BioModels id (BIOMD...)"
+    )
+
+
 def _folder() -> Path:
     return Path(str(resources.files("sbml_models")))
 

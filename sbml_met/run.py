@@ -115,7 +115,7 @@ def run(
 
     Writes tables, figures, ``report.html`` (``command``: the command line it records; default
     the Python call) and ``run.json`` into ``out_dir``."""
-    from .cli import load_model  # one resolver for names, paths and BioModels ids
+    from .models import load_model  # one resolver for names, paths and BioModels ids
 
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     t_start = _time.perf_counter()

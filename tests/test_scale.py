@@ -107,3 +107,17 @@ def test_killed_local_worker_process_costs_time_not_data():
     killer.join()
     assert pids[0] not in parallel._POOLS[2]._processes
     pd.testing.assert_frame_equal(out, reference)
+
+
+def test_sweep_command_writes_the_table(tmp_path):
+    from sbml_met.cli import main
+
+    points = tmp_path / "points.csv"
+    pd.DataFrame({"su": [0.5, 1.0], "rb": [10.0, 20.0]}).to_csv(points, index=False)
+    out = tmp_path / "table.parquet"
+    rc = main(["sweep", "autoregulation", str(points), "--times", "1,5", "--workers", "1", "--out", str(out)])
+    assert rc == 0
+    table = pd.read_parquet(out)
+    direct = sbml_met.sweep(sbml_met.models.load("autoregulation"), pd.read_csv(points), [1, 5], workers=1)
+    pd.testing.assert_frame_equal(table.drop(columns="error"), direct.drop(columns="error"))
+    assert main(["sweep", "toggle_switch", str(points), "--times", "1"]) == 2  # su is no toggle parameter
