@@ -563,8 +563,8 @@ class InferenceResult:
     def plot(self, truth: Mapping[str, float] | None = None, bins: int = 40):
         """Corner-style figure: 1-D marginal histograms on the diagonal, pairwise scatter below,
         true values (``truth`` or the stored ones) as lines. Log axes for log-uniform priors whose draws
-        span more than a decade. Returns the matplotlib Figure (never shown)."""
-        from matplotlib.figure import Figure
+        span more than a decade. Returns a :class:`sbml_met.plot.Figure` (an image in Jupyter)."""
+        from .plot import Figure
 
         truth = dict(truth if truth is not None else (self.truth or {}))
         names = list(self.samples.columns)
