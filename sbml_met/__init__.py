@@ -16,10 +16,7 @@ from .errors import (
 )
 from .biomodels import load_biomodel
 from . import models, plot  # modules: sbml_met.models.load(...), sbml_met.plot.marginals(...)
-from . import analytic  # exact first-order answers: sbml_met.analytic.monomolecular(...), .first_order_marginals(...)
 from .fsp import FSPSolver, solve_fsp
-from . import infer  # parameter inference: sbml_met.infer.posterior(...), .fit_trajectory(...)
-from .infer import InferenceResult, TrajectoryFit, fit_trajectory, posterior
 from .metrics import compare
 from .network import ReactionNetwork
 from .results import Distribution, SSAResult
@@ -31,13 +28,24 @@ from .validate import ValidationReport, validate
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str):
-    """``sbml_met.met`` (Master Equation Transformers: train, load, pretrained) is imported on first
-    use, so that ``import sbml_met`` does not load PyTorch."""
-    if name == "met":
-        import importlib
+# imported on first use, so that ``import sbml_met`` (and ``sbml-met --help``) stays fast and
+# does not load PyTorch (met) or scipy.stats and scipy.integrate (analytic, infer)
+_LAZY_MODULES = ("met", "analytic", "infer")  # sbml_met.met.train(...), .analytic.monomolecular(...)
+_LAZY_NAMES = {name: "infer" for name in ("InferenceResult", "TrajectoryFit", "fit_trajectory", "posterior")}
 
-        module = importlib.import_module(".met", __name__)
-        globals()["met"] = module
-        return module
-    raise AttributeError(f"module 'sbml_met' has no attribute {name!r}")
+
+def __getattr__(name: str):
+    import importlib
+
+    if name in _LAZY_MODULES:
+        value = importlib.import_module(f".{name}", __name__)
+    elif name in _LAZY_NAMES:
+        value = getattr(importlib.import_module(f".{_LAZY_NAMES[name]}", __name__), name)
+    else:
+        raise AttributeError(f"module 'sbml_met' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY_MODULES) | set(_LAZY_NAMES))

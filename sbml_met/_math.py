@@ -14,7 +14,6 @@ from typing import Any, Callable
 
 import libsbml
 import numpy as np
-from scipy.special import gamma as _gamma
 
 TIME = "__time__"
 AVOGADRO = 6.02214076e23
@@ -77,6 +76,12 @@ def _binary(fn: Callable, a: Compiled, b: Compiled) -> Compiled:
     return lambda env: fn(fa(env), fb(env))
 
 
+def _factorial(x):
+    from scipy.special import gamma  # imported on first use: import sbml_met stays fast
+
+    return gamma(np.asarray(x, dtype=float) + 1.0)
+
+
 _ROUNDOFF = 8 * np.finfo(float).eps
 
 
@@ -124,7 +129,7 @@ _UNARY = {
     libsbml.AST_FUNCTION_LN: _ln,
     libsbml.AST_FUNCTION_FLOOR: np.floor,
     libsbml.AST_FUNCTION_CEILING: np.ceil,
-    libsbml.AST_FUNCTION_FACTORIAL: lambda x: _gamma(np.asarray(x, dtype=float) + 1.0),
+    libsbml.AST_FUNCTION_FACTORIAL: lambda x: _factorial(x),
     libsbml.AST_FUNCTION_SIN: np.sin,
     libsbml.AST_FUNCTION_COS: np.cos,
     libsbml.AST_FUNCTION_TAN: np.tan,
