@@ -1,5 +1,13 @@
-"""Exact stochastic simulation (Gillespie's direct method), vectorised over trajectories.
+"""Exact stochastic simulation (Gillespie's direct method) with two kernels.
 
+The compiled kernel (numba) runs one trajectory after another: every rate law is translated into
+bytecode for a small stack machine (:mod:`sbml_met._bytecode`, read from the libsbml AST; no string
+is evaluated) and after each firing only the propensities that read a changed species are
+re-evaluated. Its cost is per event, whatever the number of trajectories, so ten trajectories of a
+model with many events take a tenth of a hundred. It runs every network without SBML events and
+assignment rules.
+
+The vectorised kernel runs the rest (events, rules, a construct the bytecode lacks, numba missing).
 All trajectories advance in lock-step with numpy: each step evaluates the propensities of every
 active trajectory at once, draws its waiting time and reaction, and records the state at the output
 times it passes. The algorithm is exact, not an approximation: it is Gillespie's direct method run
@@ -12,6 +20,7 @@ transition, with assignments evaluated before any is applied.
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from typing import Any
 
@@ -23,6 +32,7 @@ from .results import SSAResult
 
 METHODS = ("direct",)
 RECORDS = ("grid", "events")
+KERNELS = ("auto", "compiled", "vectorised")
 
 
 def simulate(
@@ -33,15 +43,29 @@ def simulate(
     method: str = "direct",
     record: str = "grid",
     progress: bool | None = None,
+    kernel: str = "auto",
+    epsilon: float = 0.03,
 ) -> SSAResult:
     """Simulate ``n`` exact SSA trajectories of ``network`` and record them at ``times``.
 
     ``record="events"`` (with n=1) records every jump of one trajectory between 0 and
     ``max(times)`` instead of a grid. ``progress`` shows a tqdm bar (default: when stderr is a
-    terminal). The same ``seed`` gives the same numbers.
+    terminal). ``kernel="auto"`` takes the compiled kernel whenever the network allows it (see the
+    module notes): the choice depends on the network only, never on ``n`` or the machine, and the
+    same ``seed`` with the same kernel gives the same numbers. ``method="tau-leap"`` runs adaptive
+    tau-leaping with error control ``epsilon`` instead (:mod:`sbml_met.tau_leap`, approximate).
     """
+    if method == "tau-leap":
+        from .tau_leap import simulate_tau_leap
+
+        if record != "grid":
+            raise InvalidArgumentError("method='tau-leap' records on a grid: use record='grid'")
+        return simulate_tau_leap(network, times, n=n, seed=seed, epsilon=epsilon, progress=progress)
     if method not in METHODS:
-        raise InvalidArgumentError(f"unknown SSA method {method!r}; choose one of: {', '.join(METHODS)}")
+        raise InvalidArgumentError(
+            f"unknown SSA method {method!r}; choose one of: {', '.join(METHODS + ('tau-leap',))}")
+    if kernel not in KERNELS:
+        raise InvalidArgumentError(f"unknown SSA kernel {kernel!r}; choose one of: {', '.join(KERNELS)}")
     if record not in RECORDS:
         raise InvalidArgumentError(f"unknown record mode {record!r}; choose one of: {', '.join(RECORDS)}")
     if int(n) < 1:
@@ -53,9 +77,104 @@ def simulate(
         if int(n) != 1:
             raise InvalidArgumentError("record='events' records one trajectory: use n=1")
         return _simulate_events(network, float(grid[-1]), np.random.default_rng(seed), seed)
-    sim = _Simulation(network, grid, int(n), np.random.default_rng(seed), progress)
-    states = sim.run()
+    compiled = None if kernel == "vectorised" else compiled_kernel(network)
+    if kernel == "compiled" and compiled is None:
+        raise InvalidArgumentError(
+            "the compiled SSA kernel does not run this network (SBML events, assignment rules, a math "
+            "construct it lacks, or numba not installed); use kernel='auto'")
+    if compiled is not None:
+        states = compiled.simulate(grid, int(n), seed, progress)
+    else:
+        states = _Simulation(network, grid, int(n), np.random.default_rng(seed), progress).run()
     return SSAResult(network.species, grid, states, method="ssa", seed=seed, model=network.name)
+
+
+def compiled_kernel(net: ReactionNetwork) -> "_CompiledKernel | None":
+    """The compiled kernel for ``net`` (cached on the network), or None where it does not apply."""
+    if "ssa_kernel" not in net._derived:
+        kernel = None
+        if importlib.util.find_spec("numba") is not None:
+            from ._bytecode import compile_network
+
+            programs = compile_network(net)
+            kernel = _CompiledKernel(net, programs) if programs is not None else None
+            if kernel is not None and not kernel.agrees():
+                kernel = None
+        net._derived["ssa_kernel"] = kernel
+    return net._derived["ssa_kernel"]
+
+
+class _CompiledKernel:
+    """A network's bytecode, stoichiometry and dependency graph in the arrays the kernel takes."""
+
+    def __init__(self, net: ReactionNetwork, programs):
+        from . import _ssa_numba
+
+        self.net, self.p, self.numba = net, programs, _ssa_numba
+        nu = net.stoichiometry.astype(float)
+        changed = [np.flatnonzero(row) for row in nu]
+        self.ch_ptr = np.cumsum([0] + [c.size for c in changed]).astype(np.int64)
+        self.ch_species = np.concatenate(changed + [np.zeros(0, np.int64)]).astype(np.int64)
+        self.ch_delta = np.concatenate([row[c] for row, c in zip(nu, changed)] + [np.zeros(0)])
+        deps = [[r for r, reads in enumerate(programs.reads) if reads & set(c.tolist())] for c in changed]
+        deps.append(list(range(net.n_reactions)))  # the start of a trajectory: every law
+        self.dep_ptr = np.cumsum([0] + [len(d) for d in deps]).astype(np.int64)
+        self.dep_reactions = np.array([r for d in deps for r in d], dtype=np.int64)
+
+    def propensities(self, x: np.ndarray) -> np.ndarray:
+        p, stack = self.p, np.empty(self.p.stack)
+        x = np.asarray(x, dtype=float)
+        out = []
+        for r in range(self.net.n_reactions):
+            if p.kind[r] == 0:
+                f = p.factors
+                out.append(self.numba._product(f[:, 0], f[:, 1], f[:, 2], p.consts, p.factor_ptr[r],
+                                               p.factor_ptr[r + 1], x))
+            else:
+                out.append(self.numba._general(p.ops, p.args, p.consts, p.offsets[r], p.offsets[r + 1], x, stack))
+        return np.array(out)
+
+    def agrees(self) -> bool:
+        """The bytecode gives the vectorised propensities on a few states (a guard, not a proof)."""
+        rng = np.random.default_rng(0)
+        x0 = np.asarray(self.net.initial_state, dtype=float)
+        for x in [x0] + [x0 + rng.integers(0, 20, x0.size) for _ in range(4)]:
+            with np.errstate(all="ignore"):
+                want = self.net.propensities(x)
+            if not np.allclose(self.propensities(x), want, rtol=1e-12, atol=0, equal_nan=True):
+                return False
+        return True
+
+    def simulate(self, grid: np.ndarray, n: int, seed: int | None, progress: bool) -> np.ndarray:
+        """``n`` trajectories on ``grid``: array (n, len(grid), n_species)."""
+        p, net = self.p, self.net
+        state = np.random.SeedSequence(seed).generate_state(4, np.uint64)
+        f = np.ascontiguousarray(p.factors.T)
+        out = np.empty((n, grid.size, net.n_species))
+        info = np.zeros(5 + net.n_species)
+        x0 = np.asarray(net.initial_state, dtype=float)
+        chunk = max(1, n // 100) if progress else n
+        bar = _progress_bar(progress, float(grid[-1]))
+        for first in range(0, n, chunk):
+            last = min(n, first + chunk)
+            status = self.numba.run(p.ops, p.args, p.consts, p.kind, p.offsets, f[0], f[1], f[2], p.factor_ptr,
+                                    x0, self.ch_ptr, self.ch_species, self.ch_delta, self.dep_ptr,
+                                    self.dep_reactions, grid, out[first:last], first, last, p.stack, state, info)
+            if status != self.numba.OK:
+                self._raise(status, info)
+            if bar is not None:
+                bar.update(float(grid[-1]) * (last - first) / n)
+        if bar is not None:
+            bar.close()
+        return out
+
+    def _raise(self, status: int, info: np.ndarray):
+        net = self.net
+        r, i, value, t = int(info[1]), int(info[2]), float(info[3]), float(info[4])
+        if status == self.numba.NEGATIVE_COUNT:
+            raise NegativeCountError(net.reactions[r].id, net.species[i], value, t)
+        state = dict(zip(net.species, info[5:].tolist()))
+        raise PropensityError(net.reactions[r].id, value, state, t)
 
 
 class _Simulation:

@@ -1,0 +1,289 @@
+"""The compiled per-trajectory SSA kernel (numba): Gillespie's direct method, one trajectory after
+another, propensities from the bytecode of :mod:`sbml_met._bytecode` and a dependency graph (after
+a firing only the propensities that read a changed species are re-evaluated).
+
+Imported only when a simulation uses it (numba's import costs half a second). Functions are
+cached on disk by numba, so the compile happens once per installation, not per model: the model is
+data (the bytecode), never code.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from ._bytecode import (
+    ABS, ACOS, ADD, AND, ASIN, ATAN, CEIL, CONST, COS, COSH, DIV, DUP, EQ, EXP, FACT, FLOOR, GE, GT, LE, LN,
+    LOG, LT, MUL, NE, NEG, NOT, OR, POW, ROOT, SELECT, SIN, SINH, SPEC, SQRT, SUB, TAN, TANH, XOR,
+)
+
+ROUNDOFF = 8 * np.finfo(float).eps
+OK, NEGATIVE_COUNT, BAD_PROPENSITY = 0, 1, 2
+
+
+@njit(cache=True, error_model="numpy")
+def _unary(op, a):
+    if op == NEG:
+        return -a
+    if op == EXP:
+        return math.exp(a)
+    if op == LN:
+        return math.log(a) if a > 0 else (-math.inf if a == 0 else math.nan)
+    if op == ABS:
+        return abs(a)
+    if op == NOT:
+        return 1.0 if a == 0 else 0.0
+    if op == FLOOR:
+        return math.floor(a)
+    if op == CEIL:
+        return math.ceil(a)
+    if op == FACT:
+        return math.gamma(a + 1.0)
+    if op == SQRT:
+        return math.sqrt(a) if a >= 0 else math.nan
+    if op == SIN:
+        return math.sin(a)
+    if op == COS:
+        return math.cos(a)
+    if op == TAN:
+        return math.tan(a)
+    if op == ASIN:
+        return math.asin(a) if abs(a) <= 1 else math.nan
+    if op == ACOS:
+        return math.acos(a) if abs(a) <= 1 else math.nan
+    if op == ATAN:
+        return math.atan(a)
+    if op == SINH:
+        return math.sinh(a)
+    if op == COSH:
+        return math.cosh(a)
+    return math.tanh(a)
+
+
+@njit(cache=True, error_model="numpy")
+def _binary(op, a, b):
+    if op == POW:
+        return a ** b
+    if op == ADD:
+        return a + b
+    if op == MUL:
+        return a * b
+    if op == DIV:
+        return a / b
+    if op == EQ:
+        return 1.0 if a == b else 0.0
+    if op == NE:
+        return 1.0 if a != b else 0.0
+    if op == LT:
+        return 1.0 if a < b else 0.0
+    if op == LE:
+        return 1.0 if a <= b else 0.0
+    if op == GT:
+        return 1.0 if a > b else 0.0
+    if op == GE:
+        return 1.0 if a >= b else 0.0
+    if op == AND:
+        return 1.0 if (a != 0 and b != 0) else 0.0
+    if op == OR:
+        return 1.0 if (a != 0 or b != 0) else 0.0
+    if op == XOR:
+        return 1.0 if ((a != 0) != (b != 0)) else 0.0
+    if op == ROOT:
+        return b ** (1.0 / a)
+    return (math.log(b) if b > 0 else (-math.inf if b == 0 else math.nan)) / math.log(a)  # LOG
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _arithmetic(ops, args, consts, start, stop, x, stack):
+    """Run a program of constants, counts, arithmetic, comparisons and logic (no calls: a call
+    to a math function inside this loop makes every program several times slower)."""
+    sp = 0
+    for pc in range(start, stop):
+        op = ops[pc]
+        if op == CONST:
+            stack[sp] = consts[args[pc]]
+            sp += 1
+        elif op == SPEC:
+            stack[sp] = x[args[pc]]
+            sp += 1
+        elif op == DUP:
+            stack[sp] = stack[sp - 1]
+            sp += 1
+        elif op == NEG:
+            stack[sp - 1] = -stack[sp - 1]
+        elif op == NOT:
+            stack[sp - 1] = 1.0 if stack[sp - 1] == 0 else 0.0
+        elif op == SELECT:
+            sp -= 2
+            stack[sp - 1] = stack[sp] if stack[sp - 1] != 0 else stack[sp + 1]
+        else:
+            sp -= 1
+            a, b = stack[sp - 1], stack[sp]
+            if op == MUL:
+                v = a * b
+            elif op == ADD:
+                v = a + b
+            elif op == SUB:
+                v = a - b
+                if abs(v) <= ROUNDOFF * max(abs(a), abs(b)):
+                    v = 0.0
+            elif op == DIV:
+                v = a / b
+            elif op == POW:
+                v = a ** b
+            elif op == EQ:
+                v = 1.0 if a == b else 0.0
+            elif op == NE:
+                v = 1.0 if a != b else 0.0
+            elif op == LT:
+                v = 1.0 if a < b else 0.0
+            elif op == LE:
+                v = 1.0 if a <= b else 0.0
+            elif op == GT:
+                v = 1.0 if a > b else 0.0
+            elif op == GE:
+                v = 1.0 if a >= b else 0.0
+            elif op == AND:
+                v = 1.0 if (a != 0 and b != 0) else 0.0
+            elif op == OR:
+                v = 1.0 if (a != 0 or b != 0) else 0.0
+            else:
+                v = 1.0 if ((a != 0) != (b != 0)) else 0.0  # XOR
+            stack[sp - 1] = v
+    return stack[0]
+
+
+@njit(cache=True, error_model="numpy")
+def _general(ops, args, consts, start, stop, x, stack):
+    """Run any program (math functions included)."""
+    sp = 0
+    for pc in range(start, stop):
+        op = ops[pc]
+        if op == CONST:
+            stack[sp] = consts[args[pc]]
+            sp += 1
+        elif op == SPEC:
+            stack[sp] = x[args[pc]]
+            sp += 1
+        elif op == DUP:
+            stack[sp] = stack[sp - 1]
+            sp += 1
+        elif op == SELECT:
+            sp -= 2
+            stack[sp - 1] = stack[sp] if stack[sp - 1] != 0 else stack[sp + 1]
+        elif op == SUB:
+            sp -= 1
+            a, b = stack[sp - 1], stack[sp]
+            d = a - b
+            stack[sp - 1] = 0.0 if abs(d) <= ROUNDOFF * max(abs(a), abs(b)) else d
+        elif op == ROOT or op == LOG or op < ABS and op != NEG and op != NOT:
+            sp -= 1
+            stack[sp - 1] = _binary(op, stack[sp - 1], stack[sp])
+        else:
+            stack[sp - 1] = _unary(op, stack[sp - 1])
+    return stack[0]
+
+
+@njit(cache=True, inline="always")
+def uniform(state):
+    """A double in [0, 1) from xoshiro256+ (``state``: 4 uint64, updated in place)."""
+    s0, s1, s2, s3 = state[0], state[1], state[2], state[3]
+    result = s0 + s3
+    t = s1 << np.uint64(17)
+    s2 ^= s0
+    s3 ^= s1
+    s1 ^= s2
+    s0 ^= s3
+    s2 ^= t
+    s3 = (s3 << np.uint64(45)) | (s3 >> np.uint64(19))
+    state[0], state[1], state[2], state[3] = s0, s1, s2, s3
+    return (result >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _product(pkind, pa, pb, consts, start, stop, x):
+    """A law that is a product of constants, counts and (count - c) or (c - count) factors, multiplied
+    left to right as the program would (the same floating-point result, without a stack)."""
+    v = 1.0
+    for q in range(start, stop):
+        kind = pkind[q]
+        if kind == 1:
+            f = x[pa[q]]
+        elif kind == 0:
+            f = consts[pa[q]]
+        else:
+            a, b = (x[pa[q]], consts[pb[q]]) if kind == 2 else (consts[pa[q]], x[pb[q]])
+            f = a - b
+            if abs(f) <= ROUNDOFF * max(abs(a), abs(b)):
+                f = 0.0
+        v *= f
+    return v
+
+
+@njit(cache=True, error_model="numpy")
+def run(p_ops, p_args, consts, kind, offsets, pkind, pa, pb, pptr, x0, ch_ptr, ch_species, ch_delta,
+        dep_ptr, dep_reactions, grid, out, first, last, stack_size, state, info):
+    """Trajectories ``first..last-1`` from ``x0`` into ``out[k - first]`` (direct method); the status.
+
+    ``kind[r]``: 0 product law (``pkind``/``pa``/``pb`` from ``pptr[r]``), 1 arithmetic program, 2
+    program with math functions. ``dep_ptr[j]..dep_ptr[j+1]`` lists the channels to re-evaluate after
+    channel j fires; entry R lists every channel. On an error ``info`` holds [trajectory, reaction,
+    species, value, time] and the state follows.
+    """
+    R = offsets.size - 1
+    T = grid.size
+    t_end = grid[T - 1]
+    a = np.zeros(R)
+    stack = np.empty(stack_size)
+    x = np.empty(x0.size)
+    for k in range(first, last):
+        x[:] = x0
+        t = 0.0
+        nxt = 0
+        j = R  # the virtual "start" channel: evaluate every law
+        while True:
+            for p in range(dep_ptr[j], dep_ptr[j + 1]):
+                r = dep_reactions[p]
+                if kind[r] == 0:
+                    v = _product(pkind, pa, pb, consts, pptr[r], pptr[r + 1], x)
+                elif kind[r] == 1:
+                    v = _arithmetic(p_ops, p_args, consts, offsets[r], offsets[r + 1], x, stack)
+                else:
+                    v = _general(p_ops, p_args, consts, offsets[r], offsets[r + 1], x, stack)
+                if not (v >= 0.0 and v < math.inf):
+                    _fail(info, x, k, r, -1, v, t)
+                    return BAD_PROPENSITY
+                a[r] = v
+            a0 = 0.0
+            for r in range(R):
+                a0 += a[r]
+            tn = t - math.log(1.0 - uniform(state)) / a0 if a0 > 0.0 else math.inf
+            while nxt < T and grid[nxt] < tn:
+                out[k - first, nxt] = x
+                nxt += 1
+            if tn > t_end:
+                break
+            threshold = uniform(state) * a0
+            j = 0
+            c = a[0]
+            while c <= threshold and j < R - 1:
+                j += 1
+                c += a[j]
+            while a[j] == 0.0:  # round-off at the top end never picks a channel that cannot fire
+                j -= 1
+            for p in range(ch_ptr[j], ch_ptr[j + 1]):
+                i = ch_species[p]
+                x[i] += ch_delta[p]
+                if x[i] < 0.0:
+                    _fail(info, x, k, j, i, x[i] - ch_delta[p], tn)
+                    return NEGATIVE_COUNT
+            t = tn
+    return OK
+
+
+@njit(cache=True)
+def _fail(info, x, k, r, i, value, t):
+    info[0], info[1], info[2], info[3], info[4] = k, r, i, value, t
+    info[5:5 + x.size] = x
