@@ -439,7 +439,8 @@ class _Builder:
         None when the law is never negative), or None after reporting a law that does not split."""
         inlined = math.deepCopy()
         libsbml.SBMLTransforms.replaceFD(inlined, self.model.getListOfFunctionDefinitions())
-        split = split_net_law(inlined, self._nonnegative_name(local, params))
+        values = {name: params[key] for name, key in local.items()}
+        split = split_net_law(inlined, _nonnegative_symbols(self.model)(values))
         if split is None:
             self.unsupported(
                 rid,
@@ -448,22 +449,6 @@ class _Builder:
                 "it as two irreversible reactions ('=>' in Antimony) with non-negative laws",
             )
         return split
-
-    def _nonnegative_name(self, local: dict[str, str], params: dict[str, float]):
-        """Callback for the sign analysis: can this symbol's value be relied on to be >= 0?"""
-        def check(name: str, seen: frozenset = frozenset()) -> bool:
-            key = local.get(name, name)
-            if key in self.species_ids or key in self.compartment_ids:
-                return True  # counts and (positive) sizes
-            rule = self.rules_by_var.get(key)
-            if rule is not None and rule.getMath() is not None and key not in seen:
-                body = rule.getMath().deepCopy()
-                libsbml.SBMLTransforms.replaceFD(body, self.model.getListOfFunctionDefinitions())
-                return is_nonnegative(body, lambda n: check(n, seen | {key}))
-            value = params.get(key, float("nan"))
-            return rule is None and bool(value >= 0)
-
-        return check
 
     def _time_dependent(self, node: libsbml.ASTNode, seen: frozenset = frozenset()) -> bool:
         names = names_in(node)
@@ -647,6 +632,62 @@ def _dependency_order(deps: dict[str, set[str]], builder: _Builder, what: str) -
 
 
 # ------------------------------------------------------------------------------------------ writing
+def split_reversible(sbml: str) -> str:
+    """The SBML with every reversible reaction written as the irreversible channels sbml-met
+    simulates: its net law's positive part forward, its negative part as ``ID__reverse``.
+
+    Same ODE, and the stochastic process of the CME. libroadrunner's gillespie fires a reversible
+    reaction at its *net* rate instead, which is no CME: ``A <-> B`` at ``kf*A - kr*B`` stops dead
+    at B = kf N / (kf + kr) where the CME gives a binomial spread. Laws that do not split are left
+    as they are (the loader refuses them).
+    """
+    doc = libsbml.readSBMLFromString(sbml)
+    m = doc.getModel()
+    nonneg = _nonnegative_symbols(m)
+    for rx in list(m.getListOfReactions()):
+        kl = rx.getKineticLaw()
+        if not rx.getReversible() or kl is None or kl.getMath() is None:
+            continue
+        law = kl.getMath().deepCopy()
+        libsbml.SBMLTransforms.replaceFD(law, m.getListOfFunctionDefinitions())
+        split = split_net_law(law, nonneg({p.getId(): p.getValue() for p in kl.getListOfParameters()}))
+        if split is None:
+            continue
+        rx.setReversible(False)
+        kl.setMath(split[0])
+        if split[1] is not None:
+            _add_reverse_channel(m, rx, split[1])
+    return libsbml.writeSBMLToString(doc)
+
+
+def _add_reverse_channel(m: libsbml.Model, rx: libsbml.Reaction, law: libsbml.ASTNode) -> None:
+    """Add ``rx.id__reverse``: products to reactants at ``law``, with rx's local parameters."""
+    back = m.createReaction()
+    back.setId(f"{rx.getId()}__reverse")
+    back.setReversible(False)
+    if m.getLevel() > 2:
+        back.setFast(False)
+    for refs, create in ((rx.getListOfProducts(), back.createReactant),
+                         (rx.getListOfReactants(), back.createProduct)):
+        for ref in refs:
+            new = create()
+            new.setSpecies(ref.getSpecies())
+            new.setStoichiometry(ref.getStoichiometry() if ref.isSetStoichiometry() else 1.0)
+            if m.getLevel() > 2:
+                new.setConstant(True)
+    for ref in rx.getListOfModifiers():
+        back.createModifier().setSpecies(ref.getSpecies())
+    kl = back.createKineticLaw()
+    old = rx.getKineticLaw()
+    for j in range(old.getNumParameters()):
+        p = old.getParameter(j)
+        new = kl.createLocalParameter() if m.getLevel() > 2 else kl.createParameter()
+        new.setId(p.getId())
+        new.setValue(p.getValue())
+    kl.setMath(law)
+
+
+
 def write_sbml(net: ReactionNetwork) -> str:
     """SBML of ``net``: its source document with current parameter values and initial counts."""
     doc = libsbml.readSBMLFromString(net._sbml)
@@ -844,8 +885,11 @@ def _nonnegative_symbols(m: libsbml.Model):
     species = {m.getSpecies(i).getId() for i in range(m.getNumSpecies())}
     compartments = {m.getCompartment(i).getId() for i in range(m.getNumCompartments())}
     values = {m.getParameter(i).getId(): m.getParameter(i).getValue() for i in range(m.getNumParameters())}
-    rules = {m.getRule(i).getVariable(): m.getRule(i).getMath() for i in range(m.getNumRules())
-             if m.getRule(i).isAssignment() and m.getRule(i).getMath() is not None}
+    rules = {}
+    for r in m.getListOfRules():
+        if r.isAssignment() and r.getMath() is not None:
+            rules[r.getVariable()] = r.getMath().deepCopy()
+            libsbml.SBMLTransforms.replaceFD(rules[r.getVariable()], m.getListOfFunctionDefinitions())
 
     def for_reaction(local: dict[str, float]):
         def check(name: str, seen: frozenset = frozenset()) -> bool:

@@ -261,3 +261,56 @@ def test_any_import_order_loads_and_simulates(order):
         "import roadrunner\n", "").replace("import libsedml\n", "").replace("import phrasedml\n", "")],
         capture_output=True, text=True, timeout=120)
     assert out.stdout.split("\n")[-2] == reference.stdout.split("\n")[-2]
+
+
+def test_tellurium_reference_runs_reversible_reactions_as_the_cme():
+    pytest.importorskip("roadrunner")
+    from sbml_met.tellurium import run_gillespie
+
+    # A <-> B at kf*A - kr*B: the CME's stationary B is Binomial(30, 1/3), variance 20/3
+    net = sbml_met.load_antimony("""
+        R: A -> B; kf*A - kr*B
+        A = 30; B = 0; kf = 1; kr = 2""")
+    split = run_gillespie(net, [0, 10], n=2000, seed=1, processes=1).states[:, -1, 1]
+    assert split.mean() == pytest.approx(10, abs=4 * np.sqrt(20 / 3 / 2000))
+    assert split.var() == pytest.approx(20 / 3, rel=0.15)
+    # as libroadrunner reads it, the net rate freezes B at 10 exactly: not the CME
+    raw = run_gillespie(net, [0, 10], n=200, seed=1, processes=1, split_reversible=False).states[:, -1, 1]
+    assert raw.var() < 0.5
+    ssa = sbml_met.simulate(net, [0, 10], n=2000, seed=2)
+    assert sbml_met.validate(net, ssa, reference=run_gillespie(net, [0, 10], n=2000, seed=3)).ok
+
+
+LOCAL_REVERSIBLE = """<?xml version="1.0" encoding="UTF-8"?>
+<sbml xmlns="http://www.sbml.org/sbml/level3/version1/core" level="3" version="1">
+  <model id="local">
+    <listOfCompartments><compartment id="c" size="1" constant="true"/></listOfCompartments>
+    <listOfSpecies>
+      <species id="A" compartment="c" initialAmount="4" hasOnlySubstanceUnits="true" boundaryCondition="false" constant="false"/>
+      <species id="B" compartment="c" initialAmount="3" hasOnlySubstanceUnits="true" boundaryCondition="false" constant="false"/>
+      <species id="E" compartment="c" initialAmount="2" hasOnlySubstanceUnits="true" boundaryCondition="false" constant="false"/>
+    </listOfSpecies>
+    <listOfReactions>
+      <reaction id="R" reversible="true" fast="false">
+        <listOfReactants><speciesReference species="A" stoichiometry="1" constant="true"/></listOfReactants>
+        <listOfProducts><speciesReference species="B" stoichiometry="1" constant="true"/></listOfProducts>
+        <listOfModifiers><modifierSpeciesReference species="E"/></listOfModifiers>
+        <kineticLaw>
+          <math xmlns="http://www.w3.org/1998/Math/MathML"><apply><times/><ci>E</ci>
+            <apply><minus/><apply><times/><ci>kf</ci><ci>A</ci></apply><apply><times/><ci>kr</ci><ci>B</ci></apply></apply>
+          </apply></math>
+          <listOfLocalParameters><localParameter id="kf" value="1.5"/><localParameter id="kr" value="0.5"/></listOfLocalParameters>
+        </kineticLaw>
+      </reaction>
+    </listOfReactions>
+  </model>
+</sbml>"""
+
+
+def test_split_reversible_keeps_local_parameters_and_modifiers():
+    from sbml_met.sbml import split_reversible
+
+    net = sbml_met.load_sbml(split_reversible(LOCAL_REVERSIBLE))
+    assert net.reaction_ids == ("R", "R__reverse")
+    assert net.propensities(net.initial_state).tolist() == pytest.approx([2 * 1.5 * 4, 2 * 0.5 * 3])
+    assert np.array_equal(net.stoichiometry, sbml_met.load_sbml(LOCAL_REVERSIBLE).stoichiometry)
