@@ -143,7 +143,7 @@ class ValidationReport:
                 j = int(np.argmin(np.abs(self.reference.times - t)))
                 ref = _counts_pmf(self.reference.states[:, j, self.reference.species.index(s)])
                 res = self.result.marginal(s, t)
-                x = np.arange(max(len(ref), len(res)))
+                x = ref.index.union(res.index)  # the counts either side holds
                 ax.bar(x, ref.reindex(x, fill_value=0.0), width=1.0, color="0.75",
                        label=f"roadrunner (n={self.n_reference:,})")
                 ax.step(x, res.reindex(x, fill_value=0.0), where="mid", color="C0", lw=1.5,
@@ -171,19 +171,18 @@ class ValidationReport:
 
 # ------------------------------------------------------------------------------------------ helpers
 def _counts_pmf(x: np.ndarray) -> pd.Series:
-    """Empirical pmf of whole counts as a Series indexed 0..max."""
+    """Empirical pmf of whole counts as a Series indexed by the counts that occur (sparse, so
+    that counts of 10^14 molecules cost no more than counts of 10)."""
     c = np.asarray(np.round(x), dtype=np.int64)
     if c.size and c.min() < 0:
         raise InvalidArgumentError("negative molecule counts cannot be validated")
-    p = np.bincount(c) / c.size
-    return pd.Series(p, index=pd.RangeIndex(len(p), name="count"), name="probability")
+    values, freq = np.unique(c, return_counts=True)
+    return pd.Series(freq / c.size, index=pd.Index(values, name="count"), name="probability")
 
 
-def _moments(p: np.ndarray) -> tuple[float, float, float]:
-    """Mean, variance and fourth central moment of a pmf over counts 0..len-1."""
-    x = np.flatnonzero(p)  # wide marginals are sparse: sum over the occupied counts only
-    p = p[x] / p.sum()
-    x = x.astype(float)
+def _moments(p: np.ndarray, x: np.ndarray) -> tuple[float, float, float]:
+    """Mean, variance and fourth central moment of the pmf ``p`` over the counts ``x``."""
+    p = p / p.sum()
     m = float(p @ x)
     d = x - m
     return m, float(p @ d**2), float(p @ d**4)
@@ -227,7 +226,7 @@ def _chernoff_p(values: np.ndarray, probs: np.ndarray, xbar: float, n: int) -> f
 
 
 def _ks(p_ref: np.ndarray, p_res: np.ndarray, n_ref: int, n_res: int | None) -> tuple[float, float]:
-    """KS distance between two pmfs on 0..k-1 and its p-value: Kolmogorov's asymptotic tail for two
+    """KS distance between two pmfs on one sorted support and its p-value: Kolmogorov's asymptotic tail for two
     samples, the exact finite-n law for a sample against an exact pmf (both conservative on ties)."""
     from scipy.special import kolmogorov
     from scipy.stats import kstwo
@@ -250,11 +249,11 @@ def _ks_floor(n_ref: int, n_res: int | None, level: float) -> float:
     return float(kstwo.isf(level, n_ref))
 
 
-def _mean_spread_tests(p_ref: np.ndarray, p_res: np.ndarray, n_ref: int, n_res: int | None
+def _mean_spread_tests(p_ref: np.ndarray, p_res: np.ndarray, x: np.ndarray, n_ref: int, n_res: int | None
                        ) -> tuple[float, float, float, float, float, float, float, float]:
     """mean, reference mean, std, reference std, z, p_mean, p_std and the mean's standard error."""
-    mu_r, var_r, m4_r = _moments(p_ref)
-    mu, var, m4 = _moments(p_res)
+    mu_r, var_r, m4_r = _moments(p_ref, x)
+    mu, var, m4 = _moments(p_res, x)
     var_r = var_r * n_ref / max(n_ref - 1, 1)
     if n_res:  # two samples: Welch standard errors, sample variances (ddof=1)
         var = var * n_res / max(n_res - 1, 1)
@@ -263,7 +262,6 @@ def _mean_spread_tests(p_ref: np.ndarray, p_res: np.ndarray, n_ref: int, n_res: 
         z, p_mean = _z_p(mu - mu_r, se)
         p_std = _z_p(var - var_r, float(se_var))[1]
     else:  # exact result: the reference is n_ref draws from p_res; Chernoff bounds
-        x = np.arange(p_res.size, dtype=float)
         se = float(np.sqrt(var / n_ref))
         z = _z_p(mu - mu_r, se)[0]
         p_mean = _chernoff_p(x, p_res, mu_r, n_ref)
@@ -288,11 +286,12 @@ def _marginals(dist: Distribution, result: Any, reference: SSAResult, times: np.
 def _check(t: float, s: str, ref: pd.Series, res: pd.Series, n_ref: int, n_res: int | None,
            level: float, z_crit: float, method: str) -> tuple:
     """One row of the report: the three tests on one time and species."""
-    k = max(len(ref), len(res))  # both are indexed by every count from 0
-    p_ref = np.pad(ref.to_numpy(float), (0, k - len(ref)))
-    p_res = np.pad(res.to_numpy(float), (0, k - len(res)))
+    support = ref.index.union(res.index)  # sorted counts either side holds; CDFs step only there
+    p_ref = ref.reindex(support, fill_value=0.0).to_numpy(float)
+    p_res = res.reindex(support, fill_value=0.0).to_numpy(float)
     p_res = p_res / p_res.sum()
-    mu, mu_r, sd, sd_r, z, p_mean, p_std, se = _mean_spread_tests(p_ref, p_res, n_ref, n_res)
+    x = support.to_numpy(float)
+    mu, mu_r, sd, sd_r, z, p_mean, p_std, se = _mean_spread_tests(p_ref, p_res, x, n_ref, n_res)
     d, p_dist = _ks(p_ref, p_res, n_ref, n_res)
     spread = np.count_nonzero(p_ref) > 1 or np.count_nonzero(p_res) > 1
     floor = _ks_floor(n_ref, n_res, level) if spread else 0.0
