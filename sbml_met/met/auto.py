@@ -1,0 +1,269 @@
+"""A MET for any network on demand: :func:`for_model` reuses a bundled or cached MET that covers
+the request, else trains one within a time budget, caches it and records its held-out accuracy.
+
+Defaults, all derived from the SBML:
+
+* **box**: every rate parameter (a parameter > 0 that changes some propensity, directly or
+  through a rule, and is no exponent in a rate law, like a Hill coefficient) from its value / 3
+  to its value x 3 (``factor``).
+* **times**: ``(0, horizon)``, where the horizon is the first ``T = T0 * 2^k`` at which the rate
+  equations, started at the initial state, have settled. ``T0 = (1 + total initial count) / a0`` is the
+  time the initial total propensity ``a0`` takes for as many reactions as molecules. Settled
+  means: from ``T`` on, every species stays within 5% (or half a molecule) of its value at
+  ``T0 * 2^12``. Rate equations that never settle (an oscillator) give the first ``T`` by
+  which every species has come within 10% of its largest value. The horizon is rounded up to
+  two significant digits.
+* **teacher**: FSP distillation when the reachable state space within the SSA-estimated count
+  caps has at most ``fsp_max_states`` states (batched exact CME), or the capped box holds at
+  most ``pointwise_max_states`` states (adaptive FSP per parameter point); exact SSA otherwise.
+
+A MET matches a request when its network fingerprint is equal, the parameters it holds fixed
+have the network's values, its initial-count range holds the network's initial state, its box
+holds the requested box (or, with ``box=None``, the network's parameter values) and, when
+``times`` is given, its time range holds them. A MET trained here covers ``(0, max(times))``. Cached METs live in
+``platformdirs.user_cache_dir("sbml-met")/mets/`` (or ``$SBML_MET_CACHE_DIR``), written
+atomically, one file per network and box.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..errors import InvalidArgumentError, StateSpaceTooLargeError
+from .checkpoint import FORMAT, MET, load, pretrained_names
+from .prompts import PromptSpace
+
+__all__ = ["cache_dir", "choose_teacher", "default_box", "default_times", "find_met", "for_model", "run_summary"]
+
+FSP_MAX_STATES = 20_000
+POINTWISE_MAX_STATES = 100_000
+
+
+def cache_dir(path: str | os.PathLike | None = None) -> Path:
+    """Where trained METs are cached: ``path``, ``$SBML_MET_CACHE_DIR`` or the user cache."""
+    if path is not None:
+        return Path(path)
+    if os.environ.get("SBML_MET_CACHE_DIR"):
+        return Path(os.environ["SBML_MET_CACHE_DIR"])
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("sbml-met")) / "mets"
+
+
+# ----------------------------------------------------------------------------- defaults
+def rate_parameters(network) -> list[str]:
+    """Parameters > 0 whose value changes some propensity (directly or through a rule), less
+    those that are exponents in a rate law (``x^n``, ``pow(x, n)``)."""
+    laws = " ".join(r.rate_law for r in network.reactions)
+    x0 = np.asarray(network.initial_state, dtype=float)
+    rng = np.random.default_rng(0)
+    X = np.vstack([x0, x0 + 1, x0 + rng.integers(0, 5, (6, len(x0)))])
+    base = np.asarray(network.propensities(X))
+    out = []
+    for p, v in network.parameters.items():
+        if not (isinstance(v, (int, float)) and v > 0 and math.isfinite(v)):
+            continue
+        if re.search(rf"(\^|\*\*)\s*\(?\s*{re.escape(p)}\b|pow\s*\([^,]*,\s*{re.escape(p)}\s*\)", laws):
+            continue
+        with np.errstate(all="ignore"):
+            a = np.asarray(network.propensities(X, 0.0, {p: 1.5 * v}))
+        if not np.allclose(a, base, rtol=1e-12, atol=0, equal_nan=True):
+            out.append(p)
+    return out
+
+
+def default_box(network, factor: float = 3.0) -> dict[str, tuple[float, float]]:
+    """Each rate parameter from value / factor to value x factor."""
+    box = {p: (float(network.parameters[p]) / factor, float(network.parameters[p]) * factor)
+           for p in rate_parameters(network)}
+    if not box:
+        raise InvalidArgumentError(f"model '{network.name}' has no rate parameter > 0 to put in a box; give box=")
+    return box
+
+
+def default_times(network, tol: float = 0.05, doublings: int = 12) -> tuple[float, float]:
+    """``(0, horizon)`` by the settling rule in the module docstring."""
+    from scipy.integrate import solve_ivp
+
+    from ..network import rate_function
+
+    x0 = np.asarray(network.initial_state, dtype=float)
+    f = rate_function(network)
+    nu = np.asarray(network.stoichiometry, dtype=float)
+    a0 = float(np.sum(network.propensities(x0)))
+    T0 = (1.0 + x0.sum()) / a0 if a0 > 0 else 1.0
+
+    def rhs(t, x):
+        return nu.T @ np.asarray(f(np.maximum(x, 0)[:, None], t))[:, 0]
+
+    grid = T0 * 2.0 ** np.arange(doublings + 1)
+    sol = solve_ivp(rhs, (0.0, grid[-1]), x0, method="LSODA", t_eval=grid, rtol=1e-6, atol=1e-9)
+    X = sol.y.T if sol.success and sol.y.shape[1] == len(grid) else np.tile(x0, (len(grid), 1))
+    off = np.abs(X - X[-1]) > np.maximum(tol * np.abs(X[-1]), 0.5)  # (grid, species)
+    moved = np.flatnonzero(off.any(axis=1))
+    k = moved[-1] + 1 if len(moved) else 0
+    if k >= len(grid) - 2:  # not settled (an oscillator): until every species has been near its peak
+        peak = X >= 0.9 * X.max(axis=0)[None, :]
+        k = int(max(np.argmax(peak[:, s]) for s in range(X.shape[1])))
+    T = float(grid[max(k, 0)])
+    digits = 10.0 ** (math.floor(math.log10(T)) - 1)
+    return 0.0, float(math.ceil(T / digits) * digits)
+
+
+def choose_teacher(network, box, times, seed: int = 0, fsp_max_states: int = FSP_MAX_STATES,
+                   pointwise_max_states: int = POINTWISE_MAX_STATES) -> tuple[str, dict[str, Any]]:
+    """(teacher name, teacher options) by state-space size (see the module docstring)."""
+    from ._cme import StateSpace
+    from .teachers import TrainContext, estimate_caps
+
+    space = PromptSpace.build(network, box, times)
+    ctx = TrainContext(network=network, space=space, seed=seed, deadline=time.monotonic() + 60,
+                       rng=np.random.default_rng(seed))
+    caps = estimate_caps(ctx)
+    x0 = np.asarray(network.initial_state, dtype=np.int64)[None]
+    probe = [dict(zip(space.free, space.high)), dict(zip(space.free, space.low))]
+    try:
+        ss = StateSpace(network, caps, x0, probe, max_states=fsp_max_states)
+        return "fsp", {"method": "batched", "chunk": 64, "states": ss.n}  # small chunks keep the budget
+    except (StateSpaceTooLargeError, InvalidArgumentError):
+        pass
+    if float(np.prod(caps.astype(float) + 1)) <= pointwise_max_states:
+        return "fsp", {"method": "pointwise"}
+    return "ssa", {}
+
+
+# ----------------------------------------------------------------------------- matching
+def _covers(data: dict, network, box: Mapping[str, tuple[float, float]] | None, times) -> bool:
+    """Whether the checkpoint ``data`` answers the request (see the module docstring)."""
+    if data.get("format") != FORMAT or data.get("fingerprint") != network.fingerprint():
+        return False
+    space = PromptSpace.from_dict(data["space"])
+    held = {k: v for k, v in data["parameters"].items() if k not in space.free}
+    if any(k not in network.parameters or not _same(network.parameters[k], v) for k, v in held.items()):
+        return False
+    x0 = np.asarray(network.initial_state, dtype=float)
+    if tuple(space.species) != tuple(network.species) or np.any(x0 < space.init_low) or np.any(x0 > space.init_high):
+        return False
+    mbox = space.box
+    want = box if box is not None else {p: (network.parameters[p], network.parameters[p]) for p in mbox}
+    for p, (lo, hi) in want.items():
+        if p not in mbox or lo < mbox[p][0] * (1 - 1e-12) or hi > mbox[p][1] * (1 + 1e-12):
+            return False
+    if times is not None:
+        t = np.asarray(times, dtype=float)
+        if t.min() < space.t_min - 1e-12 or t.max() > space.t_max * (1 + 1e-12):
+            return False
+    return True
+
+
+def _same(a: float, b: float) -> bool:
+    return float(a) == float(b) or abs(float(a) - float(b)) <= 1e-12 * max(abs(float(a)), abs(float(b)))
+
+
+def _candidates(network, folder: Path) -> list[tuple[str, Path]]:
+    from importlib import resources
+
+    bundled = Path(str(resources.files("sbml_met.met"))) / "pretrained"
+    out = [("bundled", bundled / f"{n}.met") for n in pretrained_names()]
+    if folder.is_dir():
+        out += [("cache", p) for p in sorted(folder.glob(f"*-{network.fingerprint()[:16]}-*.met"))]
+    return out
+
+
+def find_met(network, box=None, times=None, folder: str | os.PathLike | None = None) -> MET | None:
+    """A bundled or cached (in ``folder``, default :func:`cache_dir`) MET that covers the request, or None."""
+    import torch
+
+    for source, path in _candidates(network, cache_dir(folder)):
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # a partial or foreign file in the cache is skipped, never trusted
+            continue
+        if isinstance(data, dict) and _covers(data, network, box, times):
+            met = load(path, network=network)
+            met.meta.update({"source": source, "path": str(path)})
+            return met
+    return None
+
+
+def _cache_path(folder: Path, network, box, times) -> Path:
+    key = json.dumps({"box": {k: list(map(float, v)) for k, v in sorted(box.items())}, "times": list(times),
+                      "parameters": {k: float(v) for k, v in sorted(network.parameters.items())},
+                      "init": np.asarray(network.initial_state, dtype=float).tolist()}, sort_keys=True)
+    name = re.sub(r"[^A-Za-z0-9_.]+", "_", network.name or "model")[:40]
+    return folder / f"{name}-{network.fingerprint()[:16]}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.met"
+
+
+# ----------------------------------------------------------------------------- entry point
+def for_model(network, box: Mapping[str, tuple[float, float]] | None = None, minutes: float = 10, seed: int = 0,
+              progress: bool | None = None, cache_dir: str | os.PathLike | None = None, times=None,
+              device: str | None = None, retrain: bool = False, **train_options) -> MET:
+    """A MET for ``network``: a bundled or cached one that covers ``box`` and ``times`` (see the
+    module docstring), else one trained within ``minutes`` over ``box`` (default: each rate
+    parameter x/÷ 3) and ``times`` (default: the settling horizon), then cached.
+
+    ``met.meta`` says where it came from (``source``: bundled, cache or trained; ``path``) and,
+    when trained, the teacher and seconds; ``met.validation`` holds the held-out accuracy
+    (marginal Hellinger against exact FSP, or against SSA with its ``noise_floor``).
+    ``train_options`` go to :func:`sbml_met.met.train` (e.g. ``steps``, ``teacher_options``)."""
+    if minutes <= 0:
+        raise InvalidArgumentError(f"minutes must be > 0, got {minutes}")
+    box = {k: (float(a), float(b)) for k, (a, b) in box.items()} if box else None
+    folder = _folder(cache_dir)
+    if not retrain:
+        met = find_met(network, box, times, folder)
+        if met is not None:
+            return met
+    return _train_and_cache(network, box, minutes, seed, progress, folder, times, device, train_options)
+
+
+def _folder(path) -> Path:
+    return cache_dir(path)
+
+
+def _train_and_cache(network, box, minutes, seed, progress, folder, times, device, options) -> MET:
+    from .train import train
+
+    t0 = time.monotonic()
+    box = box or default_box(network)
+    times = default_times(network) if times is None else (0.0, float(np.max(times)))
+    teacher, opts = options.pop("teacher", None), dict(options.pop("teacher_options", None) or {})
+    if teacher is None:
+        teacher, chosen = choose_teacher(network, box, times, seed)
+        chosen.pop("states", None)
+        opts = {**chosen, **opts}
+    met = train(network, box, times, teacher=teacher, minutes=minutes, seed=seed, progress=progress,
+                teacher_options=opts, device=device, **options)
+    path = _cache_path(folder, network, box, times)
+    met.meta.update({"source": "trained", "path": str(path), "for_model_seconds": time.monotonic() - t0,
+                     "teacher_options": opts})
+    try:
+        met.save(path, overwrite=True)
+    except OSError as e:  # a read-only cache costs the reuse, not the answer
+        warnings.warn(f"could not cache the MET at {path}: {e}", RuntimeWarning, stacklevel=3)
+    return met
+
+
+def run_summary(met: MET) -> dict[str, Any]:
+    """Plain data for a run report (run.json): where the MET came from, its box, times, teacher,
+    training seconds, conservation laws and held-out accuracy."""
+    v, m = met.validation, met.meta
+    return {
+        "source": m.get("source", "given"), "path": m.get("path"), "teacher": m.get("teacher"),
+        "box": {k: list(b) for k, b in met.box.items()}, "times": list(met.times),
+        "train_seconds": m.get("wall_seconds"), "steps": m.get("steps"), "device": m.get("device", "cpu"),
+        "n_parameters": met.n_parameters, "conservation_laws": met.conservation.describe(),
+        "held_out": {"hellinger_mean": v.get("hellinger_mean"), "hellinger_max": v.get("hellinger_max"),
+                     "reference": v.get("reference"), "noise_floor": v.get("noise_floor"),
+                     "n_prompts": len(v.get("hellinger", []))},
+    }

@@ -1,0 +1,148 @@
+"""for_model: a MET for any network (bundled, cached or trained on demand), default box and
+horizon, teacher choice, device selection."""
+
+import os
+import stat
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import sbml_met
+from sbml_met import models
+from sbml_met.errors import InvalidArgumentError
+from sbml_met.met import default_box, default_times, for_model, run_summary
+from sbml_met.met.auto import choose_teacher, rate_parameters
+from sbml_met.met.train import resolve_device
+
+GENE = """
+model two_stage
+  -> M; km
+  M -> P; kp*M
+  P -> ; gp*P
+  M = 0; P = 0
+  km = 2; kp = 1; gp = 1
+end
+"""
+
+# not used anywhere else in the project; two conserved moieties (S + ES + P, E + ES)
+ENZYME = """
+model recycling_enzyme
+  E + S -> ES; kon*E*S
+  ES -> E + S; koff*ES
+  ES -> E + P; kcat*ES
+  P -> S; kr*P
+  E = 4; S = 20; ES = 0; P = 0
+  kon = 0.1; koff = 1; kcat = 0.5; kr = 0.2
+end
+"""
+
+QUICK = dict(steps=40, teacher_options={"n_prompts": 64, "times_per_prompt": 4}, n_validation=4)
+
+
+def test_default_box_and_horizon():
+    net = sbml_met.load_antimony(GENE)
+    assert default_box(net) == {p: (v / 3, v * 3) for p, v in net.parameters.items()}
+    t0, t1 = default_times(net)
+    assert t0 == 0 and 2 <= t1 <= 20  # both relax on a time scale of 1; settled within a few of those
+    hill = sbml_met.load_antimony("model h\n -> X; a*K^n/(K^n + X^n)\n X -> ; d*X\n X = 0; a = 10; K = 5; n = 2; d = 1\nend")
+    assert "n" not in rate_parameters(hill) and {"a", "K", "d"} <= set(rate_parameters(hill))
+
+
+def test_teacher_by_state_space():
+    net = sbml_met.load_antimony(ENZYME)
+    name, opts = choose_teacher(net, default_box(net), default_times(net))
+    assert name == "fsp" and opts["method"] == "batched" and opts["states"] <= 5 * 21
+    rep = sbml_met.load_sbml(os.path.join(os.path.dirname(__file__), "data", "biomodels", "BIOMD0000000012.xml"))
+    assert choose_teacher(rep, {"KM": (30.0, 50.0)}, (0.0, 40.0))[0] == "ssa"
+
+
+def test_tiny_budget_caches_and_reuses(tmp_path):
+    net = sbml_met.load_antimony(GENE)
+    old = os.umask(0o022)
+    try:
+        met = for_model(net, minutes=0.3, seed=1, cache_dir=tmp_path, progress=False, **QUICK)
+    finally:
+        os.umask(old)
+    assert met.meta["source"] == "trained" and met.meta["teacher"] == "fsp"
+    path = met.meta["path"]
+    assert os.path.dirname(path) == str(tmp_path) and stat.S_IMODE(os.stat(path).st_mode) == 0o644
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+    assert np.isfinite(met.validation["hellinger_mean"]) and met.validation["reference"] == "exact"
+    summary = run_summary(met)
+    assert summary["held_out"]["n_prompts"] == 4 and summary["box"] == {k: list(v) for k, v in default_box(net).items()}
+    t0 = time.monotonic()
+    again = for_model(net, minutes=0.3, cache_dir=tmp_path, progress=False, **QUICK)
+    assert time.monotonic() - t0 < 5 and again.meta["source"] == "cache" and again.meta["path"] == path
+    x = met.sample(200, 3.0, seed=4)
+    assert np.array_equal(again.sample(200, 3.0, seed=4), x)
+    # a box the cached MET does not hold retrains (and caches beside it)
+    other = for_model(net, box={"kp": (0.5, 8.0)}, minutes=0.3, cache_dir=tmp_path, progress=False, **QUICK)
+    assert other.meta["source"] == "trained" and other.meta["path"] != path and other.box == {"kp": (0.5, 8.0)}
+    assert len(list(tmp_path.glob("*.met"))) == 2
+    # a box inside a cached one is served from the cache (gp is free in the first MET, so another
+    # gp is answered too); a network whose fixed values differ from a MET's is not
+    assert for_model(net.with_parameters(gp=0.8), box={"kp": (0.5, 2.0)}, cache_dir=tmp_path).meta["path"] == path
+    assert for_model(net, box={"kp": (4.0, 8.0)}, cache_dir=tmp_path).meta["path"] == other.meta["path"]
+    assert for_model(net.with_parameters(gp=0.8), box={"kp": (4.0, 8.0)}, minutes=0.2, cache_dir=tmp_path,
+                     progress=False, **QUICK).meta["source"] == "trained"
+
+
+def test_a_broken_cache_file_is_skipped(tmp_path):
+    net = sbml_met.load_antimony(GENE)
+    (tmp_path / f"two_stage-{net.fingerprint()[:16]}-000000000000.met").write_bytes(b"not a checkpoint")
+    met = for_model(net, box={"km": (1.0, 3.0)}, minutes=0.2, cache_dir=tmp_path, progress=False, **QUICK)
+    assert met.meta["source"] == "trained"
+
+
+@pytest.mark.parametrize("name", ["toggle_switch", "autoregulation"])
+def test_bundled_met_is_used(tmp_path, name):
+    t0 = time.monotonic()
+    met = for_model(models.load(name), cache_dir=tmp_path)
+    assert met.meta["source"] == "bundled" and time.monotonic() - t0 < 10
+    assert not list(tmp_path.iterdir())
+
+
+def test_device_selection_on_cpu():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device(None) == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(InvalidArgumentError):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(InvalidArgumentError, match="no CUDA"):
+            resolve_device("cuda")
+    from sbml_met.met import train
+
+    met = train(sbml_met.load_antimony(GENE), {"kp": (0.5, 2.0)}, (0.0, 5.0), minutes=1, progress=False,
+                device="cpu", **QUICK)
+    assert met.meta["device"] == "cpu" and next(met.net.parameters()).device.type == "cpu"
+
+
+@pytest.mark.slow
+def test_unseen_model_with_moieties_within_001_of_fsp(tmp_path):
+    """A 5-minute budget on a model nobody prepared: held-out marginals within mean Hellinger 0.01
+    of exact FSP, and both conserved totals exact."""
+    from scipy.stats import qmc
+
+    from sbml_met.metrics import hellinger
+
+    net = sbml_met.load_antimony(ENZYME)
+    met = for_model(net, minutes=5, cache_dir=tmp_path, progress=False)
+    assert met.meta["teacher"] == "fsp" and met.validation["reference"] == "exact"
+    assert met.validation["hellinger_mean"] <= 0.01
+    laws = met.conservation
+    assert sorted(laws.describe()) == ["E + ES = 4", "S + ES + P = 20"]
+    u = qmc.Sobol(d=len(met.box) + 1, scramble=True, seed=99).random(6)
+    lo, hi = np.array([b[0] for b in met.box.values()]), np.array([b[1] for b in met.box.values()])
+    dists = []
+    for row in u:
+        theta = dict(zip(met.box, lo + row[:-1] * (hi - lo)))
+        t = float(met.times[1] * max(row[-1], 0.05))
+        exact = sbml_met.solve_fsp(net.with_parameters(theta), [t])
+        mine = met.marginals_all(t, **theta)
+        for s, sp in enumerate(net.species):
+            dists.append(hellinger(mine[s], exact.marginal(sp, t).to_numpy()))
+        x = met.sample(2000, t, seed=1, **theta)
+        assert not laws.violated(x, net.initial_state).any()
+    assert np.mean(dists) <= 0.01
