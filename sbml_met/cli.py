@@ -364,6 +364,12 @@ def add_run(sub):
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--no-figures", action="store_true")
     p.add_argument("--force", action="store_true", help="write into a folder holding other files")
+    p.add_argument("--met", default="auto", metavar="auto|off|PATH",
+                   help="MET: a bundled or cached one that covers the model, else trained now and cached "
+                        "(auto, default); off; or a checkpoint path / bundled name")
+    p.add_argument("--met-minutes", type=float, default=10.0, help="training budget for --met auto (default 10)")
+    p.add_argument("--box", action="append", metavar="ID=LOW:HIGH",
+                   help="MET training range of a parameter (repeatable; default: each rate parameter x/÷ 3)")
     p.set_defaults(func=cmd_run)
 
 
@@ -372,9 +378,11 @@ def _run_command(args) -> str:
     import shlex
 
     words = ["sbml-met", "run", args.model]
-    for flag in ("out", "times", "report_times", "n", "n_reference", "seed"):
+    for flag in ("out", "times", "report_times", "n", "n_reference", "seed", "met", "met_minutes"):
         if getattr(args, flag) is not None:
             words += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
+    for item in args.box or ():
+        words += ["--box", item]
     words += ["--no-figures"] * bool(args.no_figures) + ["--force"] * bool(args.force)
     return shlex.join(words)
 
@@ -386,7 +394,8 @@ def cmd_run(args) -> int:
                  times=parse_times(args.times) if args.times else None,
                  report_times=parse_times(args.report_times) if args.report_times else None,
                  n=args.n, n_reference=args.n_reference, seed=args.seed,
-                 figures=not args.no_figures, force=args.force, command=_run_command(args))
+                 figures=not args.no_figures, force=args.force, command=_run_command(args),
+                 met=args.met, met_minutes=args.met_minutes, box=_parse_ranges(args.box, "--box") or None)
     print(report.text())
     print(f"open {report.out_dir / 'report.html'} in a browser for the figures and tables")
     return 0 if report.ok else 1

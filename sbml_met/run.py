@@ -13,7 +13,7 @@ import sys
 import time as _time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -44,6 +44,7 @@ class RunReport:
     verdicts: dict[str, bool] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
+    met: dict[str, Any] = field(default_factory=dict)  # where the MET came from, its held-out accuracy
 
     @property
     def ok(self) -> bool:
@@ -110,11 +111,16 @@ def run(
     force: bool = False,
     log: Callable[[str], None] | None = None,
     command: str | None = None,
+    met: str = "auto",
+    met_minutes: float = 10.0,
+    box: Mapping[str, tuple[float, float]] | None = None,
 ) -> RunReport:
     """Run every engine on ``model`` (bundled name, path, BioModels id, or a ReactionNetwork).
 
-    Writes tables, figures, ``report.html`` (``command``: the command line it records; default
-    the Python call) and ``run.json`` into ``out_dir``."""
+    ``met``: "auto" (a bundled or cached MET that covers the model, else one trained within
+    ``met_minutes`` over ``box``, default each rate parameter x/÷ 3, and cached), "off", or a
+    checkpoint path / bundled name. Writes tables, figures, ``report.html`` (``command``: the
+    command line it records; default the Python call) and ``run.json`` into ``out_dir``."""
     from .models import load_model  # one resolver for names, paths and BioModels ids
 
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -158,8 +164,8 @@ def run(
     except SbmlMetError as e:
         report.notes.append(f"FSP skipped: {str(e).splitlines()[0]}")
 
-    say("[4/5] Master Equation Transformer (pretrained, if one matches)")
-    met_result = timed("MET", lambda: _pretrained_met(net, name, grid, report))
+    say(f"[4/5] Master Equation Transformer ({met})")
+    met_result = timed("MET", lambda: _met_for_run(net, name, grid, report, met, met_minutes, box, seed))
     if met_result is not None:
         dense["met"] = met_result
     results = {k: _subset(v, shown) for k, v in dense.items()}
@@ -195,10 +201,12 @@ def run(
                   "seed": seed, "SSA trajectories": n, "Tellurium trajectories": n_reference,
                   "time grid": f"{len(grid)} times from {grid[0]:g} to {grid[-1]:g}",
                   "report times": [float(t) for t in shown], "output folder": str(out.resolve())}
+    if report.met:
+        provenance["MET"] = _met_line(report.met)
     report.files.append(_write_html(report, net, provenance, out))
     manifest = {"model": name, "ok": report.ok, "verdicts": report.verdicts, "timings": report.timings,
                 "files": [p.name for p in report.files], "notes": report.notes, "seed": seed, "n": n,
-                "n_reference": n_reference, "times": shown.tolist(), "grid": grid.tolist()}
+                "n_reference": n_reference, "times": shown.tolist(), "grid": grid.tolist(), "met": report.met}
     atomic_write(out / MANIFEST, lambda p: p.write_text(json.dumps(manifest, indent=2)), overwrite=True)
     return report
 
@@ -211,33 +219,64 @@ def _write_html(report: RunReport, net: ReactionNetwork, provenance: dict[str, A
     return atomic_write(out / "report.html", lambda p: p.write_text(page, encoding="utf-8"), overwrite=True)
 
 
-def _pretrained_met(net: ReactionNetwork, name: str, times: np.ndarray, report: RunReport):
-    """The pretrained MET's answer at the network's own parameter values, if one matches."""
+def _met_for_run(net: ReactionNetwork, name: str, times: np.ndarray, report: RunReport, spec: str,
+                 minutes: float, box: Mapping[str, tuple[float, float]] | None, seed: int):
+    """The MET's answer at the network's own parameter values: ``spec`` "auto" (bundled, cached
+    or trained now), "off", or a checkpoint path / bundled name; None (with a note) otherwise."""
+    if spec == "off":
+        report.notes.append("MET off (--met off)")
+        return None
     try:
         from . import met
     except ImportError as e:  # torch missing: MET is optional for the run
         report.notes.append(f"MET skipped: {e}")
         return None
-    if name not in met.pretrained_names():
-        report.notes.append(f"MET skipped: no pretrained checkpoint for '{name}'")
-        return None
     try:
-        model = met.pretrained(name)
-    except SbmlMetError as e:
+        if spec == "auto":
+            model = met.for_model(net, box=box, minutes=minutes, seed=seed, times=times)
+        elif not Path(spec).exists() and spec in met.pretrained_names():
+            model = met.pretrained(spec)
+        else:
+            model = met.load(spec, network=net)
+    except (SbmlMetError, OSError) as e:
         report.notes.append(f"MET skipped: {str(e).splitlines()[0]}")
         return None
-    if model.network.fingerprint() != net.fingerprint():
-        report.notes.append(f"MET skipped: the pretrained '{name}' checkpoint was trained on another network")
+    problem = _met_mismatch(model, net, times)
+    if problem:
+        report.notes.append(f"MET skipped: {problem}")
         return None
+    from .met.auto import run_summary
+
+    report.met = run_summary(model)
+    return _met_solve(model, times, {p: net.parameters[p] for p in model.box})
+
+
+def _met_mismatch(model: Any, net: ReactionNetwork, times: np.ndarray) -> str | None:
+    """Why ``model`` cannot answer for ``net`` on ``times``, or None."""
+    if model.network.fingerprint() != net.fingerprint():
+        return "the checkpoint was trained on another network"
     fixed = [p for p, v in model.network.parameters.items() if p not in model.box and net.parameters.get(p) != v]
     if fixed:
-        report.notes.append(f"MET skipped: it was trained with other fixed values of {', '.join(fixed)}")
-        return None
+        return f"it was trained with other fixed values of {', '.join(fixed)}"
     outside = [p for p in model.box if not model.box[p][0] <= net.parameters[p] <= model.box[p][1]]
     if outside or float(times.max()) > model.times[1]:
-        report.notes.append("MET skipped: the model's parameters or times lie outside its training box")
-        return None
-    return _met_solve(model, times, {p: net.parameters[p] for p in model.box})
+        return "the model's parameters or times lie outside its training box"
+    return None
+
+
+def _met_line(info: dict[str, Any]) -> str:
+    """One line on the run's MET for the report: source, teacher, held-out accuracy."""
+    held = info.get("held_out") or {}
+    acc = held.get("hellinger_mean")
+    against = held.get("reference") or "reference"
+    text = f"{info.get('source', 'given')} MET ({info.get('n_parameters', 0):,} weights)"
+    if info.get("teacher"):
+        text += f", taught by {info['teacher']} in {info.get('train_seconds') or 0:.0f} s"
+    if acc is not None:
+        text += f"; held-out mean marginal Hellinger {acc:.4f} against {against}"
+        if held.get("noise_floor") is not None:
+            text += f" (noise floor {held['noise_floor']:.4f})"
+    return text
 
 
 def _met_solve(model: Any, times: np.ndarray, params: dict[str, float], prune: float = 1e-12) -> Distribution:

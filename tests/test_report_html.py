@@ -18,7 +18,8 @@ CHROMIUM = next((shutil.which(c) for c in ("chromium", "chromium-browser", "goog
 @pytest.fixture(scope="module")
 def page(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("run") / "bd"
-    assert main(["run", "birth_death", "--out", str(out), "--n", "200", "--n-reference", "200", "--seed", "4"]) == 0
+    assert main(["run", "birth_death", "--out", str(out), "--n", "200", "--n-reference", "200", "--seed", "4",
+                 "--met", "off"]) == 0
     return out / "report.html"
 
 

@@ -16,7 +16,7 @@ from sbml_met.run import run
 def test_run_birth_death_writes_tidy_tables(tmp_path):
     out = tmp_path / "bd"
     report = run("birth_death", out_dir=out, n=800, n_reference=800, seed=3, figures=True,
-                 log=lambda m: None)
+                 log=lambda m: None, met="off")
     assert report.ok and set(report.verdicts) == {"ssa", "fsp"}
     for name in ("summary.csv", "moments.csv", "marginals.csv", "validation.csv", "marginals.png", "run.json"):
         assert (out / name).is_file(), name
@@ -47,7 +47,7 @@ def test_run_draws_every_engine_on_the_dense_grid(tmp_path):
     old = os.umask(0o022)
     try:
         run("birth_death", out_dir=out, times=np.linspace(0, 20, 21), n=300, n_reference=300, seed=2,
-            log=lambda m: None)
+            log=lambda m: None, met="off")
     finally:
         os.umask(old)
     moments = pd.read_csv(out / "moments.csv")
@@ -72,3 +72,29 @@ def test_time_axis_label_from_the_sbml_units():
     doc = libsbml.readSBMLFromString(net.to_sbml())
     doc.getModel().setTimeUnits("second")
     assert time_label(load_sbml(libsbml.writeSBMLToString(doc))) == "time (s)"
+
+
+def test_run_met_auto_trains_caches_validates_and_reuses(tmp_path, monkeypatch):
+    monkeypatch.setenv("SBML_MET_CACHE_DIR", str(tmp_path / "cache"))
+    args = ["run", "birth_death", "--n", "300", "--n-reference", "300", "--no-figures", "--met-minutes", "0.1"]
+    main(args + ["--out", str(tmp_path / "a")])  # exit 1 is allowed: a 6-second MET may disagree
+    first = json.loads((tmp_path / "a" / "run.json").read_text())
+    assert "met" in first["verdicts"] and first["met"]["source"] == "trained"
+    assert first["met"]["teacher"] == "fsp" and first["met"]["box"]["k1"] == pytest.approx([10 / 3, 30])
+    held = first["met"]["held_out"]
+    assert held["reference"] == "exact" and 0 <= held["hellinger_mean"] <= held["hellinger_max"] <= 1
+    cached = list((tmp_path / "cache").glob("*.met"))
+    assert len(cached) == 1 and cached[0].stat().st_mode & 0o777 == 0o666 & ~_umask()
+    main(args + ["--out", str(tmp_path / "b")])
+    second = json.loads((tmp_path / "b" / "run.json").read_text())
+    assert second["met"]["source"] == "cache" and second["met"]["path"] == str(cached[0])
+    assert second["timings"]["MET"] < first["timings"]["MET"]
+    main(["run", "birth_death", "--n", "50", "--n-reference", "50", "--no-figures", "--met", "off",
+          "--out", str(tmp_path / "c")])
+    assert "met" not in json.loads((tmp_path / "c" / "run.json").read_text())["verdicts"]
+
+
+def _umask() -> int:
+    old = os.umask(0)
+    os.umask(old)
+    return old
