@@ -6,7 +6,8 @@ and translated node by node into postfix instructions ``(opcode, argument)``; no
 evaluated as code. Folding of numeric constants follows :mod:`sbml_met._math`, so the programs
 compute what the vectorised closures compute. A network the translator cannot express (events,
 assignment rules, time in a law, a construct it does not know) gets ``None`` and the vectorised
-kernel runs it instead.
+kernel runs it instead. Parameters defined by assignment rules are inlined (their rule's math in
+place of the name); species defined by rules are not compiled.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ class Programs:
 
 def compile_network(net) -> Programs | None:
     """Bytecode for every propensity of ``net``, or None where the compiled kernel must not run it."""
-    if net.events or net.rules:
+    if net.events or any(r.species_index is not None for r in net.rules):
         return None
     try:
         return _Translator(net).programs()
@@ -92,6 +93,12 @@ class _Translator:
                 args = [fd.getArgument(j).getName() for j in range(fd.getNumArguments())]
                 self.functions[fd.getId()] = (args, fd.getBody())
         self.species = {s.id: i for i, s in enumerate(net.species_info)}
+        self.rules = {}
+        for r in net.rules:
+            rule = model.getRule(r.variable) if model is not None else None
+            if rule is None or rule.getMath() is None:
+                raise _NotCompiled(r.variable)
+            self.rules[r.variable] = rule.getMath()
         self.consts: list[float] = []
         self.reads: set[int] = set()
 
@@ -153,6 +160,8 @@ class _Translator:
 
     def name(self, key: str) -> Code | float:
         net = self.net
+        if key in self.rules:  # a parameter's assignment rule, inlined
+            return self.node(self.rules[key], lambda name: name)
         if key in self.species:
             i = self.species[key]
             self.reads.add(i)

@@ -203,31 +203,29 @@ def uniform(state):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _product(pkind, pa, pb, consts, start, stop, x):
-    """A law that is a product of constants, counts and (count - c) or (c - count) factors, multiplied
-    left to right as the program would (the same floating-point result, without a stack)."""
-    v = 1.0
+def _product(coef, fs, foff, fsign, r, start, stop, x):
+    """A mass-action-like law: coef[r] times factors sign * (count - offset) (a count, a count less a
+    constant, or a constant less a count), with _math's round-off rule for each difference."""
+    v = coef[r]
     for q in range(start, stop):
-        kind = pkind[q]
-        if kind == 1:
-            f = x[pa[q]]
-        elif kind == 0:
-            f = consts[pa[q]]
+        xs = x[fs[q]]
+        off = foff[q]
+        if off == 0.0:
+            v *= xs
         else:
-            a, b = (x[pa[q]], consts[pb[q]]) if kind == 2 else (consts[pa[q]], x[pb[q]])
-            f = a - b
-            if abs(f) <= ROUNDOFF * max(abs(a), abs(b)):
+            f = fsign[q] * (xs - off)
+            if abs(f) <= ROUNDOFF * max(abs(xs), abs(off)):
                 f = 0.0
-        v *= f
+            v *= f
     return v
 
 
 @njit(cache=True, error_model="numpy")
-def run(p_ops, p_args, consts, kind, offsets, pkind, pa, pb, pptr, x0, ch_ptr, ch_species, ch_delta,
+def run(p_ops, p_args, consts, kind, offsets, coef, fs, foff, fsign, pptr, x0, ch_ptr, ch_species, ch_delta,
         dep_ptr, dep_reactions, grid, out, first, last, stack_size, state, info):
     """Trajectories ``first..last-1`` from ``x0`` into ``out[k - first]`` (direct method); the status.
 
-    ``kind[r]``: 0 product law (``pkind``/``pa``/``pb`` from ``pptr[r]``), 1 arithmetic program, 2
+    ``kind[r]``: 0 product law (``coef[r]`` and factors ``pptr[r]..pptr[r+1]``), 1 arithmetic program, 2
     program with math functions. ``dep_ptr[j]..dep_ptr[j+1]`` lists the channels to re-evaluate after
     channel j fires; entry R lists every channel. On an error ``info`` holds [trajectory, reaction,
     species, value, time] and the state follows.
@@ -247,7 +245,7 @@ def run(p_ops, p_args, consts, kind, offsets, pkind, pa, pb, pptr, x0, ch_ptr, c
             for p in range(dep_ptr[j], dep_ptr[j + 1]):
                 r = dep_reactions[p]
                 if kind[r] == 0:
-                    v = _product(pkind, pa, pb, consts, pptr[r], pptr[r + 1], x)
+                    v = _product(coef, fs, foff, fsign, r, pptr[r], pptr[r + 1], x)
                 elif kind[r] == 1:
                     v = _arithmetic(p_ops, p_args, consts, offsets[r], offsets[r + 1], x, stack)
                 else:

@@ -121,18 +121,16 @@ class _CompiledKernel:
         self.dep_ptr = np.cumsum([0] + [len(d) for d in deps]).astype(np.int64)
         self.dep_reactions = np.array([r for d in deps for r in d], dtype=np.int64)
 
+        self.laws = (programs.ops, programs.args, programs.consts, programs.kind, programs.offsets,
+                     *_product_arrays(programs, net.n_reactions))
+
     def propensities(self, x: np.ndarray) -> np.ndarray:
-        p, stack = self.p, np.empty(self.p.stack)
-        x = np.asarray(x, dtype=float)
-        out = []
-        for r in range(self.net.n_reactions):
-            if p.kind[r] == 0:
-                f = p.factors
-                out.append(self.numba._product(f[:, 0], f[:, 1], f[:, 2], p.consts, p.factor_ptr[r],
-                                               p.factor_ptr[r + 1], x))
-            else:
-                out.append(self.numba._general(p.ops, p.args, p.consts, p.offsets[r], p.offsets[r + 1], x, stack))
-        return np.array(out)
+        """Every propensity at counts ``x`` as the kernel computes it."""
+        from . import _tau_numba
+
+        a = np.zeros(self.net.n_reactions)
+        _tau_numba.evaluate(*self.laws, np.asarray(x, dtype=float), np.empty(self.p.stack), a)
+        return a
 
     def agrees(self) -> bool:
         """The bytecode gives the vectorised propensities on a few states (a guard, not a proof)."""
@@ -149,7 +147,6 @@ class _CompiledKernel:
         """``n`` trajectories on ``grid``: array (n, len(grid), n_species)."""
         p, net = self.p, self.net
         state = np.random.SeedSequence(seed).generate_state(4, np.uint64)
-        f = np.ascontiguousarray(p.factors.T)
         out = np.empty((n, grid.size, net.n_species))
         info = np.zeros(5 + net.n_species)
         x0 = np.asarray(net.initial_state, dtype=float)
@@ -157,8 +154,7 @@ class _CompiledKernel:
         bar = _progress_bar(progress, float(grid[-1]))
         for first in range(0, n, chunk):
             last = min(n, first + chunk)
-            status = self.numba.run(p.ops, p.args, p.consts, p.kind, p.offsets, f[0], f[1], f[2], p.factor_ptr,
-                                    x0, self.ch_ptr, self.ch_species, self.ch_delta, self.dep_ptr,
+            status = self.numba.run(*self.laws, x0, self.ch_ptr, self.ch_species, self.ch_delta, self.dep_ptr,
                                     self.dep_reactions, grid, out[first:last], first, last, p.stack, state, info)
             if status != self.numba.OK:
                 self._raise(status, info)
@@ -340,6 +336,25 @@ class _Simulation:
         r, col = (int(v[0]) for v in np.nonzero(bad))
         state = dict(zip(self.net.species, X[:, col].tolist()))
         raise PropensityError(self.net.reactions[r].id, float(a[r, col]), state, float(t[col]))
+
+
+def _product_arrays(p, n_reactions: int) -> tuple[np.ndarray, ...]:
+    """Product laws as the kernel takes them: coef[r] (the constant factors multiplied in order)
+    and per factor its species, offset and sign (count: +1*(x - 0); x - c: +1*(x - c); c - x:
+    -1*(x - c)). Constants move in front of the counts: the value can differ in its last bit."""
+    coef, fs, foff, fsign, ptr = np.ones(n_reactions), [], [], [], [0]
+    for r in range(n_reactions):
+        for kind, a, b in p.factors[p.factor_ptr[r]:p.factor_ptr[r + 1]] if p.kind[r] == 0 else []:
+            if kind == 0:
+                coef[r] *= p.consts[a]
+                continue
+            species, offset = (a, 0.0) if kind == 1 else ((a, p.consts[b]) if kind == 2 else (b, p.consts[a]))
+            fs.append(species)
+            foff.append(offset)
+            fsign.append(-1.0 if kind == 3 else 1.0)
+        ptr.append(len(fs))
+    return (coef, np.array(fs, dtype=np.int64), np.array(foff, dtype=float), np.array(fsign, dtype=float),
+            np.array(ptr, dtype=np.int64))
 
 
 def _running_sum(a: np.ndarray, m: int) -> np.ndarray:
