@@ -148,27 +148,11 @@ def model_facts(path: Path) -> dict:
     m = doc.getModel()
     if m is None:
         return {"name": "", "concentration": False, "V": 1.0}
-    sizes = {}
-    for i in range(m.getNumCompartments()):
-        c = m.getCompartment(i)
-        sizes[c.getId()] = c.getSize() if c.isSetSize() and math.isfinite(c.getSize()) else 1.0
-    amounts, conc_model = [], False
-    for i in range(m.getNumSpecies()):
-        s = m.getSpecies(i)
-        if s.isSetInitialAmount():
-            a = s.getInitialAmount()
-        elif s.isSetInitialConcentration():
-            a = s.getInitialConcentration() * sizes.get(s.getCompartment(), 1.0)
-        else:
-            continue
-        if not math.isfinite(a):
-            continue
-        if a > 0:
-            amounts.append(a)
-        if abs(a - round(a)) > 1e-9 * max(1.0, abs(a)):
-            conc_model = True
-    med = statistics.median(amounts) if amounts else 1.0
-    V = 10.0 ** round(math.log10(TARGET / med))
+    from sbml_met.sbml import _literal_amounts, suggest_volume
+
+    amounts = [a for a in _literal_amounts(m) if math.isfinite(a)]
+    conc_model = any(abs(a - round(a)) > 1e-9 * max(1.0, abs(a)) for a in amounts)
+    V = suggest_volume(str(path), TARGET)
     return {"name": m.getName() or m.getId(), "concentration": conc_model, "V": V}
 
 
@@ -309,6 +293,29 @@ def run_entry(label: str, path: Path, n: int, timeout: float, events: float, see
     return row
 
 
+def _simulate_capped(row: dict, net, times, n: int, seed: int, cap: float, what: str):
+    """sbml_met.simulate under an alarm of ``cap`` seconds; None (the row says why) if it is
+    slower, raises a typed error, or crashes."""
+    import sbml_met
+    from sbml_met.errors import SbmlMetError
+
+    try:
+        signal.setitimer(signal.ITIMER_REAL, cap)
+        return sbml_met.simulate(net, times, n=n, seed=seed, progress=False)
+    except _Alarm:
+        row["verdict"] = f"slow ({what} > {cap:.0f} s)"
+    except SbmlMetError as e:
+        row["verdict"] = f"ssa error: {type(e).__name__}: {str(e)[:120]}"
+    except Exception as e:  # noqa: BLE001 - the point of the sweep: a crash is a finding
+        row["status"] = "crashed"
+        row["crash"] = {"type": type(e).__name__, "message": str(e)[:500], "frame": _last_frame(e),
+                        "traceback": traceback.format_exc()}
+        row["reason"] = f"{type(e).__name__} in simulate: {str(e)[:100]}"
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    return None
+
+
 def _simulate_and_compare(row, net, path, volume, n, timeout, events, seed, t_start) -> None:
     import numpy as np
 
@@ -335,23 +342,7 @@ def _simulate_and_compare(row, net, path, volume, n, timeout, events, seed, t_st
     signal.signal(signal.SIGALRM, _on_alarm)
     pilot_cap = max(1.0, timeout / 6)
     t0 = time.perf_counter()
-    try:
-        signal.setitimer(signal.ITIMER_REAL, pilot_cap)
-        sbml_met.simulate(net, times, n=2, seed=seed, progress=False)
-        signal.setitimer(signal.ITIMER_REAL, 0)
-    except _Alarm:
-        row["verdict"] = f"slow (pilot n=2 > {pilot_cap:.0f} s)"
-        return
-    except SbmlMetError as e:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        row["verdict"] = f"ssa error: {type(e).__name__}: {str(e)[:120]}"
-        return
-    except Exception as e:  # noqa: BLE001
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        row["status"] = "crashed"
-        row["crash"] = {"type": type(e).__name__, "message": str(e)[:500], "frame": _last_frame(e),
-                        "traceback": traceback.format_exc()}
-        row["reason"] = f"{type(e).__name__} in simulate: {str(e)[:100]}"
+    if _simulate_capped(row, net, times, 2, seed, pilot_cap, "pilot n=2") is None:
         return
     pilot = time.perf_counter() - t0
     if pilot > timeout / 12:
@@ -361,23 +352,8 @@ def _simulate_and_compare(row, net, path, volume, n, timeout, events, seed, t_st
     # SSA ensemble
     t0 = time.perf_counter()
     remaining = timeout - (time.perf_counter() - t_start) - 5
-    try:
-        signal.setitimer(signal.ITIMER_REAL, max(1.0, remaining * 0.6))
-        ssa = sbml_met.simulate(net, times, n=n, seed=seed, progress=False)
-        signal.setitimer(signal.ITIMER_REAL, 0)
-    except _Alarm:
-        row["verdict"] = f"slow (SSA n={n} > {remaining * 0.6:.0f} s)"
-        return
-    except SbmlMetError as e:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        row["verdict"] = f"ssa error: {type(e).__name__}: {str(e)[:120]}"
-        return
-    except Exception as e:  # noqa: BLE001
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        row["status"] = "crashed"
-        row["crash"] = {"type": type(e).__name__, "message": str(e)[:500], "frame": _last_frame(e),
-                        "traceback": traceback.format_exc()}
-        row["reason"] = f"{type(e).__name__} in simulate: {str(e)[:100]}"
+    ssa = _simulate_capped(row, net, times, n, seed, max(1.0, remaining * 0.6), f"SSA n={n}")
+    if ssa is None:
         return
     row["ssa_s"] = f"{time.perf_counter() - t0:.2f}"
     neg = ssa.states < 0

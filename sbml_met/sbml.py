@@ -115,22 +115,35 @@ def load_sbml(source: str | os.PathLike, volume: float | None = None) -> Reactio
     return replace(net, notes=net.notes + (note,)) if note else net
 
 
+def suggest_volume(source: str | os.PathLike, target: float = 300.0) -> float:
+    """A ``volume=`` (a power of ten) that gives the median species with a positive initial amount
+    about ``target`` molecules, from the amounts written in the SBML (initial assignments aside)."""
+    amounts = [a for a in _literal_amounts(read_document(source).getModel()) if np.isfinite(a) and a > 0]
+    median = float(np.median(amounts)) if amounts else 1.0
+    return float(10.0 ** round(np.log10(target / median)))
+
+
+def _literal_amounts(m: libsbml.Model) -> list[float]:
+    """Initial amounts as written: initialAmount, or initialConcentration x compartment size."""
+    sizes = {c.getId(): (c.getSize() if c.isSetSize() else 1.0) for c in m.getListOfCompartments()}
+    out = []
+    for s in m.getListOfSpecies():
+        if s.isSetInitialAmount():
+            out.append(s.getInitialAmount())
+        elif s.isSetInitialConcentration():
+            out.append(s.getInitialConcentration() * sizes.get(s.getCompartment(), 1.0))
+    return out
+
+
 def _default_moles_as_counts(doc: libsbml.SBMLDocument) -> bool:
     """A Level 2 model without substance units whose fractional amounts are whole molecule counts
     (at most 1e9) in mole, the Level 2 default unit: 1.66e-21 is 1,000 molecules, not 0."""
     m = doc.getModel()
     if doc.getLevel() > 2 or m.getUnitDefinition("substance") is not None:
         return False
-    sizes = {c.getId(): (c.getSize() if c.isSetSize() else 1.0) for c in m.getListOfCompartments()}
-    amounts = []
-    for s in m.getListOfSpecies():
-        if s.isSetSubstanceUnits():
-            return False
-        if s.isSetInitialAmount():
-            amounts.append(s.getInitialAmount())
-        elif s.isSetInitialConcentration():
-            amounts.append(s.getInitialConcentration() * sizes.get(s.getCompartment(), 1.0))
-    a = np.array([v for v in amounts if np.isfinite(v) and v > 0])
+    if any(s.isSetSubstanceUnits() for s in m.getListOfSpecies()):
+        return False
+    a = np.array([v for v in _literal_amounts(m) if np.isfinite(v) and v > 0])
     if a.size == 0 or np.all((np.abs(a - np.round(a)) <= 1e-9 * a) & (np.round(a) > 0)):
         return False  # whole numbers already: counts, as SSA models write them
     counts = a * AVOGADRO
@@ -688,8 +701,12 @@ def _add_reverse_channel(m: libsbml.Model, rx: libsbml.Reaction, law: libsbml.AS
 
 
 
-def write_sbml(net: ReactionNetwork) -> str:
-    """SBML of ``net``: its source document with current parameter values and initial counts."""
+def write_sbml(net: ReactionNetwork, pin_counts: bool = False) -> str:
+    """SBML of ``net``: its source document with current parameter values and initial counts.
+
+    ``pin_counts``: every species starts at the network's own count, initial assignments to
+    species dropped (a reference simulator then starts exactly where sbml-met does, even where
+    ``volume=`` rounded an assigned amount to whole molecules)."""
     doc = libsbml.readSBMLFromString(net._sbml)
     m = doc.getModel()
     overridden = net._overridden
@@ -711,7 +728,7 @@ def write_sbml(net: ReactionNetwork) -> str:
         if s_info.rule:
             continue
         s = m.getSpecies(s_info.id)
-        if s_info.id in overridden and m.getInitialAssignment(s_info.id) is not None:
+        if (pin_counts or s_info.id in overridden) and m.getInitialAssignment(s_info.id) is not None:
             m.removeInitialAssignment(s_info.id)
         if m.getInitialAssignment(s_info.id) is not None:
             continue

@@ -61,10 +61,10 @@ def trajectory_seeds(seed: int, n: int, start: int = 0) -> np.ndarray:
 # ------------------------------------------------------------------------------------------ input
 def _as_network_and_sbml(source: Any) -> tuple[ReactionNetwork, str]:
     """A ReactionNetwork and the SBML text roadrunner should load."""
-    from .sbml import load_antimony, load_sbml
+    from .sbml import load_antimony, load_sbml, write_sbml
 
     if isinstance(source, ReactionNetwork):
-        return source, source.to_sbml()
+        return source, write_sbml(source, pin_counts=True)
     if isinstance(source, os.PathLike) or (isinstance(source, str) and not source.lstrip().startswith("<")
                                            and len(source) < 4096 and Path(source).is_file()):
         path = Path(source)

@@ -5,8 +5,6 @@ the simulations. Skips cleanly when the folder is absent."""
 
 from __future__ import annotations
 
-import math
-import statistics
 from pathlib import Path
 
 import libsbml
@@ -15,6 +13,7 @@ import pytest
 
 import sbml_met
 from sbml_met.errors import UnsupportedSBMLError
+from sbml_met.sbml import suggest_volume
 
 # the SHARED convention of tests/conftest.py: ../shared beside the repository
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -24,23 +23,7 @@ FILES = sorted(BIOMODELS.glob("*.xml")) if BIOMODELS.is_dir() else []
 
 def _volume(doc: libsbml.SBMLDocument) -> float:
     """The sweep's rule: a power of ten that brings the median positive initial amount to ~300."""
-    m = doc.getModel()
-    sizes = {m.getCompartment(i).getId(): (m.getCompartment(i).getSize()
-                                           if m.getCompartment(i).isSetSize() else 1.0)
-             for i in range(m.getNumCompartments())}
-    amounts = []
-    for i in range(m.getNumSpecies()):
-        s = m.getSpecies(i)
-        if s.isSetInitialAmount():
-            a = s.getInitialAmount()
-        elif s.isSetInitialConcentration():
-            a = s.getInitialConcentration() * sizes.get(s.getCompartment(), 1.0)
-        else:
-            continue
-        if math.isfinite(a) and a > 0:
-            amounts.append(a)
-    med = statistics.median(amounts) if amounts else 1.0
-    return 10.0 ** round(math.log10(300.0 / med)) if math.isfinite(med) and med > 0 else 1.0
+    return suggest_volume(libsbml.writeSBMLToString(doc))
 
 
 def _document_ids(doc: libsbml.SBMLDocument) -> set[str]:
