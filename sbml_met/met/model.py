@@ -230,6 +230,10 @@ def _draw(net: METNet, s: int, last: torch.Tensor, inv: np.ndarray, u: torch.Ten
     step = max(1, budget // V)
     for a in range(0, len(last), step):
         b = min(a + step, len(last))
+        if V >= LARGE_VOCAB:
+            sel = order[np.searchsorted(sinv, a) : np.searchsorted(sinv, b)]
+            draws[sel] = _draw_flat(net.heads[s](last[a:b]), inv[sel] - a, u[torch.as_tensor(sel)], mask, prefixes[a:b])
+            continue
         cond = torch.softmax(net.heads[s](last[a:b]).double(), dim=-1).cpu().numpy()
         cond = _apply_mask(cond, mask, prefixes[a:b])
         cdf = torch.as_tensor(np.cumsum(cond, axis=1))
@@ -245,6 +249,36 @@ def _draw(net: METNet, s: int, last: torch.Tensor, inv: np.ndarray, u: torch.Ten
             rows = cdf[torch.as_tensor(inv[idx] - a)]
             draws[idx] = torch.searchsorted(rows, u[torch.as_tensor(idx), None], right=True)[:, 0].numpy()
     return draws
+
+
+LARGE_VOCAB = 2048  # from this vocabulary size on, draws use one flat cumulative sum per chunk
+
+
+def _draw_flat(logits: torch.Tensor, rows: np.ndarray, u: torch.Tensor, mask, prefixes: np.ndarray,
+               block: int = 64) -> np.ndarray:
+    """Inverse-CDF draws for a large vocabulary without normalised per-row copies: sample i (of
+    row ``rows[i]``) looks for its row's start + u_i x row total in the flat float64 cumulative
+    sum of all rows' block sums (blocks of ``block`` counts of the unnormalised weights), then
+    inside its block (rounding error below 1e-9 of a row's probability)."""
+    m, V = logits.shape
+    nb = -(-V // block)
+    logits = logits.float().cpu()
+    w = torch.zeros(m, nb * block)
+    torch.exp(logits - logits.amax(dim=1, keepdim=True), out=w[:, :V])
+    allowed = mask.allowed(prefixes) if mask is not None else None
+    if allowed is not None:
+        w[:, :V][~torch.as_tensor(allowed)] = 0.0
+    w = w.reshape(m, nb, block)
+    G = torch.cumsum(w.sum(dim=2).double().reshape(-1), dim=0)  # block sums of <= 64 terms <= 1
+    ends = G[nb - 1 :: nb]
+    starts = torch.cat([torch.zeros(1, dtype=torch.float64), ends[:-1]])
+    r = torch.as_tensor(rows)
+    target = starts[r] + u * (ends[r] - starts[r])
+    j = torch.minimum(torch.maximum(torch.searchsorted(G, target, right=True), r * nb), r * nb + nb - 1)
+    before = torch.where(j > 0, G[(j - 1).clamp_min(0)], torch.zeros((), dtype=torch.float64))
+    inner = torch.cumsum(w[r, j - r * nb], dim=1, dtype=torch.float64)
+    k = torch.searchsorted(inner, (target - before)[:, None], right=True)[:, 0].clamp_(0, block - 1)
+    return ((j - r * nb) * block + k).clamp_(0, V - 1).numpy()
 
 
 @torch.no_grad()
