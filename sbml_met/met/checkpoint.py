@@ -23,6 +23,7 @@ from ..errors import CheckpointMismatchError, InvalidArgumentError, UnknownIdErr
 from ..io import atomic_write
 from ..network import check_times
 from ..results import Distribution
+from ._threads import SMALL_WORK, scoped_threads
 from ._warn import user_stacklevel
 from .model import METConfig, METNet, ancestral_sample, check_vocab, enumerate_joint, masked_log_prob
 from .prompts import PromptSpace
@@ -107,6 +108,7 @@ class MET:
 
     # ------------------------------------------------------------------ solver API
     @torch.no_grad()
+    @scoped_threads(lambda *a, **k: SMALL_WORK)  # batches of at most SMALL_WORK states: one thread
     def log_prob(self, states, time: float, init: Mapping[str, float] | None = None, **params) -> np.ndarray:
         """Exact log p(state | prompt) under the MET for each row of ``states`` (n, n_species);
         -inf (with a VocabularyOverflowWarning) for counts outside the model's vocabulary."""
@@ -123,6 +125,7 @@ class MET:
                 self.net, f.expand(len(xb), -1, -1), xb, self._mask(init)).double().numpy()
         return out
 
+    @scoped_threads(lambda self, n, *a, **k: int(n))
     def sample(self, n: int, time: float, seed: int | None = None, init: Mapping[str, float] | None = None,
                **params) -> np.ndarray:
         """``n`` states (n, n_species) drawn exactly from the MET at one prompt; same seed, same states."""
@@ -132,6 +135,7 @@ class MET:
         g = torch.Generator().manual_seed(int(seed) if seed is not None else int(np.random.SeedSequence().entropy % 2**63))
         return ancestral_sample(self.net, f, int(n), g, self._mask(init))
 
+    @scoped_threads(lambda *a, **k: SMALL_WORK)  # batches of at most SMALL_WORK states: one thread
     def marginal(self, species: str, time: float, init: Mapping[str, float] | None = None,
                  n_samples: int = 100_000, seed: int = 0, **params) -> pd.Series:
         """P(species = count) at one prompt: exact by enumerating the preceding species when that
@@ -158,6 +162,7 @@ class MET:
         return marginals_of(self.net, f, mask=self._mask(init))
 
     @torch.no_grad()
+    @scoped_threads(lambda *a, **k: SMALL_WORK)  # batches of at most SMALL_WORK states: one thread
     def solve(self, times, init: Mapping[str, float] | None = None, prune: float = 1e-12,
               n_samples: int = 100_000, seed: int = 0, **params) -> Distribution:
         """Joint distribution at each time as a :class:`~sbml_met.Distribution` (method "met").
