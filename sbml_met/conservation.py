@@ -29,7 +29,7 @@ __all__ = ["ConservationLaws", "ConservationMask", "conservation_laws", "integer
 MAX_TABLE = 4_000_000  # feasibility-table candidates per initial state before falling back
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ConservationLaws:
     """Integer conservation laws: ``matrix`` (k, n_species), ``totals`` (k,) at the network's
     initial state, ``species`` in state-vector order. ``matrix @ x`` is constant in time."""
