@@ -281,6 +281,56 @@ def run(p_ops, p_args, consts, kind, offsets, coef, fs, foff, fsign, pptr, x0, c
     return OK
 
 
+@njit(cache=True, error_model="numpy")
+def run_products(coef, fs, foff, fsign, pptr, x0, ch_ptr, ch_species, ch_delta,
+                 dep_ptr, dep_reactions, grid, out, first, last, state, info):
+    """``run`` for a network whose every law is a product law: the same steps and numbers without the
+    dispatch on the kind of law (about a fifth faster on small networks)."""
+    R = coef.size
+    T = grid.size
+    t_end = grid[T - 1]
+    a = np.zeros(R)
+    x = np.empty(x0.size)
+    for k in range(first, last):
+        x[:] = x0
+        t = 0.0
+        nxt = 0
+        j = R  # the virtual "start" channel: evaluate every law
+        while True:
+            for p in range(dep_ptr[j], dep_ptr[j + 1]):
+                r = dep_reactions[p]
+                v = _product(coef, fs, foff, fsign, r, pptr[r], pptr[r + 1], x)
+                if not (v >= 0.0 and v < math.inf):
+                    _fail(info, x, k, r, -1, v, t)
+                    return BAD_PROPENSITY
+                a[r] = v
+            a0 = 0.0
+            for r in range(R):
+                a0 += a[r]
+            tn = t - math.log(1.0 - uniform(state)) / a0 if a0 > 0.0 else math.inf
+            while nxt < T and grid[nxt] < tn:
+                out[k - first, nxt] = x
+                nxt += 1
+            if tn > t_end:
+                break
+            threshold = uniform(state) * a0
+            j = 0
+            c = a[0]
+            while c <= threshold and j < R - 1:
+                j += 1
+                c += a[j]
+            while a[j] == 0.0:  # round-off at the top end never picks a channel that cannot fire
+                j -= 1
+            for p in range(ch_ptr[j], ch_ptr[j + 1]):
+                i = ch_species[p]
+                x[i] += ch_delta[p]
+                if x[i] < 0.0:
+                    _fail(info, x, k, j, i, x[i] - ch_delta[p], tn)
+                    return NEGATIVE_COUNT
+            t = tn
+    return OK
+
+
 @njit(cache=True)
 def _fail(info, x, k, r, i, value, t):
     info[0], info[1], info[2], info[3], info[4] = k, r, i, value, t
