@@ -186,7 +186,7 @@ def _general(ops, args, consts, start, stop, x, stack):
     return stack[0]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def uniform(state):
     """A double in [0, 1) from xoshiro256+ (``state``: 4 uint64, updated in place)."""
     s0, s1, s2, s3 = state[0], state[1], state[2], state[3]
@@ -202,7 +202,7 @@ def uniform(state):
     return (result >> np.uint64(11)) * (1.0 / 9007199254740992.0)
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, error_model="numpy")
 def _product(coef, fs, foff, fsign, r, start, stop, x):
     """A mass-action-like law: coef[r] times factors sign * (count - offset) (a count, a count less a
     constant, or a constant less a count), with _math's round-off rule for each difference."""
