@@ -14,6 +14,7 @@ model (log-probability -inf, with a warning): they are never wrapped or clipped.
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import asdict, dataclass, field
 
@@ -85,6 +86,22 @@ class _Block(nn.Module):
         x = x + self.mlp(self.ln2(x))
         return (x, (k, v)) if return_kv else x
 
+    def step(self, x: torch.Tensor, Kp, Vp, Ks, Vs):
+        """One new position per row (x: (B, 1, D)) attending to the prompt's keys/values (Kp, Vp:
+        batch B or 1, shared) and the earlier species tokens' (Ks, Vs: batch B, or None), then
+        itself: (output, (Kp, Vp, Ks', Vs')) with the new token appended to Ks, Vs."""
+        B, _, D = x.shape
+        q, k, v = self.qkv(self.ln1(x)).split(D, dim=2)
+        q, k, v = (a.view(B, 1, self.n_head, D // self.n_head).transpose(1, 2) for a in (q, k, v))
+        Ks, Vs = (k, v) if Ks is None else (torch.cat([Ks, k], dim=2), torch.cat([Vs, v], dim=2))
+        scale = 1.0 / math.sqrt(D // self.n_head)
+        w = torch.softmax(torch.cat([q @ Kp.transpose(-1, -2), q @ Ks.transpose(-1, -2)], dim=-1) * scale, dim=-1)
+        P = Kp.shape[2]
+        y = w[..., :P] @ Vp + w[..., P:] @ Vs
+        x = x + self.proj(y.transpose(1, 2).reshape(B, 1, D))
+        x = x + self.mlp(self.ln2(x))
+        return x, (Kp, Vp, Ks, Vs)
+
 
 class METNet(nn.Module):
     """Causal transformer: prompt features (B, P, n_features) and counts (B, S) -> conditionals."""
@@ -125,21 +142,26 @@ class METNet(nn.Module):
 
     def prompt_kv(self, features: torch.Tensor):
         """Run the prompt once for sampling: (final hidden state of its last position (B, D), the
-        per-block key/value caches)."""
+        per-block caches: the prompt's keys/values, then those of the species tokens)."""
         h = torch.einsum("bpf,pfd->bpd", features, self.prompt_w) + self.prompt_b + self.pos[: self.config.n_prompt]
         caches = []
         for blk in self.blocks:
-            h, kv = blk(h, return_kv=True)
-            caches.append(kv)
+            h, (K, V) = blk(h, return_kv=True)
+            caches.append((K, V, None, None))
         return self.ln_f(h[:, -1]), caches
 
     def next_token(self, counts: torch.Tensor, s: int, caches, parent: torch.Tensor | None = None):
         """Append species s's ``counts`` (B,) as one new token per row, attending to the cached
-        keys/values (of rows ``parent``, when given): (final hidden state (B, D), the new caches)."""
+        keys/values (of rows ``parent``, when given): (final hidden state (B, D), the new caches).
+        The prompt's keys/values stay shared (a one-row prompt serves every row): only the species
+        tokens' caches are gathered per row."""
         x = (self.count_emb(counts + self.offsets[s]) + self.pos[self.config.n_prompt + s])[:, None, :]
         new = []
-        for blk, (K, V) in zip(self.blocks, caches):
-            x, kv = blk(x, past=(K, V) if parent is None else (K[parent], V[parent]), return_kv=True)
+        for blk, (Kp, Vp, Ks, Vs) in zip(self.blocks, caches):
+            if parent is not None:
+                Kp, Vp = (Kp, Vp) if len(Kp) == 1 else (Kp[parent], Vp[parent])
+                Ks, Vs = (None, None) if Ks is None else (Ks[parent], Vs[parent])
+            x, kv = blk.step(x, Kp, Vp, Ks, Vs)
             new.append(kv)
         return self.ln_f(x[:, -1]), new
 
