@@ -188,7 +188,7 @@ def test_unknown_ids_and_bad_arguments():
     with pytest.raises(InvalidArgumentError):
         net.with_initial_state(X=-1)
     with pytest.raises(InvalidArgumentError, match="direct"):
-        sbml_met.simulate(net, [0, 1], method="tau-leap")
+        sbml_met.simulate(net, [0, 1], method="nope")  # the message lists direct and tau-leap
     with pytest.raises(InvalidArgumentError):
         sbml_met.simulate(net, [3, 1])
     with pytest.raises(InvalidArgumentError):
