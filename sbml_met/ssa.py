@@ -45,6 +45,8 @@ def simulate(
     progress: bool | None = None,
     kernel: str = "auto",
     epsilon: float = 0.03,
+    client: Any = None,
+    workers: int | None = None,
 ) -> SSAResult:
     """Simulate ``n`` exact SSA trajectories of ``network`` and record them at ``times``.
 
@@ -54,16 +56,16 @@ def simulate(
     module notes): the choice depends on the network only, never on ``n`` or the machine, and the
     same ``seed`` with the same kernel gives the same numbers. ``method="tau-leap"`` runs adaptive
     tau-leaping with error control ``epsilon`` instead (:mod:`sbml_met.tau_leap`, approximate).
-    """
-    if method == "tau-leap":
-        from .tau_leap import simulate_tau_leap
 
-        if record != "grid":
-            raise InvalidArgumentError("method='tau-leap' records on a grid: use record='grid'")
-        return simulate_tau_leap(network, times, n=n, seed=seed, epsilon=epsilon, progress=progress)
-    if method not in METHODS:
+    More than ``BLOCK`` trajectories run in blocks of ``BLOCK``, block 0 seeded with ``seed`` and
+    block b with the b-th child of ``SeedSequence(seed)``: on ``client``'s Dask workers, on
+    ``workers`` local processes (default: all cores; 1: here), the numbers are the same.
+    """
+    if method not in METHODS + ("tau-leap",):
         raise InvalidArgumentError(
             f"unknown SSA method {method!r}; choose one of: {', '.join(METHODS + ('tau-leap',))}")
+    if method == "tau-leap" and record != "grid":
+        raise InvalidArgumentError("method='tau-leap' records on a grid: use record='grid'")
     if kernel not in KERNELS:
         raise InvalidArgumentError(f"unknown SSA kernel {kernel!r}; choose one of: {', '.join(KERNELS)}")
     if record not in RECORDS:
@@ -77,6 +79,41 @@ def simulate(
         if int(n) != 1:
             raise InvalidArgumentError("record='events' records one trajectory: use n=1")
         return _simulate_events(network, float(grid[-1]), np.random.default_rng(seed), seed)
+    if int(n) > BLOCK:
+        return _in_blocks(network, grid, int(n), seed, progress, kernel, method, epsilon, client, workers)
+    return _one_block(network, grid, int(n), seed, progress, kernel, method, epsilon)
+
+
+BLOCK = 2500  # trajectories per independently seeded block (the unit of parallel work)
+
+
+def _in_blocks(network, grid, n, seed, progress, kernel, method, epsilon, client, workers) -> SSAResult:
+    """``n`` trajectories as seeded blocks of BLOCK on local processes or a Dask client."""
+    from .parallel import map_chunks
+
+    if seed is None:
+        seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> np.uint64(1))
+    children = np.random.SeedSequence(seed).spawn((n - 1) // BLOCK)
+    seeds = [seed] + [int(c.generate_state(1, np.uint64)[0] >> np.uint64(1)) for c in children]
+    sizes = [min(BLOCK, n - b * BLOCK) for b in range(len(seeds))]
+    tasks = [(network, grid, size, s, kernel, method, epsilon) for size, s in zip(sizes, seeds)]
+    parts = map_chunks(_block_task, tasks, client=client, workers=workers, progress=progress,
+                       desc="SSA blocks")
+    states = np.concatenate([p.states for p in parts], axis=0)
+    return SSAResult(network.species, grid, states, method=parts[0].method, seed=seed, model=network.name)
+
+
+def _block_task(task: tuple) -> SSAResult:
+    network, grid, size, seed, kernel, method, epsilon = task
+    return _one_block(network, grid, size, seed, False, kernel, method, epsilon)
+
+
+def _one_block(network, grid, n, seed, progress, kernel, method, epsilon) -> SSAResult:
+    """``n`` trajectories in this process (one seeded stream)."""
+    if method == "tau-leap":
+        from .tau_leap import simulate_tau_leap
+
+        return simulate_tau_leap(network, grid, n=n, seed=seed, epsilon=epsilon, progress=progress)
     compiled = None if kernel == "vectorised" else compiled_kernel(network)
     if kernel == "compiled" and compiled is None:
         raise InvalidArgumentError(

@@ -29,6 +29,25 @@ def autoreg_points(k: int = 6) -> pd.DataFrame:
     return pd.DataFrame({"su": np.linspace(0.4, 1.6, k), "rb": np.linspace(10, 40, k)})
 
 
+def test_simulate_is_bit_identical_on_one_two_processes_and_dask(client):
+    from sbml_met.ssa import BLOCK
+
+    net = sbml_met.models.load("autoregulation")
+    n = 2 * BLOCK + 17
+    one = sbml_met.simulate(net, [0, 2, 5], n=n, seed=11, workers=1)
+    two = sbml_met.simulate(net, [0, 2, 5], n=n, seed=11, workers=2)
+    dask = sbml_met.simulate(net, [0, 2, 5], n=n, seed=11, client=client)
+    assert one.states.shape == (n, 3, net.n_species)
+    assert np.array_equal(one.states, two.states) and np.array_equal(one.states, dask.states)
+    first = sbml_met.simulate(net, [0, 2, 5], n=100, seed=11)  # block 0 is the plain seeded stream
+    assert np.array_equal(first.states, one.states[:100])
+    other = sbml_met.simulate(net, [0, 2, 5], n=n, seed=12, workers=2)
+    assert not np.array_equal(other.states, one.states)
+    # the blocks are independent streams: the mean of P at t = 5 is the same in each block
+    means = [one.states[b * BLOCK:(b + 1) * BLOCK, 2, 1].mean() for b in range(2)]
+    assert abs(means[0] - means[1]) < 5 * one.states[:, 2, 1].std() / np.sqrt(BLOCK / 2)
+
+
 def test_fsp_sweep_equals_per_point_solve_fsp_locally_and_on_dask(client):
     net = sbml_met.models.load("autoregulation")
     points = autoreg_points()
