@@ -13,6 +13,7 @@ from .errors import (
     TrajectoryError,
     UnknownIdError,
     UnsupportedSBMLError,
+    VocabularyOverflowWarning,
 )
 from .biomodels import load_biomodel
 from . import models, plot  # modules: sbml_met.models.load(...), sbml_met.plot.marginals(...)

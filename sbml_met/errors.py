@@ -116,6 +116,10 @@ class CountRoundingWarning(UserWarning):
     """Converting amounts to molecule counts rounded some initial counts by more than 1%."""
 
 
+class VocabularyOverflowWarning(UserWarning):
+    """A state count lies outside a MET's count vocabulary (probability taken as 0)."""
+
+
 class ExtrapolationWarning(UserWarning):
     """A MET prompt lies outside the training box: the answer is an extrapolation."""
 

@@ -187,8 +187,11 @@ def batched_solve(space: StateSpace, params: Mapping[str, np.ndarray], p0: np.nd
     S = space.states
     a = np.asarray(space.network.propensities(S, 0.0, {k: np.asarray(v, float)[:, None] for k, v in params.items()}))
     a = np.broadcast_to(a, (B, space.n, len(space.nu))) if a.ndim == 3 else np.broadcast_to(a, (B,) + a.shape)
-    if not np.all(np.isfinite(a)) or (a < 0).any():
-        raise PropensityError("?", float("nan"), {}, 0.0)
+    bad = ~(np.isfinite(a) & (a >= 0))
+    if bad.any():
+        b, j, r = (int(v) for v in np.argwhere(bad)[0])
+        raise PropensityError(space.network.reaction_ids[r], float(a[b, j, r]),
+                              dict(zip(space.network.species, S[j].tolist())), 0.0)
     rho = a.sum(axis=2).max(axis=1)  # (B,)
     R = len(space.nu)
     exit_rate = torch.as_tensor(np.ascontiguousarray(a.sum(axis=2)))  # (B, n)

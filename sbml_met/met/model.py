@@ -23,11 +23,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..errors import VocabularyOverflowWarning  # noqa: F401 - also sbml_met.met.model.VocabularyOverflowWarning
 from ._warn import user_stacklevel
-
-
-class VocabularyOverflowWarning(UserWarning):
-    """A state count lies outside the model's count vocabulary (probability taken as 0)."""
 
 
 @dataclass(frozen=True)

@@ -344,7 +344,7 @@ class FSPTeacher(Teacher):
 
     # ------------------------------------------------------------------ pointwise
     def _solve(self, ctx, theta, x0, times, deadline):
-        """solve_fsp at each point (theta_i, x0_i) and its times_i in worker processes: returns
+        """solve_fsp at each point (theta_i, x0_i) and its times_i on worker threads: returns
         (indices done, dense joints (K, prod(vocab)) float32 per done point, mass outside vocab)."""
         from ..fsp import solve_points
 

@@ -95,7 +95,7 @@ def train(
             net = METNet(cfg)
         net.to(dev)
         tch.to(dev)
-        # validation prompts: their own Sobol stream, uniform over the box, never trained on
+        # validation prompts: their own Sobol stream (uniform, log and log3 times mixed), never trained on
         vt, vx, vtt = space.sobol(n_validation, seed=seed + 7919, mode="mixed")
         vref = tch.reference(ctx, vt, vx, vtt)
         vfeat = torch.as_tensor(space.features(vt, vx, vtt), device=dev)
