@@ -15,10 +15,28 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Sequence
 
+import numpy as np
+
 from .errors import InvalidArgumentError
 
 RETRIES = 3  # times a chunk is rerun after its worker died
 _POOLS: dict[int, ProcessPoolExecutor] = {}
+
+
+def seed_of(sequence: np.random.SeedSequence) -> int:
+    """A non-negative 63-bit integer seed drawn from ``sequence``."""
+    return int(sequence.generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+def fresh_seed() -> int:
+    """A seed from the operating system's entropy (for ``seed=None``), recorded in results."""
+    return seed_of(np.random.SeedSequence())
+
+
+def child_seeds(seed: int, count: int) -> list[int]:
+    """``count`` independent seeds derived from ``seed`` (SeedSequence children): the same for a
+    given seed whichever worker uses them."""
+    return [seed_of(child) for child in np.random.SeedSequence(seed).spawn(count)]
 
 
 def available_workers() -> int:

@@ -165,7 +165,7 @@ def run(
         report.notes.append(f"FSP skipped: {str(e).splitlines()[0]}")
 
     say(f"[4/5] Master Equation Transformer ({met})")
-    met_result = timed("MET", lambda: _met_for_run(net, name, grid, report, met, met_minutes, box, seed))
+    met_result = timed("MET", lambda: _met_for_run(net, grid, report, met, met_minutes, box, seed))
     if met_result is not None:
         dense["met"] = met_result
     results = {k: _subset(v, shown) for k, v in dense.items()}
@@ -219,7 +219,7 @@ def _write_html(report: RunReport, net: ReactionNetwork, provenance: dict[str, A
     return atomic_write(out / "report.html", lambda p: p.write_text(page, encoding="utf-8"), overwrite=True)
 
 
-def _met_for_run(net: ReactionNetwork, name: str, times: np.ndarray, report: RunReport, spec: str,
+def _met_for_run(net: ReactionNetwork, times: np.ndarray, report: RunReport, spec: str,
                  minutes: float, box: Mapping[str, tuple[float, float]] | None, seed: int):
     """The MET's answer at the network's own parameter values: ``spec`` "auto" (bundled, cached
     or trained now), "off", or a checkpoint path / bundled name; None (with a note) otherwise."""

@@ -99,7 +99,7 @@ def load_sbml(source: str | os.PathLike, volume: float | None = None) -> Reactio
     reason) for features that exact stochastic simulation cannot honour. ``volume`` converts a
     mass-action model in concentration units to molecule counts first (see :func:`to_counts`).
     """
-    note = None
+    note, doc = None, None
     if volume is None:
         doc = read_document(source)
         volume = molecules_per_substance_unit(doc)
@@ -110,8 +110,8 @@ def load_sbml(source: str | os.PathLike, volume: float | None = None) -> Reactio
             note = ("amounts in mole (SBML Level 2's default substance unit: they are whole numbers "
                     "of molecules only so), converted to molecules: x 6.02214e+23")
     if volume is not None:
-        source = to_counts(source, volume=volume)
-    net = _Builder(read_document(source), round_counts=volume is not None).build()
+        doc = read_document(to_counts(source, volume=volume))
+    net = _Builder(doc if doc is not None else read_document(source), round_counts=volume is not None).build()
     return replace(net, notes=net.notes + (note,)) if note else net
 
 
@@ -203,6 +203,7 @@ class _Builder:
         self.parse_errors: list[str] = []
         self.forward_only: list[str] = []  # reversible reactions whose net law is never negative
         self.unset_species: list[str] = []  # species without any initial value: start at 0
+        self.nonnegative = None  # the sign analysis's symbol callback, built on first use
 
     def unsupported(self, element_id: str, feature: str) -> None:
         self.reasons.append(Unsupported(element_id or "(no id)", feature))
@@ -450,10 +451,9 @@ class _Builder:
     def _net_law_channels(self, rid: str, math: libsbml.ASTNode, local: dict[str, str], params):
         """(forward, reverse) laws of a reversible reaction whose law is SBML's net rate (reverse
         None when the law is never negative), or None after reporting a law that does not split."""
-        inlined = math.deepCopy()
-        libsbml.SBMLTransforms.replaceFD(inlined, self.model.getListOfFunctionDefinitions())
-        values = {name: params[key] for name, key in local.items()}
-        split = split_net_law(inlined, _nonnegative_symbols(self.model)(values))
+        if self.nonnegative is None:
+            self.nonnegative = _nonnegative_symbols(self.model)
+        split = _split_law(self.model, math, self.nonnegative({name: params[key] for name, key in local.items()}))
         if split is None:
             self.unsupported(
                 rid,
@@ -597,18 +597,26 @@ class _Builder:
 def _round_converted_counts(species: list[Species], x0: np.ndarray) -> None:
     """Round, in place, converted amounts (initial assignments included) to whole molecules,
     warning where that moves a count by more than 1% (see to_counts)."""
-    moved = []
+    moved: list[str] = []
     for i, s in enumerate(species):
-        v = x0[i]
-        if s.rule or not np.isfinite(v) or v < 0:
-            continue
-        x0[i] = np.floor(v + 0.5)
-        if v > 0 and abs(x0[i] - v) > 0.01 * v:
-            moved.append(f"{s.id} ({v:.3g} -> {x0[i]:g})")
+        if not s.rule and np.isfinite(x0[i]) and x0[i] >= 0:
+            x0[i] = _whole_count(s.id, x0[i], moved)
+    _warn_rounding(moved, 4, "initial counts round")
+
+
+def _whole_count(sid: str, amount: float, moved: list[str]) -> float:
+    """``amount`` molecules rounded to a whole count; noted in ``moved`` where that is off by >1%."""
+    count = float(np.floor(amount + 0.5))
+    if amount > 0 and abs(count - amount) > 0.01 * amount:
+        moved.append(f"{sid} ({amount:.3g} -> {count:g})")
+    return count
+
+
+def _warn_rounding(moved: list[str], stacklevel: int, lead: str) -> None:
     if moved:
         warnings.warn(CountRoundingWarning(
-            f"initial counts round by more than 1%: {', '.join(moved)}; a larger volume= keeps them "
-            "closer to the model's amounts"), stacklevel=4)
+            f"{lead} by more than 1%: {', '.join(moved)}; a larger volume= keeps them closer to the "
+            "model's amounts"), stacklevel=stacklevel + 1)
 
 
 def _formula(node: libsbml.ASTNode, local: dict[str, str]) -> str:
@@ -661,9 +669,7 @@ def split_reversible(sbml: str) -> str:
         kl = rx.getKineticLaw()
         if not rx.getReversible() or kl is None or kl.getMath() is None:
             continue
-        law = kl.getMath().deepCopy()
-        libsbml.SBMLTransforms.replaceFD(law, m.getListOfFunctionDefinitions())
-        split = split_net_law(law, nonneg({p.getId(): p.getValue() for p in kl.getListOfParameters()}))
+        split = _split_law(m, kl.getMath(), nonneg({p.getId(): p.getValue() for p in kl.getListOfParameters()}))
         if split is None:
             continue
         rx.setReversible(False)
@@ -671,6 +677,13 @@ def split_reversible(sbml: str) -> str:
         if split[1] is not None:
             _add_reverse_channel(m, rx, split[1])
     return libsbml.writeSBMLToString(doc)
+
+
+def _split_law(m: libsbml.Model, math: libsbml.ASTNode, nonnegative):
+    """:func:`split_net_law` of a kinetic law with the model's functions inlined."""
+    inlined = math.deepCopy()
+    libsbml.SBMLTransforms.replaceFD(inlined, m.getListOfFunctionDefinitions())
+    return split_net_law(inlined, nonnegative)
 
 
 def _add_reverse_channel(m: libsbml.Model, rx: libsbml.Reaction, law: libsbml.ASTNode) -> None:
@@ -776,9 +789,7 @@ def to_counts(source: str | os.PathLike, volume: float) -> str:
         math = owner.getMath()
         if math is None or target in sizes:
             continue
-        new = math.deepCopy()
-        _numeric_compartments(new, sizes)
-        new = _divide_names(new, substance_only, vol)
+        new = _in_model_units(math, sizes, substance_only, vol)
         if target in substance_only:
             new = libsbml.parseL3Formula(f"{vol!r} * ({libsbml.formulaToL3String(new)})")
         owner.setMath(new)
@@ -819,18 +830,13 @@ def to_counts(source: str | os.PathLike, volume: float) -> str:
             amount = float(s.getInitialConcentration()) * size
         else:
             continue  # reported when loading
-        count = float(np.floor(amount * vol + 0.5))
-        if amount > 0 and abs(count - amount * vol) > 0.01 * amount * vol:
-            rounded.append(f"{sid} ({amount * vol:.3g} -> {count:g})")
+        count = _whole_count(sid, amount * vol, rounded)
         s.unsetInitialConcentration()
         s.setInitialAmount(count)
     for cid, size in sizes.items():
         m.getCompartment(cid).setSize(size * vol)
     _declare_items(m)
-    if rounded:
-        warnings.warn(CountRoundingWarning(
-            f"volume={vol:g} gives initial counts that round by more than 1%: {', '.join(rounded)}; "
-            "a larger volume keeps them closer to the model's amounts"), stacklevel=3)
+    _warn_rounding(rounded, 3, f"volume={vol:g} gives initial counts that round")
 
     return libsbml.writeSBMLToString(doc)
 
@@ -878,10 +884,17 @@ def _counts_rate_law(math, vol, sizes, species, substance_only, dynamic, nonneg)
             pos = " + ".join(t for sign, t in texts if sign > 0) or "0"
             neg = " + ".join(t for sign, t in texts if sign < 0)
             return f"({pos}) - ({neg})" if neg else pos
-    scaled = math.deepCopy()
-    _numeric_compartments(scaled, sizes)
-    scaled = _divide_names(scaled, substance_only, vol)
+    scaled = _in_model_units(math, sizes, substance_only, vol)
     return f"{vol!r} * ({libsbml.formulaToL3String(scaled)})"
+
+
+def _in_model_units(math: libsbml.ASTNode, sizes: dict[str, float], substance_only: set[str],
+                    vol: float) -> libsbml.ASTNode:
+    """A copy of ``math`` that keeps its value in the model's own units after conversion:
+    compartments at their original sizes, species in amount units at count / ``vol``."""
+    new = math.deepCopy()
+    _numeric_compartments(new, sizes)
+    return _divide_names(new, substance_only, vol)
 
 
 def _divide_names(node: libsbml.ASTNode, names: set[str], divisor: float) -> libsbml.ASTNode:

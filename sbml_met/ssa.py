@@ -89,12 +89,11 @@ BLOCK = 2500  # trajectories per independently seeded block (the unit of paralle
 
 def _in_blocks(network, grid, n, seed, progress, kernel, method, epsilon, client, workers) -> SSAResult:
     """``n`` trajectories as seeded blocks of BLOCK on local processes or a Dask client."""
-    from .parallel import map_chunks
+    from .parallel import child_seeds, fresh_seed, map_chunks
 
     if seed is None:
-        seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> np.uint64(1))
-    children = np.random.SeedSequence(seed).spawn((n - 1) // BLOCK)
-    seeds = [seed] + [int(c.generate_state(1, np.uint64)[0] >> np.uint64(1)) for c in children]
+        seed = fresh_seed()
+    seeds = [seed] + child_seeds(seed, (n - 1) // BLOCK)
     sizes = [min(BLOCK, n - b * BLOCK) for b in range(len(seeds))]
     tasks = [(network, grid, size, s, kernel, method, epsilon) for size, s in zip(sizes, seeds)]
     parts = map_chunks(_block_task, tasks, client=client, workers=workers, progress=progress,

@@ -17,7 +17,7 @@ import pandas as pd
 
 from .errors import InvalidArgumentError, SbmlMetError, UnknownIdError
 from .network import ReactionNetwork, check_times
-from .parallel import map_chunks, resolve_workers
+from .parallel import child_seeds, map_chunks, resolve_workers
 from .results import SSAResult
 
 METHODS = ("fsp", "ssa", "met")
@@ -52,11 +52,9 @@ def sweep(network: ReactionNetwork, points: pd.DataFrame | Mapping[str, Any], ti
     grid = check_times(times)
     _check_options(method, table, n, met)
     task = _Task(network, grid, method, table, None if n is None else int(n), float(tol), met)
-    seeds = [int(s.generate_state(1, np.uint64)[0] >> np.uint64(1))
-             for s in np.random.SeedSequence(seed).spawn(len(frame))]
+    seeds = child_seeds(seed, len(frame))
     rows = [(i, frame.iloc[i].to_dict(), seeds[i]) for i in range(len(frame))]
-    size = _chunk_size(len(rows), 1 if client is None and workers == 1 else
-                       (8 if client is not None else resolve_workers(workers, len(rows))))
+    size = _chunk_size(len(rows), 8 if client is not None else resolve_workers(workers, len(rows)))
     chunks = [(task, rows[k:k + size]) for k in range(0, len(rows), size)]
     if progress is None:
         progress = sys.stderr.isatty()

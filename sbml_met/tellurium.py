@@ -59,29 +59,25 @@ def trajectory_seeds(seed: int, n: int, start: int = 0) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------ input
-def _as_network_and_sbml(source: Any) -> tuple[ReactionNetwork, str]:
-    """A ReactionNetwork and the SBML text roadrunner should load."""
-    from .sbml import load_antimony, load_sbml, write_sbml
+def _as_network(source: Any) -> ReactionNetwork:
+    """The ReactionNetwork a source stands for (a network, an SBML or Antimony path or text)."""
+    from .sbml import load_antimony, load_sbml
 
     if isinstance(source, ReactionNetwork):
-        return source, write_sbml(source, pin_counts=True)
+        return source
     if isinstance(source, os.PathLike) or (isinstance(source, str) and not source.lstrip().startswith("<")
                                            and len(source) < 4096 and Path(source).is_file()):
         path = Path(source)
         text = path.read_text()
         if path.suffix in (".ant", ".antimony", ".txt") and not text.lstrip().startswith("<"):
-            net = load_antimony(text)
-        else:
-            net = load_sbml(path)
-        return net, net.to_sbml()
+            return load_antimony(text)
+        return load_sbml(path)
     if isinstance(source, str):
         if "\n" not in source and source.strip().lower().endswith((".xml", ".sbml", ".ant", ".antimony")):
             raise SBMLParseError(f"no such SBML or Antimony file: {source}")
         if source.lstrip().startswith("<"):
-            net = load_sbml(source)
-        else:
-            net = load_antimony(source)  # raises SBMLParseError on text that is neither
-        return net, net.to_sbml()
+            return load_sbml(source)
+        return load_antimony(source)  # raises SBMLParseError on text that is neither
     raise InvalidArgumentError(
         f"run_gillespie needs a ReactionNetwork, SBML text, an SBML/Antimony path or Antimony text; "
         f"got {type(source).__name__}")
@@ -277,10 +273,11 @@ def run_gillespie(
         raise InvalidArgumentError(f"n must be >= 1, got {n}")
     n = int(n)
     grid = check_times(times)
-    net, sbml = _as_network_and_sbml(network_or_sbml)
-    if split_reversible:
-        from .sbml import split_reversible as split
+    from .sbml import split_reversible as split, write_sbml
 
+    net = _as_network(network_or_sbml)
+    sbml = write_sbml(net, pin_counts=True)  # the reference starts where sbml-met starts
+    if split_reversible:
         sbml = split(sbml)
     timed = _time_events(sbml)
     if timed:
@@ -288,7 +285,9 @@ def run_gillespie(
                                                    "integrator checks triggers only after reactions "
                                                    "fire, so it would fire late") for e in timed])
     if seed is None:
-        seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> np.uint64(1))
+        from .parallel import fresh_seed
+
+        seed = fresh_seed()
     sim_times, index, even = _output_plan(grid)
     seeds = trajectory_seeds(int(seed), n)
     if processes is None:
