@@ -569,7 +569,7 @@ def _stack(network: ReactionNetwork, points: list[dict[str, float]]) -> dict[str
     names = sorted({k for p in points for k in p})
     unknown = [k for k in names if k not in network.parameters]
     if unknown:
-        network._base_env({unknown[0]: 0.0})  # raises UnknownIdError naming it
+        network.check_parameter_ids(unknown)
     return {k: np.array([[p.get(k, network.parameters[k])] for p in points], dtype=float) for k in names}
 
 
@@ -612,7 +612,7 @@ class FSPSolver:
     def _cover(self, points: list[dict[str, float]]) -> None:
         grid = np.array([self.t_max])
         for p in points:
-            self.network._base_env(p)  # raises UnknownIdError on a bad id
+            self.network.check_parameter_ids(p)
             self._space.explore(np.arange(self._space.n), [p or None])
             _adaptive(self._space, grid, self.tol * 0.5, p or None, method="fsp")
         self._dst = self._space.transitions()

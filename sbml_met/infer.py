@@ -200,7 +200,7 @@ def _check_free(network: ReactionNetwork, free: Sequence[str]) -> list[str]:
     if len(set(free)) != len(free):
         raise InvalidArgumentError(f"free parameters repeat: {free}")
     for p in free:
-        network._base_env({p: 1.0})  # UnknownIdError naming the id
+        network.check_parameter_ids([p])
     return free
 
 
@@ -679,7 +679,7 @@ def posterior(
     pri = _parse_prior(prior, met)
     free = list(pri)
     for p in free:
-        network._base_env({p: 1.0})  # UnknownIdError
+        network.check_parameter_ids([p])
     observed, obs, n_cells = _observations(network.species, data)
     if int(search) < 1:
         raise InvalidArgumentError(f"search must be >= 1 generation, got {search}")

@@ -162,7 +162,10 @@ class ReactionNetwork:
             ) from None
 
     # ---------------------------------------------------------------- evaluation
-    def _base_env(self, parameters: Mapping[str, Any] | None = None) -> dict:
+    def parameter_environment(self, parameters: Mapping[str, Any] | None = None) -> dict:
+        """Compartment sizes and parameter values by SBML id, ``parameters`` overriding some
+        (scalars or arrays); an unknown id raises UnknownIdError. The ``env`` argument of
+        :meth:`propensity_rows` and :meth:`apply_rules`."""
         env = dict(self.compartments)
         env.update(self.parameters)
         if parameters:
@@ -171,6 +174,10 @@ class ReactionNetwork:
                     raise UnknownIdError(f"no parameter '{k}' in model '{self.name}'")
                 env[k] = v
         return env
+
+    def check_parameter_ids(self, ids) -> None:
+        """Raise UnknownIdError naming the first id in ``ids`` that is not a parameter."""
+        self.parameter_environment({p: 0.0 for p in ids})
 
     def _env(self, rows: np.ndarray, time: Any, base: dict) -> dict:
         """Environment for evaluating math on species rows ``rows`` (n_species, m)."""
@@ -185,20 +192,23 @@ class ReactionNetwork:
             env[rule.variable] = rule.math(env) if callable(rule.math) else rule.math
         return env
 
+
     def apply_rules(self, rows: np.ndarray, time: Any = 0.0, base: dict | None = None) -> None:
         """Overwrite, in place, the rows of species defined by assignment rules."""
         species_rules = [r for r in self.rules if r.species_index is not None]
         if not species_rules:
             return
-        env = self._env(rows, time, base if base is not None else self._base_env())
+        env = self._env(rows, time, base if base is not None else self.parameter_environment())
         for rule in species_rules:
             rows[rule.species_index] = np.broadcast_to(
                 np.asarray(env[rule.variable], dtype=float) * rule.amount_factor,
                 rows[rule.species_index].shape,
             )
 
-    def _propensity_rows(self, rows: np.ndarray, time: Any, base: dict, out: np.ndarray | None = None):
-        """Propensities (n_reactions, m) for species rows (n_species, m); no checks."""
+    def propensity_rows(self, rows: np.ndarray, time: Any, base: dict, out: np.ndarray | None = None):
+        """Propensities (n_reactions, m) for species rows (n_species, m) under the environment
+        ``base`` (from :meth:`parameter_environment`); no checks, rules not applied: the fast
+        path for engines. :meth:`propensities` is the checked, state-major one."""
         env = self._env(rows, time, base)
         values = [rate(env) if callable(rate) else rate for rate in self._rates]
         if out is None:
@@ -229,9 +239,9 @@ class ReactionNetwork:
                 f"({', '.join(self.species)})"
             )
         rows = np.array(x2.T, dtype=float, order="C")
-        base = self._base_env(parameters)
+        base = self.parameter_environment(parameters)
         self.apply_rules(rows, time, base)
-        a = self._propensity_rows(rows, time, base)
+        a = self.propensity_rows(rows, time, base)
         a = np.moveaxis(a, 0, -1)
         return a[0] if single else a
 
@@ -403,7 +413,13 @@ def check_times(times: Any) -> np.ndarray:
     return t
 
 
-def rate_function(net: ReactionNetwork) -> Callable[[np.ndarray, float], np.ndarray]:
-    """Closure ``f(rows, t) -> (n_reactions, m)`` with the network's parameters bound."""
-    base = net._base_env()
-    return lambda rows, t: net._propensity_rows(rows, t, base)
+def rate_function(
+    net: ReactionNetwork, parameters: Mapping[str, Any] | None = None
+) -> Callable[..., np.ndarray]:
+    """The engines' propensity evaluator: ``f(rows, t, out=None) -> (n_reactions, m)`` for
+    species rows ``rows`` (n_species, m), with the network's parameters (overridden by
+    ``parameters``, SBML id -> scalar or array broadcasting against m) bound once. Rows are
+    taken as given (no assignment rules applied, no checks): the fast path for simulators;
+    :meth:`ReactionNetwork.propensities` is the checked, state-major one."""
+    base = net.parameter_environment(parameters)
+    return lambda rows, t, out=None: net.propensity_rows(rows, t, base, out=out)

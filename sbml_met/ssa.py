@@ -217,7 +217,7 @@ class _CompiledKernel:
 class _Simulation:
     def __init__(self, net: ReactionNetwork, grid: np.ndarray, n: int, rng, progress: bool):
         self.net, self.grid, self.n, self.rng, self.progress = net, grid, n, rng, progress
-        self.base = net._base_env()
+        self.base = net.parameter_environment()
         self.nu_t = np.ascontiguousarray(net.stoichiometry.T.astype(float))  # (S, R)
         self.has_rules = any(r.species_index is not None for r in net.rules)
         self.time_events = sorted((e for e in net.events if e.trigger_time is not None),
@@ -280,7 +280,7 @@ class _Simulation:
         steps = 0
         while idx.size:
             m = idx.size
-            a = net._propensity_rows(Xa, ta, self.base, out=a if a is not None and a.shape[1] == m else None)
+            a = net.propensity_rows(Xa, ta, self.base, out=a if a is not None and a.shape[1] == m else None)
             if (a < 0).any():
                 self._bad_propensity(a, Xa, ta)
             c = _running_sum(a, m)
@@ -432,13 +432,13 @@ def _simulate_events(net: ReactionNetwork, t_end: float, rng, seed) -> SSAResult
     """One trajectory with every jump recorded (for path-likelihood inference)."""
     if net.events:
         raise InvalidArgumentError("record='events' does not support models with SBML events")
-    base = net._base_env()
+    base = net.parameter_environment()
     nu = net.stoichiometry.astype(float)
     x = np.asarray(net.initial_state, dtype=float).copy().reshape(-1, 1)
     times, states, fired = [0.0], [x[:, 0].copy()], [-1]
     t = 0.0
     while True:
-        a = net._propensity_rows(x, t, base)[:, 0]
+        a = net.propensity_rows(x, t, base)[:, 0]
         if not np.all(np.isfinite(a)) or (a < 0).any():
             r = int(np.flatnonzero(~(np.isfinite(a) & (a >= 0)))[0])
             raise PropensityError(net.reactions[r].id, float(a[r]), dict(zip(net.species, x[:, 0])), t)

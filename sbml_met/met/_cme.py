@@ -127,7 +127,7 @@ def ssa_batch(network, params: Mapping[str, np.ndarray], x0: np.ndarray, rec: np
     m, K = rec.shape
     S = network.n_species
     nu = network.stoichiometry.T.astype(float)  # (S, R)
-    base = network._base_env()
+    base = network.parameter_environment()
     out = np.empty((m, K, S))
     X = np.array(np.asarray(x0, dtype=float).T, order="C")  # (S, m)
     has_rules = any(r.species_index is not None for r in network.rules)
@@ -140,7 +140,7 @@ def ssa_batch(network, params: Mapping[str, np.ndarray], x0: np.ndarray, rec: np
         env.update(P)
         if has_rules:
             network.apply_rules(X, t, env)
-        a = network._propensity_rows(X, t, env)
+        a = network.propensity_rows(X, t, env)
         a = np.broadcast_to(a, (a.shape[0], gi.size))
         c = np.cumsum(a, axis=0)
         a0 = c[-1]
