@@ -12,6 +12,7 @@ from .errors import (
     StateSpaceTooLargeError,
     TrajectoryError,
     UnknownIdError,
+    UnsupportedByEngineError,
     UnsupportedSBMLError,
     VocabularyOverflowWarning,
 )
@@ -23,6 +24,7 @@ from .network import ReactionNetwork
 from .results import Distribution, SSAResult
 from .sbml import load_antimony, load_sbml
 from .ssa import simulate
+from .support import check_support
 from .sweep import sweep
 from .validate import ValidationReport, validate
 

@@ -35,14 +35,24 @@ class Unsupported:
 class UnsupportedSBMLError(SbmlMetError):
     """The model uses features the exact stochastic engines cannot honour (all reasons listed)."""
 
-    def __init__(self, reasons: list[Unsupported] | tuple[Unsupported, ...]):
+    def __init__(self, reasons: list[Unsupported] | tuple[Unsupported, ...], message: str | None = None):
         self.reasons = tuple(reasons)
-        lines = "\n".join(f"  - {r}" for r in self.reasons)
-        noun = "feature" if len(self.reasons) == 1 else "features"
-        super().__init__(
-            f"the model uses {len(self.reasons)} {noun} that exact stochastic simulation cannot "
-            f"honour:\n{lines}"
-        )
+        if message is None:
+            lines = "\n".join(f"  - {r}" for r in self.reasons)
+            noun = "feature" if len(self.reasons) == 1 else "features"
+            message = (f"the model uses {len(self.reasons)} {noun} that exact stochastic simulation "
+                       f"cannot honour:\n{lines}")
+        super().__init__(message)
+
+    def __reduce__(self):  # pickle (worker processes, Dask) with the reasons, not only the text
+        return (UnsupportedSBMLError._rebuild, (type(self), self.__dict__, str(self)))
+
+    @staticmethod
+    def _rebuild(cls, state: dict, message: str) -> "UnsupportedSBMLError":
+        err = cls.__new__(cls)
+        Exception.__init__(err, message)
+        err.__dict__.update(state)
+        return err
 
     @property
     def element_id(self) -> str:
@@ -53,6 +63,20 @@ class UnsupportedSBMLError(SbmlMetError):
     def feature(self) -> str:
         """The first unsupported feature."""
         return self.reasons[0].feature
+
+
+class UnsupportedByEngineError(UnsupportedSBMLError):
+    """A network an engine refuses: every element (SBML id) using a feature outside the engine's
+    declared feature set (:mod:`sbml_met.support`), each with the engines that do support it."""
+
+    def __init__(self, engine: str, reasons: list[Unsupported] | tuple[Unsupported, ...],
+                 advice: list[str] | tuple[str, ...], model: str = "model"):
+        self.engine, self.model = engine, model
+        self.advice = tuple(advice)
+        lines = "\n".join(f"  - {r} ({a})" for r, a in zip(reasons, self.advice))
+        noun = "element uses" if len(reasons) == 1 else "elements use"
+        super().__init__(reasons, f"engine '{engine}' cannot run model '{model}': {len(reasons)} {noun} "
+                                  f"features it does not support:\n{lines}")
 
 
 class PropensityError(SbmlMetError):

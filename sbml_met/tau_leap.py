@@ -23,17 +23,20 @@ import numpy as np
 from .errors import InvalidArgumentError, NegativeCountError, PropensityError
 from .network import ReactionNetwork, check_times
 from .results import SSAResult
+from .support import check_support
 
 
 def simulate_tau_leap(net: ReactionNetwork, times: Any, n: int = 1000, seed: int | None = None,
                       epsilon: float = 0.03, progress: bool | None = None) -> SSAResult:
     """``n`` tau-leaping trajectories of ``net`` recorded at ``times`` (``method="tau-leap"``).
 
-    Needs the compiled kernel (a network without SBML events or assignment rules). The same seed
-    gives the same numbers.
+    Needs the compiled kernel: a network within the declared feature set of engine "tau-leap"
+    (:mod:`sbml_met.support`: no SBML events, no species defined by assignment rules) whose laws
+    the kernel reads. The same seed gives the same numbers.
     """
     from .ssa import _progress_bar, compiled_kernel
 
+    check_support(net, "tau-leap")
     if not 0 < float(epsilon) < 1:
         raise InvalidArgumentError(f"epsilon must lie between 0 and 1, got {epsilon}")
     if int(n) < 1:
@@ -42,8 +45,8 @@ def simulate_tau_leap(net: ReactionNetwork, times: Any, n: int = 1000, seed: int
     kernel = compiled_kernel(net)
     if kernel is None:
         raise InvalidArgumentError(
-            "method='tau-leap' runs networks without SBML events and assignment rules whose laws the "
-            "compiled kernel reads (numba installed); use method='direct'")
+            "method='tau-leap' runs networks whose laws the compiled kernel reads (numba installed); "
+            "use method='direct'")
     leaper = _Leaper(net, kernel)
     n = int(n)
     out = np.empty((n, grid.size, net.n_species))

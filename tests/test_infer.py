@@ -12,8 +12,8 @@ import sbml_met
 from sbml_met import models
 from sbml_met.cli import main as cli_main
 from sbml_met.errors import InvalidArgumentError, TrajectoryError, UnknownIdError
-from sbml_met.infer import (InferenceResult, TrajectoryFit, _METLikelihood, _observations, fit_trajectory,
-                            posterior)
+from sbml_met.infer import InferenceResult, TrajectoryFit, fit_trajectory, posterior
+from sbml_met.infer.snapshots import _METLikelihood, _observations
 from sbml_met.met import MET, METConfig, METNet, PromptSpace
 
 TINY = {"d_model": 32, "n_layer": 1, "n_head": 2, "d_ff": 64}
