@@ -185,26 +185,48 @@ def compile_math(
     n = node.getNumChildren()
     kids = lambda: [compile_math(node.getChild(i), resolve, functions) for i in range(n)]  # noqa: E731
 
+    leaf = _leaf(node, t, resolve)
+    if leaf is not None:
+        return leaf
+    if t in _UNSUPPORTED_NODES:
+        raise MathCompileError(_UNSUPPORTED_NODES[t])
+    if t == libsbml.AST_FUNCTION:
+        return _inline_call(node, kids, resolve, functions)
+    for build in (_arithmetic, _logical):
+        out = build(t, n, kids)
+        if out is not None:
+            return out
+    # L3v2 additions and anything else (rateOf, distrib functions, csymbol functions, ...)
+    label = libsbml.formulaToL3String(node) or str(t)
+    raise MathCompileError(f"math construct not supported: {label}")
+
+
+_CONSTANTS = {
+    libsbml.AST_CONSTANT_PI: math.pi,
+    libsbml.AST_CONSTANT_E: math.e,
+    libsbml.AST_CONSTANT_TRUE: 1.0,
+    libsbml.AST_CONSTANT_FALSE: 0.0,
+    libsbml.AST_NAME_AVOGADRO: AVOGADRO,
+}
+
+
+def _leaf(node: libsbml.ASTNode, t: int, resolve: Callable[[str], Compiled]) -> Compiled | None:
+    """A number, constant, time or name; None for any other node."""
     if t == libsbml.AST_INTEGER:
         return float(node.getInteger())
     if t in (libsbml.AST_REAL, libsbml.AST_REAL_E, libsbml.AST_RATIONAL):
         return float(node.getReal())
-    if t == libsbml.AST_CONSTANT_PI:
-        return math.pi
-    if t == libsbml.AST_CONSTANT_E:
-        return math.e
-    if t == libsbml.AST_CONSTANT_TRUE:
-        return 1.0
-    if t == libsbml.AST_CONSTANT_FALSE:
-        return 0.0
-    if t == libsbml.AST_NAME_AVOGADRO:
-        return AVOGADRO
+    if t in _CONSTANTS:
+        return _CONSTANTS[t]
     if t == libsbml.AST_NAME_TIME:
         return lambda env: env[TIME]
     if t == libsbml.AST_NAME:
         return resolve(_node_name(node))
-    if t in _UNSUPPORTED_NODES:
-        raise MathCompileError(_UNSUPPORTED_NODES[t])
+    return None
+
+
+def _arithmetic(t: int, n: int, kids: Callable[[], list[Compiled]]) -> Compiled | None:
+    """+, -, *, /, powers, roots, logarithms and unary functions; None for any other node."""
     if t == libsbml.AST_PLUS:
         return _nary(np.add, kids(), 0.0)
     if t == libsbml.AST_TIMES:
@@ -231,6 +253,11 @@ def compile_math(
     if t in _UNARY:
         (a,) = kids()
         return _unary(_UNARY[t], a)
+    return None
+
+
+def _logical(t: int, n: int, kids: Callable[[], list[Compiled]]) -> Compiled | None:
+    """Relations, and/or/xor and piecewise (as 0/1 floats); None for any other node."""
     if t in _RELATIONAL:
         args = kids()
         if n == 2:
@@ -245,21 +272,23 @@ def compile_math(
         return _nary(lambda x, y: np.logical_xor(x, y).astype(float), kids(), 0.0)
     if t == libsbml.AST_FUNCTION_PIECEWISE:
         return _piecewise(kids())
-    if t == libsbml.AST_FUNCTION:
-        name = _node_name(node)
-        if name not in functions:
-            raise MathCompileError(f"call of undefined function '{name}'", unsupported=False)
-        arg_names, body = functions[name]
-        if len(arg_names) != n:
-            raise MathCompileError(
-                f"function '{name}' takes {len(arg_names)} arguments, got {n}", unsupported=False
-            )
-        bound = dict(zip(arg_names, kids()))
-        inner = lambda nm: bound[nm] if nm in bound else resolve(nm)  # noqa: E731
-        return compile_math(body, inner, functions)
-    # L3v2 additions and anything else (rateOf, distrib functions, csymbol functions, ...)
-    label = libsbml.formulaToL3String(node) or str(t)
-    raise MathCompileError(f"math construct not supported: {label}")
+    return None
+
+
+def _inline_call(node: libsbml.ASTNode, kids, resolve, functions) -> Compiled:
+    """A call of a function definition, its body compiled with the arguments bound."""
+    name = _node_name(node)
+    if name not in functions:
+        raise MathCompileError(f"call of undefined function '{name}'", unsupported=False)
+    arg_names, body = functions[name]
+    n = node.getNumChildren()
+    if len(arg_names) != n:
+        raise MathCompileError(
+            f"function '{name}' takes {len(arg_names)} arguments, got {n}", unsupported=False
+        )
+    bound = dict(zip(arg_names, kids()))
+    inner = lambda nm: bound[nm] if nm in bound else resolve(nm)  # noqa: E731
+    return compile_math(body, inner, functions)
 
 
 def _piecewise(args: list[Compiled]) -> Compiled:

@@ -96,9 +96,32 @@ def first_order(network: ReactionNetwork, jahnke_huisinga: bool = False) -> Firs
         if rule.species_index is not None:
             reasons.append(Unsupported(rule.variable, "species defined by an assignment rule"))
     dyn = np.flatnonzero(network.dynamic_species)
-    S = len(dyn)
     species = tuple(network.species[i] for i in dyn)
     nu = np.asarray(network.stoichiometry)[:, dyn]
+    a, coef, rand = _probe(network, dyn)
+    immigration, events, imm_src, ev_src = [], [], [], []
+    for r, rx in enumerate(network.reactions):
+        scale = max(1.0, float(np.abs(a[:, r]).max()))
+        why = _not_first_order(rx, a[:, r], coef[r], rand, scale)
+        if why is not None:
+            reasons.append(Unsupported(rx.id, why))
+            continue
+        imm, evs, bad = _branching_terms(rx, float(a[0, r]), coef[r], nu[r], species, jahnke_huisinga, scale)
+        reasons += [Unsupported(rx.id, b) for b in bad]
+        immigration += imm
+        imm_src += [rx.id] * len(imm)
+        events += evs
+        ev_src += [rx.id] * len(evs)
+    if reasons:
+        raise UnsupportedSBMLError(reasons)
+    return FirstOrderNetwork(species, np.asarray(network.initial_state, dtype=float)[dyn],
+                             tuple(immigration), tuple(events), tuple(imm_src + ev_src))
+
+
+def _probe(network: ReactionNetwork, dyn: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Propensities at probe states (n_probe, R): zero counts, each dynamic species at 1 and 3
+    alone, then 4 random states; with the linear coefficients (R, S) and the random states (4, S)."""
+    S = len(dyn)
     base = np.asarray(network.initial_state, dtype=float).copy()
     base[dyn] = 0.0
     rng = np.random.default_rng(12345)
@@ -116,64 +139,53 @@ def first_order(network: ReactionNetwork, jahnke_huisinga: bool = False) -> Firs
     a = np.atleast_2d(network.propensities(np.array(probes), 0.0))  # (n_probe, R)
     a0 = a[0]
     coef = np.stack([a[1 + 2 * j] - a0 for j in range(S)], axis=1) if S else np.zeros((len(a0), 0))  # (R, S)
-    immigration, events, sources = [], [], []
-    imm_src, ev_src = [], []
-    for r, rx in enumerate(network.reactions):
-        scale = max(1.0, float(np.abs(a[:, r]).max()))
-        lin_ok = True
-        for j in range(S):
-            if abs(a[2 + 2 * j, r] - (a0[r] + 3 * coef[r, j])) > _RTOL * scale:
-                lin_ok = False
-        pred = a0[r] + rand @ coef[r]
-        if np.any(np.abs(a[1 + 2 * S:, r] - pred) > _RTOL * scale):
+    return a, coef, rand
+
+
+def _not_first_order(rx, a: np.ndarray, coef: np.ndarray, rand: np.ndarray, scale: float) -> str | None:
+    """Why one reaction's probed propensities ``a`` are not affine with coefficients >= 0 (or None)."""
+    S = len(coef)
+    lin_ok = True
+    for j in range(S):
+        if abs(a[2 + 2 * j] - (a[0] + 3 * coef[j])) > _RTOL * scale:
             lin_ok = False
-        if not np.all(np.isfinite(a[:, r])) or not lin_ok:
-            reasons.append(Unsupported(rx.id, f"propensity '{rx.rate_law}' is not linear in the species "
-                                              "counts (not a first-order reaction)"))
-            continue
-        if a0[r] < -_RTOL * scale or np.any(coef[r] < -_RTOL * scale):
-            reasons.append(Unsupported(rx.id, f"propensity '{rx.rate_law}' decreases as a species count grows "
-                                              "(negative coefficient; not a first-order reaction)"))
-            continue
-        ok = True
-        if a0[r] > _RTOL * scale:
-            if np.any(nu[r] < 0):
-                reasons.append(Unsupported(rx.id, f"constant propensity '{rx.rate_law}' but the reaction "
-                                                  "consumes species (not first order)"))
-                ok = False
-            elif jahnke_huisinga and nu[r].sum() > 1:
-                reasons.append(Unsupported(rx.id, f"inflow {rx.equation()} makes {int(nu[r].sum())} molecules; "
-                                                  "the Jahnke-Huisinga class allows 0 -> X_k only"))
-                ok = False
-            else:
-                immigration.append((float(a0[r]), nu[r].astype(float)))
-                imm_src.append(rx.id)
-        for j in np.flatnonzero(coef[r] > _RTOL * scale):
-            off = nu[r].copy()
-            off[j] += 1
-            if np.any(off < 0):
-                reasons.append(Unsupported(rx.id, f"propensity proportional to {species[j]} but {rx.equation()} "
-                                                  f"consumes other species (not first order)"))
-                ok = False
-                continue
-            if jahnke_huisinga and off.sum() > 1:
-                what = ("catalytic production (the catalyst survives and makes another molecule)"
-                        if off[j] >= 1 else "production of more than one molecule")
-                reasons.append(Unsupported(rx.id, f"{rx.equation()} is {what}: outside the Jahnke-Huisinga "
-                                                  "monomolecular class, whose solution from zero counts is a "
-                                                  "product of Poissons; use sbml_met.analytic."
-                                                  "first_order_marginals for exact marginals"))
-                ok = False
-                continue
-            if not (off[j] == 1 and off.sum() == 1):  # X_j -> X_j changes nothing
-                events.append((int(j), float(coef[r, j]), off.astype(float)))
-                ev_src.append(rx.id)
-        del ok
-    if reasons:
-        raise UnsupportedSBMLError(reasons)
-    sources = tuple(imm_src + ev_src)
-    return FirstOrderNetwork(species, np.asarray(network.initial_state, dtype=float)[dyn],
-                             tuple(immigration), tuple(events), sources)
+    if np.any(np.abs(a[1 + 2 * S:] - (a[0] + rand @ coef)) > _RTOL * scale):
+        lin_ok = False
+    if not np.all(np.isfinite(a)) or not lin_ok:
+        return f"propensity '{rx.rate_law}' is not linear in the species counts (not a first-order reaction)"
+    if a[0] < -_RTOL * scale or np.any(coef < -_RTOL * scale):
+        return (f"propensity '{rx.rate_law}' decreases as a species count grows (negative coefficient; "
+                "not a first-order reaction)")
+    return None
+
+
+def _branching_terms(rx, a0: float, coef: np.ndarray, nu: np.ndarray, species: tuple[str, ...],
+                     jahnke_huisinga: bool, scale: float) -> tuple[list, list, list[str]]:
+    """One affine reaction as (immigration terms, events, reasons it is outside the class)."""
+    immigration, events, reasons = [], [], []
+    if a0 > _RTOL * scale:
+        if np.any(nu < 0):
+            reasons.append(f"constant propensity '{rx.rate_law}' but the reaction consumes species (not first order)")
+        elif jahnke_huisinga and nu.sum() > 1:
+            reasons.append(f"inflow {rx.equation()} makes {int(nu.sum())} molecules; the Jahnke-Huisinga "
+                           "class allows 0 -> X_k only")
+        else:
+            immigration.append((float(a0), nu.astype(float)))
+    for j in np.flatnonzero(coef > _RTOL * scale):
+        off = nu.copy()
+        off[j] += 1
+        if np.any(off < 0):
+            reasons.append(f"propensity proportional to {species[j]} but {rx.equation()} consumes other "
+                           "species (not first order)")
+        elif jahnke_huisinga and off.sum() > 1:
+            what = ("catalytic production (the catalyst survives and makes another molecule)"
+                    if off[j] >= 1 else "production of more than one molecule")
+            reasons.append(f"{rx.equation()} is {what}: outside the Jahnke-Huisinga monomolecular class, "
+                           "whose solution from zero counts is a product of Poissons; use "
+                           "sbml_met.analytic.first_order_marginals for exact marginals")
+        elif not (off[j] == 1 and off.sum() == 1):  # X_j -> X_j changes nothing
+            events.append((int(j), float(coef[j]), off.astype(float)))
+    return immigration, events, reasons
 
 
 # ------------------------------------------------------------------------------- moments

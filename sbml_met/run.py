@@ -121,81 +121,24 @@ def run(
     ``met_minutes`` over ``box``, default each rate parameter x/÷ 3, and cached), "off", or a
     checkpoint path / bundled name. Writes tables, figures, ``report.html`` (``command``: the
     command line it records; default the Python call) and ``run.json`` into ``out_dir``."""
-    from .models import load_model  # one resolver for names, paths and BioModels ids
-
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     t_start = _time.perf_counter()
-    net = model if isinstance(model, ReactionNetwork) else load_model(str(model))
-    name = str(model) if not isinstance(model, ReactionNetwork) else net.name
-    name = Path(name).stem if Path(name).suffix in (".xml", ".sbml", ".ant") else name
-    t_end, default_report = DEFAULT_TIMES.get(name, (10.0, None))
-    grid = check_times(times) if times is not None else np.linspace(0.0, t_end, int(t_end) + 1 if t_end <= 100 else 101)
-    if int(n) < 1 or int(n_reference) < 1:
-        raise InvalidArgumentError("n and n_reference must be >= 1")
-    if report_times is None:
-        positive = grid[grid > 0]
-        report_times = default_report or (tuple(np.quantile(positive, [0.1, 0.33, 0.66, 1.0]))
-                                          if positive.size else (grid[-1],))
-    shown = np.array(sorted({float(grid[np.argmin(np.abs(grid - t))]) for t in report_times}))
+    net, name = _resolve_model(model)
+    grid, shown = _time_grids(name, times, report_times, n, n_reference)
     out = Path(out_dir) if out_dir is not None else Path("sbml-met-output") / name
     _prepare_folder(out, force)
     report = RunReport(name, out)
 
-    def timed(step: str, fn):
-        t0 = _time.perf_counter()
-        value = fn()
-        report.timings[step] = _time.perf_counter() - t0
-        return value
-
     say(f"[1/5] {name}: {net.n_species} species, {net.n_reactions} reactions")
     report.tables["summary"] = net.summary()
+    dense = _run_engines(net, grid, report, say, n, seed, fsp_max_states, met, met_minutes, box)
+    validations = _validate_engines(net, grid, shown, dense, report, say, n_reference, seed)
 
-    from .ssa import simulate
-
-    say(f"[2/5] exact SSA, {n} trajectories on {len(grid)} times")
-    ssa = timed("SSA", lambda: simulate(net, grid, n=n, seed=seed))
-    dense: dict[str, Any] = {"ssa": ssa}  # every engine on the SSA's grid; validated at `shown`
-
-    say(f"[3/5] finite state projection (exact CME) on the {len(grid)} times")
-    try:
-        from .fsp import solve_fsp
-
-        dense["fsp"] = timed("FSP", lambda: solve_fsp(net, grid, max_states=fsp_max_states))
-    except SbmlMetError as e:
-        report.notes.append(f"FSP skipped: {str(e).splitlines()[0]}")
-
-    say(f"[4/5] Master Equation Transformer ({met})")
-    met_result = timed("MET", lambda: _met_for_run(net, grid, report, met, met_minutes, box, seed))
-    if met_result is not None:
-        dense["met"] = met_result
-    results = {k: _subset(v, shown) for k, v in dense.items()}
-
-    say(f"[5/5] Tellurium reference, {n_reference} libroadrunner trajectories, and validation")
-    from .tellurium import run_gillespie
-    from .validate import validate
-
-    try:
-        ref_dense = timed("Tellurium reference", lambda: run_gillespie(net, grid, n=n_reference, seed=seed + 1000))
-        reference = _subset(ref_dense, shown)
-    except SbmlMetError as e:
-        ref_dense = reference = None
-        report.notes.append(f"validation skipped: {str(e).splitlines()[0]}")
-    validations = []
-    if reference is not None:
-        for method, res in results.items():
-            rep = validate(net, res, n_reference=n_reference, seed=seed, reference=reference)
-            report.verdicts[method] = rep.ok
-            validations.append(rep.to_frame())
-            if not rep.ok:
-                report.notes.append(rep.summary())
-
-    if ref_dense is not None:
-        dense["tellurium"] = ref_dense
     _tables(report, dense, shown, validations)
     for key, table in report.tables.items():
         report.files.append(write_table(table, out / f"{key}.csv", overwrite=True))
     if figures:
-        report.files.extend(timed("figures", lambda: _figures(net, dense, shown, out, seed)))
+        report.files.extend(_timed(report, "figures", lambda: _figures(net, dense, shown, out, seed)))
     report.timings["total"] = _time.perf_counter() - t_start
     provenance = {"command": command or f"sbml_met.run.run({name!r}, n={n}, n_reference={n_reference}, seed={seed})",
                   "seed": seed, "SSA trajectories": n, "Tellurium trajectories": n_reference,
@@ -209,6 +152,88 @@ def run(
                 "n_reference": n_reference, "times": shown.tolist(), "grid": grid.tolist(), "met": report.met}
     atomic_write(out / MANIFEST, lambda p: p.write_text(json.dumps(manifest, indent=2)), overwrite=True)
     return report
+
+
+def _resolve_model(model: str | ReactionNetwork) -> tuple[ReactionNetwork, str]:
+    """The network and the name the run goes by (a file's stem for a path)."""
+    from .models import load_model  # one resolver for names, paths and BioModels ids
+
+    net = model if isinstance(model, ReactionNetwork) else load_model(str(model))
+    name = str(model) if not isinstance(model, ReactionNetwork) else net.name
+    name = Path(name).stem if Path(name).suffix in (".xml", ".sbml", ".ant") else name
+    return net, name
+
+
+def _time_grids(name: str, times: Any, report_times: Any, n: int, n_reference: int) -> tuple[np.ndarray, np.ndarray]:
+    """The grid every engine runs on and the grid times nearest the report times."""
+    t_end, default_report = DEFAULT_TIMES.get(name, (10.0, None))
+    grid = check_times(times) if times is not None else np.linspace(0.0, t_end, int(t_end) + 1 if t_end <= 100 else 101)
+    if int(n) < 1 or int(n_reference) < 1:
+        raise InvalidArgumentError("n and n_reference must be >= 1")
+    if report_times is None:
+        positive = grid[grid > 0]
+        report_times = default_report or (tuple(np.quantile(positive, [0.1, 0.33, 0.66, 1.0]))
+                                          if positive.size else (grid[-1],))
+    shown = np.array(sorted({float(grid[np.argmin(np.abs(grid - t))]) for t in report_times}))
+    return grid, shown
+
+
+def _timed(report: RunReport, step: str, fn: Callable[[], Any]) -> Any:
+    """``fn()``, its wall time recorded in ``report.timings[step]``."""
+    t0 = _time.perf_counter()
+    value = fn()
+    report.timings[step] = _time.perf_counter() - t0
+    return value
+
+
+def _run_engines(net: ReactionNetwork, grid: np.ndarray, report: RunReport, say, n: int, seed: int,
+                 fsp_max_states: int, met: str, met_minutes: float, box) -> dict[str, Any]:
+    """SSA, FSP where feasible and the MET where one is at hand, each on ``grid`` (by engine)."""
+    from .ssa import simulate
+
+    say(f"[2/5] exact SSA, {n} trajectories on {len(grid)} times")
+    dense: dict[str, Any] = {"ssa": _timed(report, "SSA", lambda: simulate(net, grid, n=n, seed=seed))}
+
+    say(f"[3/5] finite state projection (exact CME) on the {len(grid)} times")
+    try:
+        from .fsp import solve_fsp
+
+        dense["fsp"] = _timed(report, "FSP", lambda: solve_fsp(net, grid, max_states=fsp_max_states))
+    except SbmlMetError as e:
+        report.notes.append(f"FSP skipped: {str(e).splitlines()[0]}")
+
+    say(f"[4/5] Master Equation Transformer ({met})")
+    met_result = _timed(report, "MET", lambda: _met_for_run(net, grid, report, met, met_minutes, box, seed))
+    if met_result is not None:
+        dense["met"] = met_result
+    return dense
+
+
+def _validate_engines(net: ReactionNetwork, grid: np.ndarray, shown: np.ndarray, dense: dict[str, Any],
+                      report: RunReport, say, n_reference: int, seed: int) -> list[pd.DataFrame]:
+    """Validate every engine's answer at ``shown`` against one libroadrunner ensemble (added to
+    ``dense`` as "tellurium"); the validation tables."""
+    from .tellurium import run_gillespie
+    from .validate import validate
+
+    results = {k: _subset(v, shown) for k, v in dense.items()}
+    say(f"[5/5] Tellurium reference, {n_reference} libroadrunner trajectories, and validation")
+    try:
+        ref_dense = _timed(report, "Tellurium reference",
+                           lambda: run_gillespie(net, grid, n=n_reference, seed=seed + 1000))
+    except SbmlMetError as e:
+        report.notes.append(f"validation skipped: {str(e).splitlines()[0]}")
+        return []
+    reference = _subset(ref_dense, shown)
+    validations = []
+    for method, res in results.items():
+        rep = validate(net, res, n_reference=n_reference, seed=seed, reference=reference)
+        report.verdicts[method] = rep.ok
+        validations.append(rep.to_frame())
+        if not rep.ok:
+            report.notes.append(rep.summary())
+    dense["tellurium"] = ref_dense
+    return validations
 
 
 def _write_html(report: RunReport, net: ReactionNetwork, provenance: dict[str, Any], out: Path) -> Path:

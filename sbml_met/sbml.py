@@ -238,77 +238,13 @@ class _Builder:
         for pkg in UNSUPPORTED_PACKAGES:
             if self.doc.isPackageEnabled(pkg):
                 self.unsupported(m.getId() or "sbml", f"SBML package '{pkg}'")
-
-        for i in range(m.getNumFunctionDefinitions()):
-            fd = m.getFunctionDefinition(i)
-            body = fd.getBody()
-            if body is None:
-                self.parse_errors.append(f"{fd.getId()}: function definition without body")
-                continue
-            args = [fd.getArgument(j).getName() for j in range(fd.getNumArguments())]
-            self.functions[fd.getId()] = (args, body)
-
-        rules_by_var = {}
-        for i in range(m.getNumRules()):
-            r = m.getRule(i)
-            if r.isAlgebraic():
-                formula = libsbml.formulaToL3String(r.getMath()) if r.getMath() else "?"
-                self.unsupported(r.getId() or r.getMetaId() or f"algebraicRule[{i}]",
-                                 f"algebraic rule 0 = {formula}")
-            elif r.isRate():
-                self.unsupported(r.getVariable(), "rate rule")
-            else:
-                rules_by_var[r.getVariable()] = r
-        self.rules_by_var = rules_by_var
+        self._function_definitions()
+        self.rules_by_var = self._assignment_rules()
         init_assign = {m.getInitialAssignment(i).getSymbol(): m.getInitialAssignment(i)
                        for i in range(m.getNumInitialAssignments())}
-
-        # compartments
-        compartments: dict[str, float] = {}
-        for i in range(m.getNumCompartments()):
-            c = m.getCompartment(i)
-            if not c.getConstant() or c.getId() in rules_by_var:
-                self.unsupported(c.getId(), "compartment whose size changes")
-            size = c.getSize() if c.isSetSize() else 1.0
-            if not np.isfinite(size) or size <= 0:
-                if c.getId() not in init_assign:
-                    self.unsupported(c.getId(), f"compartment size {size} (must be > 0)")
-                size = 1.0
-            compartments[c.getId()] = float(size)
-
-        # parameters (global, then local as reaction.param)
-        params: dict[str, float] = {}
-        for i in range(m.getNumParameters()):
-            p = m.getParameter(i)
-            pid = p.getId()
-            if not p.isSetValue() and pid not in init_assign and pid not in rules_by_var:
-                self.unsupported(pid, "parameter without a value")
-            params[pid] = float(p.getValue()) if p.isSetValue() else float("nan")
-
-        # species
-        species: list[Species] = []
-        x0: list[float] = []
-        for i in range(m.getNumSpecies()):
-            s = m.getSpecies(i)
-            sid = s.getId()
-            comp = s.getCompartment()
-            hosu = bool(s.getHasOnlySubstanceUnits())
-            if s.isSetConversionFactor() or m.isSetConversionFactor():
-                self.unsupported(sid, "conversion factor")
-            if s.isSetInitialAmount():
-                amount = float(s.getInitialAmount())
-            elif s.isSetInitialConcentration():
-                amount = float(s.getInitialConcentration()) * compartments.get(comp, 1.0)
-            else:
-                amount = float("nan")
-                if sid not in init_assign and sid not in rules_by_var:
-                    amount = 0.0  # as libroadrunner and COPASI read it; said in the notes
-                    self.unset_species.append(sid)
-            species.append(
-                Species(sid, comp, hosu, bool(s.getBoundaryCondition()), bool(s.getConstant()),
-                        rule=sid in rules_by_var)
-            )
-            x0.append(amount)
+        compartments = self._compartments(init_assign)
+        params = self._parameters(init_assign)
+        species, x0 = self._species(init_assign, compartments)
 
         self.species_ids = {s.id for s in species}
         self.compartment_ids = set(compartments)
@@ -317,36 +253,16 @@ class _Builder:
 
         reactions, rates = self._reactions(params)
         self.known |= {k for k in params}
-
-        # assignment rules, in dependency order
-        rules = self._rules(rules_by_var, species, compartments)
-        # initial assignments, in dependency order
-        ias = []
-        for var in _dependency_order({k: names_in(v.getMath()) if v.getMath() else set()
-                                      for k, v in init_assign.items()}, self, "initial assignment"):
-            ia = init_assign[var]
-            if var in compartments:
-                self.unsupported(var, "initial assignment to a compartment size")
-                continue
-            ias.append((var, self.compile(ia.getMath(), var)))
-
+        rules = self._rules(self.rules_by_var, species, compartments)  # in dependency order
+        ias = self._initial_assignments(init_assign, compartments)
         events = self._events(species, compartments)
-
-        if self.parse_errors:
-            shown = "\n".join(f"  - {e}" for e in self.parse_errors)
-            raise SBMLParseError(f"invalid model:\n{shown}", tuple(self.parse_errors))
-        if self.reasons:
-            # list literal initial amounts that are not counts too, so one error says everything
-            for s, v in zip(species, x0):
-                if s.id not in init_assign and not s.rule and np.isfinite(v):
-                    self._check_count(s.id, v)
-            raise UnsupportedSBMLError(self.reasons)
+        self._raise_collected(species, x0, init_assign)
 
         params, x0_arr = evaluate_initial_assignments(
             tuple(species), compartments, params, np.array(x0, dtype=float), tuple(ias)
         )
         # parameters defined by assignment rules are computed on every state, not set
-        params = {p: v for p, v in params.items() if p not in rules_by_var}
+        params = {p: v for p, v in params.items() if p not in self.rules_by_var}
         for p, v in params.items():
             if not np.isfinite(v):
                 self.unsupported(p, f"parameter value {v}")
@@ -364,6 +280,114 @@ class _Builder:
             notes=self._notes(),
             _sbml=libsbml.writeSBMLToString(self.doc),
         )
+        return self._with_checked_counts(net, species)
+
+    def _function_definitions(self) -> None:
+        m = self.model
+        for i in range(m.getNumFunctionDefinitions()):
+            fd = m.getFunctionDefinition(i)
+            body = fd.getBody()
+            if body is None:
+                self.parse_errors.append(f"{fd.getId()}: function definition without body")
+                continue
+            args = [fd.getArgument(j).getName() for j in range(fd.getNumArguments())]
+            self.functions[fd.getId()] = (args, body)
+
+    def _assignment_rules(self) -> dict[str, libsbml.Rule]:
+        """Assignment rules by variable; algebraic and rate rules are reported."""
+        m = self.model
+        rules_by_var = {}
+        for i in range(m.getNumRules()):
+            r = m.getRule(i)
+            if r.isAlgebraic():
+                formula = libsbml.formulaToL3String(r.getMath()) if r.getMath() else "?"
+                self.unsupported(r.getId() or r.getMetaId() or f"algebraicRule[{i}]",
+                                 f"algebraic rule 0 = {formula}")
+            elif r.isRate():
+                self.unsupported(r.getVariable(), "rate rule")
+            else:
+                rules_by_var[r.getVariable()] = r
+        return rules_by_var
+
+    def _compartments(self, init_assign) -> dict[str, float]:
+        m = self.model
+        compartments: dict[str, float] = {}
+        for i in range(m.getNumCompartments()):
+            c = m.getCompartment(i)
+            if not c.getConstant() or c.getId() in self.rules_by_var:
+                self.unsupported(c.getId(), "compartment whose size changes")
+            size = c.getSize() if c.isSetSize() else 1.0
+            if not np.isfinite(size) or size <= 0:
+                if c.getId() not in init_assign:
+                    self.unsupported(c.getId(), f"compartment size {size} (must be > 0)")
+                size = 1.0
+            compartments[c.getId()] = float(size)
+        return compartments
+
+    def _parameters(self, init_assign) -> dict[str, float]:
+        """Global parameters (local ones are added as reaction.param by _reactions)."""
+        params: dict[str, float] = {}
+        for i in range(self.model.getNumParameters()):
+            p = self.model.getParameter(i)
+            pid = p.getId()
+            if not p.isSetValue() and pid not in init_assign and pid not in self.rules_by_var:
+                self.unsupported(pid, "parameter without a value")
+            params[pid] = float(p.getValue()) if p.isSetValue() else float("nan")
+        return params
+
+    def _species(self, init_assign, compartments) -> tuple[list[Species], list[float]]:
+        """Species and their literal initial amounts (NaN where an assignment sets it)."""
+        m = self.model
+        species: list[Species] = []
+        x0: list[float] = []
+        for i in range(m.getNumSpecies()):
+            s = m.getSpecies(i)
+            sid = s.getId()
+            comp = s.getCompartment()
+            if s.isSetConversionFactor() or m.isSetConversionFactor():
+                self.unsupported(sid, "conversion factor")
+            if s.isSetInitialAmount():
+                amount = float(s.getInitialAmount())
+            elif s.isSetInitialConcentration():
+                amount = float(s.getInitialConcentration()) * compartments.get(comp, 1.0)
+            else:
+                amount = float("nan")
+                if sid not in init_assign and sid not in self.rules_by_var:
+                    amount = 0.0  # as libroadrunner and COPASI read it; said in the notes
+                    self.unset_species.append(sid)
+            species.append(
+                Species(sid, comp, bool(s.getHasOnlySubstanceUnits()), bool(s.getBoundaryCondition()),
+                        bool(s.getConstant()), rule=sid in self.rules_by_var)
+            )
+            x0.append(amount)
+        return species, x0
+
+    def _initial_assignments(self, init_assign, compartments) -> list[tuple[str, Any]]:
+        """Compiled initial assignments in dependency order."""
+        ias = []
+        for var in _dependency_order({k: names_in(v.getMath()) if v.getMath() else set()
+                                      for k, v in init_assign.items()}, self, "initial assignment"):
+            if var in compartments:
+                self.unsupported(var, "initial assignment to a compartment size")
+                continue
+            ias.append((var, self.compile(init_assign[var].getMath(), var)))
+        return ias
+
+    def _raise_collected(self, species: list[Species], x0: list[float], init_assign) -> None:
+        """Raise what was collected so far: parse errors, else every unsupported feature (with
+        literal initial amounts that are not counts, so that one error says everything)."""
+        if self.parse_errors:
+            shown = "\n".join(f"  - {e}" for e in self.parse_errors)
+            raise SBMLParseError(f"invalid model:\n{shown}", tuple(self.parse_errors))
+        if self.reasons:
+            for s, v in zip(species, x0):
+                if s.id not in init_assign and not s.rule and np.isfinite(v):
+                    self._check_count(s.id, v)
+            raise UnsupportedSBMLError(self.reasons)
+
+    def _with_checked_counts(self, net: ReactionNetwork, species: list[Species]) -> ReactionNetwork:
+        """``net`` with rules applied to its initial state, converted counts rounded, and every
+        initial value that is not a molecule count reported."""
         rows = np.array(net.initial_state, dtype=float).reshape(-1, 1)
         net.apply_rules(rows)
         if self.round_counts:
@@ -781,10 +805,20 @@ def to_counts(source: str | os.PathLike, volume: float) -> str:
         sizes[c.getId()] = float(c.getSize()) if c.isSetSize() else 1.0
     species = {m.getSpecies(i).getId(): m.getSpecies(i) for i in range(m.getNumSpecies())}
     substance_only = {sid for sid, s in species.items() if s.getHasOnlySubstanceUnits()}
+    _keep_model_units(m, sizes, substance_only, vol)
+    _convert_rate_laws(m, vol, sizes, species, substance_only)
     rounded: list[str] = []
+    _convert_initial_amounts(m, species, sizes, vol, rounded)
+    for cid, size in sizes.items():
+        m.getCompartment(cid).setSize(size * vol)
+    _declare_items(m)
+    _warn_rounding(rounded, 3, f"volume={vol:g} gives initial counts that round")
+    return libsbml.writeSBMLToString(doc)
 
-    # math outside kinetic laws keeps its value in the model's own units: compartments at their
-    # original sizes, species in amount units at count / volume (an amount target at volume x)
+
+def _keep_model_units(m: libsbml.Model, sizes: dict[str, float], substance_only: set[str], vol: float) -> None:
+    """Math outside kinetic laws keeps its value in the model's own units: compartments at their
+    original sizes, species in amount units at count / volume (an amount target at volume x)."""
     for owner, target in _math_outside_kinetic_laws(m):
         math = owner.getMath()
         if math is None or target in sizes:
@@ -794,9 +828,15 @@ def to_counts(source: str | os.PathLike, volume: float) -> str:
             new = libsbml.parseL3Formula(f"{vol!r} * ({libsbml.formulaToL3String(new)})")
         owner.setMath(new)
 
-    # names whose value can change with the state (species, time, rules that depend on them)
-    rule_math = {m.getRule(i).getVariable(): m.getRule(i).getMath() for i in range(m.getNumRules())
-                 if m.getRule(i).getVariable() and m.getRule(i).getMath() is not None}
+
+def _rule_math(m: libsbml.Model) -> dict[str, libsbml.ASTNode]:
+    return {m.getRule(i).getVariable(): m.getRule(i).getMath() for i in range(m.getNumRules())
+            if m.getRule(i).getVariable() and m.getRule(i).getMath() is not None}
+
+
+def _state_dependent_names(m: libsbml.Model, species) -> set[str]:
+    """Names whose value can change with the state (species, time, rules that depend on them)."""
+    rule_math = _rule_math(m)
     dynamic = set(species) | {TIME}
     changed = True
     while changed:
@@ -805,7 +845,12 @@ def to_counts(source: str | os.PathLike, volume: float) -> str:
             if var not in dynamic and (names_in(math) & dynamic or m.getRule(var).isRate()):
                 dynamic.add(var)
                 changed = True
+    return dynamic
 
+
+def _convert_rate_laws(m: libsbml.Model, vol: float, sizes, species, substance_only) -> None:
+    """Every kinetic law rewritten as a propensity in molecule counts (see to_counts)."""
+    dynamic = _state_dependent_names(m, species)
     nonneg = _nonnegative_symbols(m)
     for i in range(m.getNumReactions()):
         rx = m.getReaction(i)
@@ -820,6 +865,10 @@ def to_counts(source: str | os.PathLike, volume: float) -> str:
             raise SBMLParseError(f"{rx.getId()}: could not write the converted rate law {formula!r}")
         kl.setMath(new)
 
+
+def _convert_initial_amounts(m: libsbml.Model, species, sizes, vol: float, rounded: list[str]) -> None:
+    """Literal initial amounts as whole molecule counts (ids moved by more than 1% into ``rounded``)."""
+    rule_math = _rule_math(m)
     for sid, s in species.items():
         if m.getInitialAssignment(sid) is not None or sid in rule_math:
             continue  # concentrations from assignments scale with the new compartment size
@@ -833,12 +882,6 @@ def to_counts(source: str | os.PathLike, volume: float) -> str:
         count = _whole_count(sid, amount * vol, rounded)
         s.unsetInitialConcentration()
         s.setInitialAmount(count)
-    for cid, size in sizes.items():
-        m.getCompartment(cid).setSize(size * vol)
-    _declare_items(m)
-    _warn_rounding(rounded, 3, f"volume={vol:g} gives initial counts that round")
-
-    return libsbml.writeSBMLToString(doc)
 
 
 def _declare_items(m: libsbml.Model) -> None:
