@@ -80,9 +80,9 @@ class METExplorer:
     def _build(self, nx: int, ny: int, vmin: float) -> None:
         from matplotlib.colors import LogNorm
 
-        from .plot import _figure_class
+        from .plot import Figure
 
-        fig = _figure_class()(figsize=(9.5, 4.2), layout="constrained")
+        fig = Figure(figsize=(9.5, 4.2), layout="constrained")
         grid = fig.add_gridspec(2, 2, width_ratios=(1.25, 1))
         self.ax_joint = fig.add_subplot(grid[:, 0])
         self.ax_x, self.ax_y = fig.add_subplot(grid[0, 1]), fig.add_subplot(grid[1, 1])

@@ -27,8 +27,10 @@ __all__ = ["Figure", "marginals", "trajectories", "moments", "distributions", "j
 
 
 @functools.lru_cache(maxsize=None)
+@functools.cache
 def _figure_class() -> type:
-    """The :class:`Figure` class, built on first use so that ``import sbml_met`` skips matplotlib."""
+    """The :class:`Figure` class (public as ``sbml_met.plot.Figure``), built once on first use so
+    that ``import sbml_met`` skips matplotlib."""
     from matplotlib.figure import Figure as MplFigure
 
     class Figure(MplFigure):
