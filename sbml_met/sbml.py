@@ -2,7 +2,8 @@
 
 This is the only module that reads SBML. Every feature the exact stochastic engines cannot honour
 is collected and reported at once in one :class:`~sbml_met.errors.UnsupportedSBMLError` (like
-GillesPy2's solvers), each reason naming the SBML element id.
+GillesPy2's solvers), each reason naming the SBML element id. What a network can carry but some
+engines cannot run (events, assignment rules) is declared per engine in :mod:`sbml_met.support`.
 """
 
 from __future__ import annotations
