@@ -1,5 +1,5 @@
-"""One vs two workers on this machine: an FSP sweep, an SSA sweep and (when simulate takes
-``workers``) a toggle-switch ensemble; wall times, speed-ups, the per-task overhead, and what
+"""One vs two workers on this machine: an FSP sweep, an SSA sweep, a toggle-switch ensemble and
+MET teacher data (FSP per parameter point on one vs two Dask worker processes); wall times, speed-ups, the per-task overhead, and what
 100 nodes would give on paper (overhead x tasks).
 
     python bench/scale.py [--points 256] [--n 100000] [--scheduler tcp://HOST:PORT]
@@ -57,13 +57,36 @@ def rows(args, client) -> list[tuple[str, float, float, int]]:
         t2, b = timed(sbml_met.simulate, toggle, grid, n=args.n, seed=1, **two)
         assert np.array_equal(a.states, b.states), "the ensemble differs between one and two workers"
         out.append((f"toggle ensemble, {args.n:,} trajectories", t1, t2, 0))
+    out.append(teacher_row(args.teacher_points))
     return out
+
+
+def teacher_row(points: int) -> tuple[str, float, float, int]:
+    """Seconds of FSP teacher data (pointwise solve_fsp, toggle switch) on a Dask LocalCluster of
+    one and of two worker processes; the data, hence the weights, are identical."""
+    from distributed import Client, LocalCluster
+
+    from sbml_met.met import train
+
+    toggle = sbml_met.models.load("toggle_switch")
+    kw = dict(teacher="fsp", steps=1, n_validation=1, minutes=30, progress=False,
+              teacher_options={"method": "pointwise", "n_prompts": points, "times_per_prompt": 4})
+    seconds, weights = [], []
+    for n_workers in (1, 2):
+        with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                          dashboard_address=None) as cluster, Client(cluster) as client:
+            met = train(toggle, {"sx": (25.0, 75.0)}, (0.0, 20.0), client=client, **kw)
+        seconds.append(met.meta["teacher_seconds"])
+        weights.append(met.net.state_dict())
+    assert all((a == b).all() for a, b in zip(weights[0].values(), weights[1].values())), "teacher data differ"
+    return (f"MET teacher data, FSP at {points} toggle points", seconds[0], seconds[1], points)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--points", type=int, default=256)
     p.add_argument("--n", type=int, default=100_000)
+    p.add_argument("--teacher-points", type=int, default=48)
     p.add_argument("--scheduler", default=None, help="Dask scheduler address for the 2-worker column")
     args = p.parse_args()
     client = None

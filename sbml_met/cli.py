@@ -8,6 +8,7 @@ atomically, and refuses to overwrite an existing file unless ``--force`` is give
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -261,6 +262,12 @@ def add_train(sub):
                    help="teacher fsp: a pair of species or free parameters the network is symmetric "
                         "under swapping (repeatable, e.g. --symmetry sx=sy --symmetry Px=Py --symmetry Gux=Guy)")
     p.add_argument("--threads", type=int, default=1, help="torch threads for training (default 1)")
+    p.add_argument("--device", default=None, help="cuda or cpu (default: CUDA when available, else CPU)")
+    p.add_argument("--nproc", type=int, default=1,
+                   help="data-parallel training processes on this machine (torch.distributed: gloo on "
+                        "CPU, NCCL on CUDA); under torchrun, leave it out")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="Dask scheduler (tcp://HOST:PORT) whose workers compute the teacher data")
     p.add_argument("--out", required=True, help="checkpoint file to write (.met)")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     p.set_defaults(func=cmd_train)
@@ -283,7 +290,7 @@ def _parse_ranges(items, what: str) -> dict[str, tuple[float, float]]:
 def cmd_train(args) -> int:
     from pathlib import Path as _Path
 
-    from .met import train
+    from .met.distributed import init_from_env, train_distributed, world
 
     net = load_model(args.model)
     if _Path(args.out).exists() and not args.force:
@@ -301,9 +308,20 @@ def cmd_train(args) -> int:
         if any(not (a and sep and b) for a, sep, b in pairs):
             raise InvalidArgumentError(f"bad --symmetry {args.symmetry}: use ID=ID, e.g. --symmetry Px=Py")
         options["symmetry"] = {a.strip(): b.strip() for a, _, b in pairs}
-    met = train(net, _parse_ranges(args.box, "--box"), times, teacher=args.teacher, minutes=args.minutes,
-                seed=args.seed, init_box=_parse_ranges(args.init_box, "--init-box") or None, steps=args.steps,
-                teacher_options=options or None, threads=args.threads)
+    if args.nproc > 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise InvalidArgumentError("--nproc starts its own processes; under torchrun, leave it out")
+    if args.scheduler and (args.nproc > 1 or int(os.environ.get("WORLD_SIZE", "1")) > 1):
+        raise InvalidArgumentError("--scheduler computes the teacher data for one training process; with "
+                                   "--nproc or torchrun every rank computes its own: drop one of the two")
+    init_from_env(args.device)  # under torchrun: join its process group
+    client = _dask_client(args.scheduler) if args.scheduler else None
+    met = train_distributed(net, _parse_ranges(args.box, "--box"), times, nproc=args.nproc, teacher=args.teacher,
+                            minutes=args.minutes, seed=args.seed, steps=args.steps,
+                            init_box=_parse_ranges(args.init_box, "--init-box") or None,
+                            teacher_options=options or None, threads=args.threads, device=args.device,
+                            client=client)
+    if world()[0] != 0:  # another torchrun rank: rank 0 writes the checkpoint
+        return 0
     path = met.save(args.out, overwrite=args.force)
     v = met.validation
     print(f"trained {met} in {met.meta['wall_seconds']:.0f} s ({met.meta['steps']} steps); validation "

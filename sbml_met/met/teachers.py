@@ -31,6 +31,8 @@ import torch
 from scipy.stats import binom, poisson
 
 from ..errors import InvalidArgumentError, StateSpaceTooLargeError
+from ..parallel import child_seeds
+from ..support import check_support
 from ._cme import StateSpace, batched_solve, ssa_batch
 from ._warn import user_stacklevel
 from .model import VocabularyOverflowWarning
@@ -68,6 +70,7 @@ class TrainContext:
     progress: bool = False
     start: float = 0.0
     state_space: Any = None
+    client: Any = None  # a dask.distributed.Client: teacher data computed on its workers
 
     def params_dict(self, theta: np.ndarray) -> dict[str, np.ndarray]:
         return {p: theta[:, i] for i, p in enumerate(self.space.free)}
@@ -146,6 +149,26 @@ def fsp_or_ssa_reference(ctx: TrainContext, theta, x0, t, n_ssa: int = 4000) -> 
         block = out[i * n_ssa : (i + 1) * n_ssa]
         refs.append([np.bincount(block[:, s]) / n_ssa for s in range(S)])
     return refs
+
+
+def run_chunks(ctx: TrainContext, fn: Callable[[Any], Any], tasks: list, share: float, what: str) -> list:
+    """``[fn(task) for task in tasks]``, in order. With ``ctx.client`` every task runs on the Dask
+    workers (a lost worker's tasks rerun); here, the loop stops once ``share`` of the time budget
+    is spent, with a warning, so that training keeps its time. ``fn`` must be a module-level
+    function of picklable tasks."""
+    if ctx.client is not None:
+        from ..parallel import map_chunks
+
+        return map_chunks(fn, tasks, client=ctx.client, progress=ctx.progress, desc=what)
+    until = ctx.start + share * max(ctx.deadline - ctx.start, 1)
+    out = []
+    for i, task in enumerate(tasks):
+        out.append(fn(task))
+        if i + 1 < len(tasks) and time.monotonic() > until:
+            warnings.warn(f"{what} stopped after {i + 1} of {len(tasks)} chunks to keep the time budget "
+                          "for training", stacklevel=user_stacklevel())
+            break
+    return out
 
 
 class _Rows:
@@ -232,6 +255,44 @@ def rows_from_joint(states: np.ndarray, probs: np.ndarray, vocab: tuple[int, ...
 
 
 # ------------------------------------------------------------------------------- FSP teacher
+def _batched_chunk(task) -> tuple[tuple, float]:
+    """Teacher rows of one chunk of prompts integrated side by side (and the largest probability
+    lost from the truncated space): a module-level function, so Dask workers can run it."""
+    ss, params, x0, t0, dt, K, vocab = task
+    p0 = np.zeros((len(x0), ss.n))
+    p0[np.arange(len(x0)), ss.index(x0.astype(np.int64))] = 1.0
+    P = batched_solve(ss, params, p0, t0, dt, K)  # (B, K, n)
+    return rows_from_joint(ss.states, P.reshape(-1, ss.n), vocab), float(1 - P.sum(axis=2).min())
+
+
+def dense_joint(d, vocab: tuple[int, ...]) -> tuple[np.ndarray, float]:
+    """A Distribution's joints as dense float32 arrays (times, prod(vocab)) over the count
+    vocabulary, and the largest probability lying outside it."""
+    vocab = np.asarray(vocab)
+    J = np.zeros((len(d.times), int(np.prod(vocab))), dtype=np.float32)
+    outside = 0.0
+    for j in range(len(d.times)):
+        st = np.asarray(d.states[j], dtype=np.int64)
+        ok = np.all(st < vocab[None, :], axis=1)
+        np.add.at(J[j], np.ravel_multi_index(st[ok].T, vocab), d.probabilities[j][ok])
+        outside = max(outside, float(d.probabilities[j][~ok].sum()))
+    return J, outside
+
+
+def _pointwise_chunk(task) -> list[tuple[np.ndarray, float]]:
+    """solve_fsp at each point of one chunk, densified over the vocabulary (for Dask workers)."""
+    from ..fsp import solve_fsp
+
+    net, points, times, inits, tol, max_states, vocab = task
+    return [dense_joint(solve_fsp(net.with_parameters(p).with_initial_state(x0), tt, tol=tol,
+                                  max_states=max_states), vocab)
+            for p, tt, x0 in zip(points, times, inits)]
+
+
+def _n_dask_workers(client) -> int:
+    return max(1, len(client.scheduler_info().get("workers", {})))
+
+
 @register_teacher("fsp")
 class FSPTeacher(Teacher):
     """Exact CME distributions for Sobol prompts, each at ``times_per_prompt`` times.
@@ -269,6 +330,7 @@ class FSPTeacher(Teacher):
         self.time_spacing = time_spacing
 
     def prepare(self, ctx: TrainContext) -> None:
+        check_support(ctx.network, "met-fsp")
         net, space = ctx.network, ctx.space
         caps = estimate_caps(ctx)
         for sid, c in (self.caps_override or {}).items():
@@ -297,27 +359,19 @@ class FSPTeacher(Teacher):
         # a chunk integrates with the step its fastest prompt needs: chunk prompts of like speed
         order = np.argsort(_max_exit_rates(ss, ctx.params_dict(theta)), kind="stable")
         theta, x0, t0 = theta[order], x0[order], t0[order]
-        feats, items, pres, ws, tgts, ents, ptgs = [], [], [], [], [], [], []
-        lost = 0.0
-        n_done = 0
-        for a in range(0, self.n_prompts, self.chunk):
-            b = min(a + self.chunk, self.n_prompts)
-            sl = slice(a, b)
-            p0 = np.zeros((b - a, ss.n))
-            p0[np.arange(b - a), ss.index(x0[sl].astype(np.int64))] = 1.0
-            P = batched_solve(ss, ctx.params_dict(theta[sl]), p0, t0[sl], dt, self.K)  # (B, K, n)
-            lost = max(lost, float(1 - P.sum(axis=2).min()))
-            tt = t0[sl, None] + dt * np.arange(self.K)[None, :]
-            f = space.features(np.repeat(theta[sl], self.K, 0), np.repeat(x0[sl], self.K, 0), tt.reshape(-1))
-            it, pre, w, tgt, ent, ptg = rows_from_joint(ss.states, P.reshape(-1, ss.n), self.vocab)
-            feats.append(f), items.append(it + n_done * self.K), pres.append(pre), ws.append(w)
+        starts = list(range(0, self.n_prompts, self.chunk))
+        tasks = [(ss, ctx.params_dict(theta[a : a + self.chunk]), x0[a : a + self.chunk], t0[a : a + self.chunk],
+                  dt, self.K, self.vocab) for a in starts]
+        done = run_chunks(ctx, _batched_chunk, tasks, self.share, "FSP teacher")
+        n_done = min(len(done) * self.chunk, self.n_prompts)
+        tt = (t0[:n_done, None] + dt * np.arange(self.K)[None, :]).reshape(-1)
+        feats = space.features(np.repeat(theta[:n_done], self.K, 0), np.repeat(x0[:n_done], self.K, 0), tt)
+        items, pres, ws, tgts, ents, ptgs = [], [], [], [], [], []
+        for a, ((it, pre, w, tgt, ent, ptg), _) in zip(starts, done):
+            items.append(it + a * self.K), pres.append(pre), ws.append(w)
             tgts.append(tgt), ents.append(ent), ptgs.append(ptg)
-            n_done = b
-            if b < self.n_prompts and time.monotonic() > ctx.start + self.share * max(ctx.deadline - ctx.start, 1):
-                warnings.warn(f"FSP teacher stopped after {b} of {self.n_prompts} prompts to keep the "
-                              "time budget for training", stacklevel=user_stacklevel())
-                break
-        self.rows = _Rows(np.concatenate(feats), np.concatenate(items), np.concatenate(pres),
+        lost = max(lost for _, lost in done)
+        self.rows = _Rows(feats, np.concatenate(items), np.concatenate(pres),
                           np.concatenate(ws), np.concatenate(tgts), np.concatenate(ents),
                           [np.concatenate([p[j] for p in ptgs]) for j in range(len(self.vocab) - 1)])
         ctx.log.append({"event": "teacher", "teacher": "fsp", "method": "batched", "prompts": n_done, "times_per_prompt": self.K,
@@ -344,28 +398,33 @@ class FSPTeacher(Teacher):
 
     # ------------------------------------------------------------------ pointwise
     def _solve(self, ctx, theta, x0, times, deadline):
-        """solve_fsp at each point (theta_i, x0_i) and its times_i on worker threads: returns
-        (indices done, dense joints (K, prod(vocab)) float32 per done point, mass outside vocab)."""
+        """solve_fsp at each point (theta_i, x0_i) and its times_i, on worker threads here or on
+        ``ctx.client``'s Dask workers: returns (indices done, dense joints (K, prod(vocab))
+        float32 per done point, mass outside vocab)."""
         from ..fsp import solve_points
 
         net, space = ctx.network, ctx.space
-        workers = self.workers or min(2, os.cpu_count() or 1)
         points = [dict(zip(space.free, map(float, th))) for th in theta]
         inits = [dict(zip(net.species, map(float, x))) for x in x0]
-        done, joints, outside = [], [], 0.0
-        vocab = np.asarray(self.vocab)
+        times = [list(map(float, tt)) for tt in times]
+        if ctx.client is not None:
+            step = max(1, len(points) // (8 * _n_dask_workers(ctx.client)))
+            tasks = [(net, points[a : a + step], times[a : a + step], inits[a : a + step], self.tol,
+                      self.max_states, self.vocab) for a in range(0, len(points), step)]
+            chunks = run_chunks(ctx, _pointwise_chunk, tasks, self.share, "FSP teacher")
+            joints = [J for chunk in chunks for J, _ in chunk]
+            outside = max((o for chunk in chunks for _, o in chunk), default=0.0)
+            return np.arange(len(joints), dtype=np.int64), joints, outside
         from tqdm.auto import tqdm
 
+        workers = self.workers or min(2, os.cpu_count() or 1)
+        done, joints, outside = [], [], 0.0
         with tqdm(total=len(points), disable=not ctx.progress, leave=False, desc="FSP teacher") as bar:
-            for i, d in solve_points(net, points, [list(tt) for tt in times], inits, tol=self.tol,
+            for i, d in solve_points(net, points, times, inits, tol=self.tol,
                                      max_states=self.max_states, workers=workers, deadline=deadline):
-                J = np.zeros((len(d.times), int(np.prod(vocab))), dtype=np.float32)
-                for j in range(len(d.times)):
-                    st = np.asarray(d.states[j], dtype=np.int64)
-                    ok = np.all(st < vocab[None, :], axis=1)
-                    np.add.at(J[j], np.ravel_multi_index(st[ok].T, vocab), d.probabilities[j][ok])
-                    outside = max(outside, float(d.probabilities[j][~ok].sum()))
+                J, out = dense_joint(d, self.vocab)
                 done.append(i), joints.append(J)
+                outside = max(outside, out)
                 bar.update()
         return np.asarray(done, dtype=np.int64), joints, outside
 
@@ -513,6 +572,15 @@ class _JointRows:
 
 
 # ------------------------------------------------------------------------------- SSA teacher
+def _ssa_chunk(task) -> tuple[np.ndarray, np.ndarray]:
+    """One chunk of SSA teacher trajectories, each recorded at its own sorted random times:
+    (times (m, K), states (m, K, S)); a module-level function, so Dask workers can run it."""
+    net, params, x0, t_min, t_max, K, seed = task
+    rng = np.random.default_rng(seed)
+    rec = np.sort(rng.uniform(t_min, t_max, (len(x0), K)), axis=1)
+    return rec, ssa_batch(net, params, x0, rec, rng)
+
+
 @register_teacher("ssa")
 class SSATeacher(Teacher):
     """Maximum likelihood on exact SSA samples: each trajectory has its own Sobol prompt and is
@@ -525,26 +593,20 @@ class SSATeacher(Teacher):
         self.fixed_vocab = tuple(int(v) for v in vocab) if vocab else None
 
     def prepare(self, ctx: TrainContext) -> None:
+        check_support(ctx.network, "met-ssa")
         net, space = ctx.network, ctx.space
         theta, x0, _ = space.sobol(self.n, ctx.seed, "mixed")
-        rng = np.random.default_rng(ctx.seed + 1)
-        feats, states = [], []
-        done = 0
-        for a in range(0, self.n, self.chunk):
-            b = min(a + self.chunk, self.n)
-            rec = np.sort(rng.uniform(space.t_min, space.t_max, (b - a, self.K)), axis=1)
-            out = ssa_batch(net, ctx.params_dict(theta[a:b]), x0[a:b], rec, rng)
-            feats.append(space.features(np.repeat(theta[a:b], self.K, 0), np.repeat(x0[a:b], self.K, 0), rec.reshape(-1)))
-            states.append(out.reshape(-1, net.n_species).astype(np.int64))
-            done = b
-            if b < self.n and time.monotonic() > ctx.deadline - 0.7 * max(ctx.deadline - ctx.start, 1):
-                warnings.warn(f"SSA teacher stopped after {b} of {self.n} trajectories to keep the time budget",
-                              stacklevel=user_stacklevel())
-                break
-        X = np.concatenate(states)
+        starts = list(range(0, self.n, self.chunk))
+        seeds = child_seeds(ctx.seed + 1, len(starts))  # per chunk: the same data on any worker
+        tasks = [(net, ctx.params_dict(theta[a : a + self.chunk]), x0[a : a + self.chunk], space.t_min,
+                  space.t_max, self.K, seed) for a, seed in zip(starts, seeds)]
+        out = run_chunks(ctx, _ssa_chunk, tasks, 0.3, "SSA teacher")
+        done = min(len(out) * self.chunk, self.n)
+        rec = np.concatenate([r for r, _ in out])
+        feats = space.features(np.repeat(theta[:done], self.K, 0), np.repeat(x0[:done], self.K, 0), rec.reshape(-1))
+        X = np.concatenate([x.reshape(-1, net.n_species) for _, x in out]).astype(np.int64)
         mx = X.max(axis=0)
         self.vocab = tuple(int(v) for v in np.where(mx <= 1, mx + 1, np.ceil(mx * self.vocab_factor) + 8))
-        feats = np.concatenate(feats)
         if self.fixed_vocab:
             self.vocab = self.fixed_vocab
             inside = np.all(X < np.asarray(self.vocab)[None, :], axis=1)

@@ -13,6 +13,7 @@ machine. With only a time budget the run is identical up to the step where the b
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
@@ -29,6 +30,8 @@ from .model import METConfig, METNet
 from .prompts import N_FEATURES, PromptSpace
 from .teachers import TrainContext, get_teacher
 from . import rl as _rl  # noqa: E402,F401  registers the RL teachers "fsp-reward" and "rlmf" (issue 7)
+from .distributed import (agree, average_gradients, broadcast_parameters, distributed_device, replicas_agree,
+                          world)
 
 DEFAULT_MODEL = {"d_model": 64, "n_layer": 3, "n_head": 4, "d_ff": 256}
 
@@ -53,65 +56,126 @@ def train(
     progress: bool | None = None,
     init_from: MET | None = None,
     device: str | torch.device | None = None,
+    client: Any = None,
 ) -> MET:
     """Train a MET for ``network`` over the parameter ``box`` (SBML id -> (low, high)) and times
     ``(t_min, t_max)``; other parameters stay at the network's values. ``init_box`` optionally
     varies initial counts (species id -> (low, high)). ``init_from``: continue training the
     weights of an earlier MET of the same network, box and vocabulary. ``device``: "cuda",
     "cpu" or None (CUDA when available, else CPU); the returned MET lives on the CPU.
-    Returns the trained MET; its validation figures obey the network's conservation laws."""
+    ``client``: a ``dask.distributed.Client`` whose workers compute the teacher data (FSP
+    solutions or SSA trajectories), all of it, whatever the time budget.
+    Inside a ``torch.distributed`` process group (``sbml-met train --nproc N``, ``torchrun``
+    or :func:`sbml_met.met.distributed.train_distributed`) every process trains one replica on
+    batches of its own and gradients are averaged (data parallelism); all ranks return the
+    same MET. Returns the trained MET; its validation figures obey the network's conservation
+    laws; its ``meta["options"]`` hold every argument needed to train it again."""
     t_start = time.monotonic()
-    dev = resolve_device(device)
+    options = _options(dict(locals()))
+    rank, size = world()
+    dev = resolve_device(device) if size == 1 or device is not None else distributed_device()
     if minutes <= 0:
         raise InvalidArgumentError(f"minutes must be > 0, got {minutes}")
     space = PromptSpace.build(network, box, times, init_box)
-    if progress is None:
-        progress = sys.stderr.isatty()
-    old_threads = torch.get_num_threads()
-    old_det = torch.are_deterministic_algorithms_enabled()
-    if threads:
-        torch.set_num_threads(int(threads))
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    try:
+    progress = bool(sys.stderr.isatty() if progress is None else progress) and rank == 0
+    with _torch_settings(threads) as n_threads:
         torch.manual_seed(seed)
         ctx = TrainContext(network=network, space=space, seed=int(seed),
-                           deadline=t_start + 60.0 * minutes, rng=np.random.default_rng(seed),
-                           batch_size=int(batch_size), progress=bool(progress), start=t_start)
+                           deadline=t_start + 60.0 * minutes,
+                           rng=np.random.default_rng(seed if size == 1 else [seed, rank]),
+                           batch_size=int(batch_size), progress=progress, start=t_start, client=client)
         tch = get_teacher(teacher, **dict(teacher_options or {}))
         tch.prepare(ctx)
         t_teacher = time.monotonic() - t_start
-        if init_from is not None:
-            if init_from.space != space or tuple(init_from.config.vocab) != tuple(tch.vocab):
-                raise InvalidArgumentError(
-                    f"init_from was trained on another box or vocabulary ({init_from.config.vocab} vs "
-                    f"{tuple(tch.vocab)}); fix the teacher's vocabulary (caps=/vocab= options)")
-            cfg = init_from.config
-            net = METNet(cfg)
-            net.load_state_dict(init_from.net.state_dict())
-            ctx.log[:0] = list(init_from.log) + [{"event": "continued", "previous": init_from.meta}]
-        else:
-            cfg = METConfig(n_prompt=space.n_prompt, vocab=tuple(tch.vocab), n_features=N_FEATURES,
-                            **{**DEFAULT_MODEL, **dict(model or {})})
-            net = METNet(cfg)
-        net.to(dev)
+        net = _initial_net(space, tch, model, init_from, ctx).to(dev)
         tch.to(dev)
+        if size > 1:
+            broadcast_parameters(net)
         # validation prompts: their own Sobol stream (uniform, log and log3 times mixed), never trained on
         vt, vx, vtt = space.sobol(n_validation, seed=seed + 7919, mode="mixed")
         vref = tch.reference(ctx, vt, vx, vtt)
         vfeat = torch.as_tensor(space.features(vt, vx, vtt), device=dev)
-        masks = validation_masks(network, vx, cfg.vocab)
+        masks = validation_masks(network, vx, net.config.vocab)
         net, log, val = _loop(net, tch, ctx, steps, lr, vfeat, vref, validate_every, progress, masks)
+        if size > 1 and not replicas_agree(net):
+            raise RuntimeError("data-parallel replicas diverged: their weights differ after training")
         net.cpu()
-        wall = time.monotonic() - t_start
         ctx.log.extend(log)
         meta = {"teacher": teacher, "seed": int(seed), "minutes": float(minutes), "steps": len(log) and log[-1]["step"],
-                "wall_seconds": wall, "teacher_seconds": t_teacher, "threads": int(threads or old_threads),
-                "n_parameters": net.n_parameters(), "torch": str(torch.__version__), "device": str(dev)}
+                "wall_seconds": time.monotonic() - t_start, "teacher_seconds": t_teacher, "threads": n_threads,
+                "n_parameters": net.n_parameters(), "torch": str(torch.__version__), "device": str(dev),
+                "processes": size, "options": options, **provenance()}
         val["validation_prompts"] = {"theta": vt.tolist(), "init": vx.tolist(), "time": vtt.tolist()}
         return MET(net, space, network, ctx.log, val, meta)
+
+
+@contextlib.contextmanager
+def _torch_settings(threads: int | None):
+    """Fixed torch threads (when ``threads``) and deterministic algorithms while training; yields
+    the thread count in use and restores the caller's settings afterwards."""
+    old_threads, old_det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    if threads:
+        torch.set_num_threads(int(threads))
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield int(threads or old_threads)
     finally:
         torch.set_num_threads(old_threads)
         torch.use_deterministic_algorithms(old_det)
+
+
+def _initial_net(space: PromptSpace, tch, model, init_from: MET | None, ctx: TrainContext) -> METNet:
+    """A fresh network for the teacher's vocabulary, or ``init_from``'s weights to continue."""
+    if init_from is None:
+        return METNet(METConfig(n_prompt=space.n_prompt, vocab=tuple(tch.vocab), n_features=N_FEATURES,
+                                **{**DEFAULT_MODEL, **dict(model or {})}))
+    if init_from.space != space or tuple(init_from.config.vocab) != tuple(tch.vocab):
+        raise InvalidArgumentError(
+            f"init_from was trained on another box or vocabulary ({init_from.config.vocab} vs "
+            f"{tuple(tch.vocab)}); fix the teacher's vocabulary (caps=/vocab= options)")
+    net = METNet(init_from.config)
+    net.load_state_dict(init_from.net.state_dict())
+    ctx.log[:0] = list(init_from.log) + [{"event": "continued", "previous": init_from.meta}]
+    return net
+
+
+RUN_ONLY = ("network", "progress", "init_from", "device", "client", "t_start")  # not part of what is learnt
+
+
+def _options(args: dict) -> dict:
+    """Every training argument as plain data: ``train(network, **options)`` trains the MET again."""
+    out = {k: v for k, v in args.items() if k not in RUN_ONLY}
+    out["box"] = {k: [float(lo), float(hi)] for k, (lo, hi) in out["box"].items()}
+    out["times"] = [float(t) for t in out["times"]]
+    if out["init_box"]:
+        out["init_box"] = {k: [int(lo), int(hi)] for k, (lo, hi) in out["init_box"].items()}
+    for key in ("model", "teacher_options"):
+        out[key] = dict(out[key]) if out[key] else None
+    return out
+
+
+def provenance() -> dict:
+    """The package version and, in a git checkout, the commit (with "+dirty" for local changes)."""
+    import subprocess
+    from pathlib import Path
+
+    from .. import __version__
+
+    out = {"sbml_met": __version__, "commit": None}
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        return out
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=5).stdout.strip()
+
+    try:
+        head = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", "sbml_met"))
+        out["commit"] = (head + ("+dirty" if dirty else "")) or None
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return out
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
@@ -174,10 +238,15 @@ def _loop(net, tch, ctx, steps, lr, vfeat, vref, validate_every, progress, masks
     log, step, last_val, ema = [], 0, t0, None
     hval = float("nan")
     net.train()
+    size = world()[1]
     while True:
         now = time.monotonic()
         frac = step / steps if steps else (now - t0) / budget
-        if (steps and step >= steps) or now >= ctx.deadline or frac >= 1:
+        stop = bool((steps and step >= steps) or now >= ctx.deadline or frac >= 1)
+        check = now - last_val >= validate_every
+        if size > 1:  # rank 0's clock decides for all, so every replica takes the same steps
+            stop, check, frac = agree(stop, check, frac)
+        if stop:
             break
         scale = min(1.0, (step + 1) / warm) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
         for g in opt.param_groups:
@@ -185,11 +254,13 @@ def _loop(net, tch, ctx, steps, lr, vfeat, vref, validate_every, progress, masks
         loss, figure = tch.loss(net, ctx)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if size > 1:
+            average_gradients(net)
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         opt.step()
         step += 1
         ema = figure if ema is None else 0.98 * ema + 0.02 * figure
-        if now - last_val >= validate_every:
+        if check:
             h = validate(net, vfeat, vref, masks)
             hval = float(h.mean())
             last_val = time.monotonic()
