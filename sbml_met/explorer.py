@@ -31,7 +31,7 @@ def dense_joint(met: Any, time: float, init: Mapping[str, float] | None = None, 
     vocab = tuple(net.config.vocab)
     if int(np.prod(vocab[:-1])) > MAX_PREFIXES:
         raise InvalidArgumentError(f"the MET's count vocabulary {vocab} has too many prefixes to enumerate")
-    features = met._features([float(time)], init, params)
+    features = met.prompt_features([float(time)], init, params)
     before = torch.get_num_threads()
     torch.set_num_threads(int(threads))
     try:

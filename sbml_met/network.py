@@ -79,7 +79,8 @@ class Rule:
     amount_factor: float = 1.0  # compartment size for concentration-valued species
 
 
-def _readonly(a: np.ndarray) -> np.ndarray:
+def readonly(a: np.ndarray) -> np.ndarray:
+    """A read-only copy of ``a`` (what an immutable network hands out)."""
     a = np.array(a, copy=True)
     a.setflags(write=False)
     return a
@@ -139,7 +140,7 @@ class ReactionNetwork:
                 for s, n in rx.products:
                     if self.species_info[index[s]].changes_by_reactions:
                         nu[r, index[s]] += n
-            self._derived["stoich"] = _readonly(nu)
+            self._derived["stoich"] = readonly(nu)
         return self._derived["stoich"]
 
     @property
@@ -349,14 +350,14 @@ def _rebuild(
     candidate = replace(
         net,
         parameters=MappingProxyType(params),
-        initial_state=_readonly(x0),
+        initial_state=readonly(x0),
         _initial_assignments=net._initial_assignments,
         _overridden=frozenset(overridden),
         _derived={},
     )
     rows = x0.reshape(-1, 1).copy()
     candidate.apply_rules(rows)
-    return replace(candidate, initial_state=_readonly(rows[:, 0]), _derived={})
+    return replace(candidate, initial_state=readonly(rows[:, 0]), _derived={})
 
 
 def evaluate_initial_assignments(

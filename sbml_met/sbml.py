@@ -27,7 +27,7 @@ from .network import (
     ReactionNetwork,
     Rule,
     Species,
-    _readonly,
+    readonly,
     evaluate_initial_assignments,
 )
 
@@ -273,7 +273,7 @@ class _Builder:
             reactions=tuple(reactions),
             parameters=MappingProxyType(params),
             compartments=MappingProxyType(compartments),
-            initial_state=_readonly(x0_arr),
+            initial_state=readonly(x0_arr),
             events=tuple(events),
             rules=tuple(rules),
             _rates=tuple(rates),
@@ -399,7 +399,7 @@ class _Builder:
             self._check_count(s.id, v)
         if self.reasons:
             raise UnsupportedSBMLError(self.reasons)
-        return replace(net, initial_state=_readonly(np.round(rows[:, 0], 9)))
+        return replace(net, initial_state=readonly(np.round(rows[:, 0], 9)))
 
     def _notes(self) -> tuple[str, ...]:
         """One line each on how the model was read where SBML's meaning needed a choice."""

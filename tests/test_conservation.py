@@ -106,7 +106,7 @@ def test_bundled_mets_have_no_law_and_unchanged_answers(name):
 
     met = pretrained(name)
     assert len(met.conservation) == 0 and met._mask() is None
-    f = met._features([2.0], None, {})
+    f = met.prompt_features([2.0], None, {})
     import torch
 
     a = met.sample(3000, 2.0, seed=5)

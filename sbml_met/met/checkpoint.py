@@ -99,7 +99,10 @@ class MET:
                 f"[{self.space.t_min:g}, {self.space.t_max:g}], vocab {self.config.vocab})")
 
     # ------------------------------------------------------------------ prompts
-    def _features(self, times, init, params, stacklevel: int = 4) -> torch.Tensor:
+    def prompt_features(self, times, init, params, stacklevel: int = 4) -> torch.Tensor:
+        """The network input for parameter values ``params`` and initial counts ``init`` (SBML id
+        -> value; None or missing ids take the network's) at each of ``times``: (len(times),
+        n_prompt, n_features). Warns ExtrapolationWarning outside the training box."""
         theta, x0 = self.space.resolve(self.network, params, init)
         t = np.atleast_1d(np.asarray(times, dtype=float))
         self.space.check(theta, x0, t, stacklevel=stacklevel)
@@ -115,7 +118,7 @@ class MET:
         x = np.atleast_2d(np.asarray(states))
         if x.shape[1] != len(self.species):
             raise InvalidArgumentError(f"states need {len(self.species)} columns ({', '.join(self.species)})")
-        f = self._features([time], init, params)
+        f = self.prompt_features([time], init, params)
         out = np.full(len(x), -np.inf)
         inside = check_vocab(x, self.config.vocab, self.species)
         xi = torch.as_tensor(x[inside].astype(np.int64))
@@ -131,7 +134,7 @@ class MET:
         """``n`` states (n, n_species) drawn exactly from the MET at one prompt; same seed, same states."""
         if int(n) < 1:
             raise InvalidArgumentError(f"n must be >= 1, got {n}")
-        f = self._features([time], init, params)
+        f = self.prompt_features([time], init, params)
         g = torch.Generator().manual_seed(int(seed) if seed is not None else int(np.random.SeedSequence().entropy % 2**63))
         return ancestral_sample(self.net, f, int(n), g, self._mask(init))
 
@@ -141,7 +144,7 @@ class MET:
         """P(species = count) at one prompt: exact by enumerating the preceding species when that
         needs fewer than 10^6 prefixes, else from ``n_samples`` samples (``.attrs['method']`` says which)."""
         s = self.network.species_index(species)
-        f = self._features([time], init, params)
+        f = self.prompt_features([time], init, params)
         joint = enumerate_joint(self.net, f, s + 1, max_prefixes=MAX_PREFIXES, mask=self._mask(init))
         if joint is not None:
             states, p = joint
@@ -158,7 +161,7 @@ class MET:
 
     def marginals_all(self, time: float, init=None, **params) -> list[np.ndarray]:
         """Exact marginal arrays of every species at one prompt (enumeration; for validation)."""
-        f = self._features([time], init, params, stacklevel=5)
+        f = self.prompt_features([time], init, params, stacklevel=5)
         return marginals_of(self.net, f, mask=self._mask(init))
 
     @torch.no_grad()
@@ -170,7 +173,7 @@ class MET:
         Enumerated exactly (states of probability <= ``prune`` dropped; the dropped mass is
         ``truncation_error``) when that needs fewer than 10^6 prefixes, else sampled."""
         grid = check_times(times)
-        feats = self._features(grid, init, params)
+        feats = self.prompt_features(grid, init, params)
         states, probs, lost, how = [], [], [], []
         for j in range(len(grid)):
             f = feats[j : j + 1]
