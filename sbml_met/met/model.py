@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import torch
@@ -29,16 +29,16 @@ from ._warn import user_stacklevel
 
 @dataclass(frozen=True)
 class METConfig:
-    """Shape of the network. ``vocab``: count vocabulary size per species (counts 0..V-1)."""
+    """Shape of the network. ``vocab``: count vocabulary size per species (counts 0..V-1). The
+    defaults are what :func:`sbml_met.met.train` builds unless its ``model=`` says otherwise."""
 
     n_prompt: int
     vocab: tuple[int, ...]
     n_features: int = 2
-    d_model: int = 96
+    d_model: int = 64
     n_layer: int = 3
     n_head: int = 4
-    d_ff: int = 192
-    dropout: float = 0.0
+    d_ff: int = 256
 
     @property
     def n_species(self) -> int:
@@ -51,7 +51,7 @@ class METConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "METConfig":
-        d = dict(d)
+        d = {k: v for k, v in d.items() if k in {f.name for f in fields(cls)}}  # older: "dropout"
         d["vocab"] = tuple(int(v) for v in d["vocab"])
         return cls(**d)
 

@@ -33,7 +33,7 @@ from . import rl as _rl  # noqa: E402,F401  registers the RL teachers "fsp-rewar
 from .distributed import (agree, average_gradients, broadcast_parameters, distributed_device, replicas_agree,
                           world)
 
-DEFAULT_MODEL = {"d_model": 64, "n_layer": 3, "n_head": 4, "d_ff": 256}
+DEFAULT_MODEL = {k: METConfig.__dataclass_fields__[k].default for k in ("d_model", "n_layer", "n_head", "d_ff")}
 
 
 def train(
