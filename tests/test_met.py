@@ -369,3 +369,14 @@ def test_fsp_teacher_learns_autoregulation_in_two_minutes():
                         progress=False, teacher_options={"n_prompts": 256})
     ref = fsp.solve_fsp(net.with_parameters(rb=20.0), [3.0])
     assert hellinger(met.marginal("P", 3.0, rb=20.0), ref.marginal("P", 3.0)) < 0.05
+
+
+def test_count_vocabulary_is_one_rule_for_teachers_and_vans():
+    from sbml_met.met.vocab import count_vocabulary
+
+    mx = np.array([0, 1, 4, 100, 9])
+    dyn = np.array([True, True, True, True, False])
+    # 0/1 species and species no reaction changes keep 0..max; others get factor x max + sigmas sqrt + pad
+    assert count_vocabulary(mx, dyn).tolist() == [1, 2, 5, 101, 10]
+    assert count_vocabulary(mx, dyn, factor=1.5, pad=9).tolist() == [1, 2, 16, 160, 10]
+    assert count_vocabulary(mx, dyn, sigmas=3, pad=5).tolist() == [1, 2, 4 + 7 + 5 + 1, 100 + 31 + 5 + 1, 10]

@@ -37,6 +37,7 @@ from ._cme import StateSpace, batched_solve, ssa_batch
 from ._warn import user_stacklevel
 from .model import VocabularyOverflowWarning
 from .prompts import PromptSpace
+from .vocab import count_vocabulary
 
 TEACHERS: dict[str, Callable[..., "Teacher"]] = {}
 
@@ -122,11 +123,7 @@ def estimate_caps(ctx: TrainContext, n: int = 2048, margin: float = 3.0) -> np.n
     rec = np.linspace(space.t_min, space.t_max, K)[None, :].repeat(len(theta), axis=0)
     out = ssa_batch(net, ctx.params_dict(theta), x0, rec, np.random.default_rng(ctx.seed + 7))
     mx = np.maximum(out.max(axis=(0, 1)), np.asarray(space.init_high))
-    dyn = net.dynamic_species
-    caps = np.where(dyn, np.ceil(mx + margin * np.sqrt(mx + 1) + 5), mx)
-    # a species that never exceeds 1 in the SSA (e.g. a 0/1 gene) keeps its exact range
-    caps = np.where(mx <= 1, mx, caps)
-    return caps.astype(np.int64)
+    return count_vocabulary(mx, net.dynamic_species, sigmas=margin, pad=5) - 1
 
 
 def fsp_or_ssa_reference(ctx: TrainContext, theta, x0, t, n_ssa: int = 4000) -> list[list[np.ndarray]]:
@@ -606,7 +603,7 @@ class SSATeacher(Teacher):
         feats = space.features(np.repeat(theta[:done], self.K, 0), np.repeat(x0[:done], self.K, 0), rec.reshape(-1))
         X = np.concatenate([x.reshape(-1, net.n_species) for _, x in out]).astype(np.int64)
         mx = X.max(axis=0)
-        self.vocab = tuple(int(v) for v in np.where(mx <= 1, mx + 1, np.ceil(mx * self.vocab_factor) + 8))
+        self.vocab = tuple(int(v) for v in count_vocabulary(mx, net.dynamic_species, self.vocab_factor, pad=7))
         if self.fixed_vocab:
             self.vocab = self.fixed_vocab
             inside = np.all(X < np.asarray(self.vocab)[None, :], axis=1)
