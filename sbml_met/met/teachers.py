@@ -168,6 +168,12 @@ def run_chunks(ctx: TrainContext, fn: Callable[[Any], Any], tasks: list, share: 
     return out
 
 
+def sequence_cross_entropy(log_probs: list[torch.Tensor], targets: list[torch.Tensor]) -> torch.Tensor:
+    """Per row, the cross-entropy of every position's exact target conditional (B, V_j) under
+    the net's log-conditionals (B, V_j): the distillation loss of both row stores."""
+    return -sum((t * lp).sum(dim=1) for t, lp in zip(targets, log_probs))
+
+
 class _Rows:
     """Distillation rows: prompt features per item, prefixes, row weights, dense last conditionals,
     and (``pre_tgt``) the exact conditionals p(x_j | x_<j = u_<j) of each prefix position, which
@@ -189,10 +195,7 @@ class _Rows:
         idx = np.minimum(np.searchsorted(self.cdf, u, side="right"), len(self.cdf) - 1)
         f = self.feats[self.item[idx]]
         pre = self.pre[idx]
-        lp = net.logits(f, pre)
-        ce = -(self.tgt[idx] * lp[-1]).sum(dim=1)
-        for j in range(pre.shape[1]):
-            ce = ce - (self.pre_tgt[j][idx] * lp[j]).sum(dim=1)
+        ce = sequence_cross_entropy(net.logits(f, pre), [t[idx] for t in self.pre_tgt] + [self.tgt[idx]])
         loss = ce.mean()
         kl = float((ce.detach() - self.ent[idx]).mean()) * self.cdf[-1] / self.n_items
         return loss, kl
@@ -556,15 +559,13 @@ class _JointRows:
         pre = (pref[:, None] // self.radix[None, :]) % torch.as_tensor(self.vocab[:-1], device=dev)[None, :]
         tgt = self.J[item, pref]
         tgt = tgt / tgt.sum(dim=1, keepdim=True).clamp_min(1e-30)
-        lp = net.logits(self.feats[item], pre)
-        ce = -(tgt * lp[-1]).sum(dim=1)
-        ctx = torch.zeros(B, dtype=torch.long, device=dev)
+        targets, ctx = [], torch.zeros(B, dtype=torch.long, device=dev)
         for j in range(pre.shape[1]):  # exact p(x_j | u_<j) as the target of position j
             V = self.vocab[j]
             block = self.marg[j].reshape(len(self.J), -1, V)[item, ctx]
-            block = block / block.sum(dim=1, keepdim=True).clamp_min(1e-30)
-            ce = ce - (block * lp[j]).sum(dim=1)
+            targets.append(block / block.sum(dim=1, keepdim=True).clamp_min(1e-30))
             ctx = ctx * V + pre[:, j]
+        ce = sequence_cross_entropy(net.logits(self.feats[item], pre), targets + [tgt])
         return ce.mean(), float((ce.detach() - self.ent[item]).mean())
 
 
