@@ -86,6 +86,22 @@ def model_with_variants(args):
     return net
 
 
+def _model_parser(sub, name: str, help_: str) -> argparse.ArgumentParser:
+    """A subcommand taking a model, --times and the --set/--init variants."""
+    p = sub.add_parser(name, help=help_)
+    p.add_argument("model")
+    p.add_argument("--times", required=True, help="start:stop:points, or a list 1,3,40")
+    _add_variants(p)
+    return p
+
+
+def _add_table_out(p: argparse.ArgumentParser, tables: tuple[str, ...], default_help: str, func) -> None:
+    """--table (the first choice by default), --out/--force, and the command's function."""
+    p.add_argument("--table", choices=tables, default=tables[0], help=f"what to write (default: {default_help})")
+    _add_out(p)
+    p.set_defaults(func=func)
+
+
 def _add_out(p: argparse.ArgumentParser, required: bool = False) -> None:
     p.add_argument("--out", required=required, help="output table: .csv or .parquet")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
@@ -114,16 +130,10 @@ def cmd_info(args) -> int:
 
 @subcommand
 def add_simulate(sub):
-    p = sub.add_parser("simulate", help="exact SSA trajectories on a time grid")
-    p.add_argument("model")
-    p.add_argument("--times", required=True, help="start:stop:points, or a list 1,3,40")
+    p = _model_parser(sub, "simulate", "exact SSA trajectories on a time grid")
     p.add_argument("--n", type=int, default=1000, help="number of trajectories")
     p.add_argument("--seed", type=int, default=None)
-    _add_variants(p)
-    p.add_argument("--table", choices=("trajectories", "moments", "marginals"), default="trajectories",
-                   help="what to write (default: every trajectory, long format)")
-    _add_out(p)
-    p.set_defaults(func=cmd_simulate)
+    _add_table_out(p, ("trajectories", "moments", "marginals"), "every trajectory, long format", cmd_simulate)
 
 
 def cmd_simulate(args) -> int:
@@ -222,16 +232,10 @@ def cmd_validate(args) -> int:
 
 @subcommand
 def add_fsp(sub):
-    p = sub.add_parser("fsp", help="exact CME distribution by finite state projection")
-    p.add_argument("model")
-    p.add_argument("--times", required=True, help="start:stop:points, or a list 1,3,40")
-    _add_variants(p)
+    p = _model_parser(sub, "fsp", "exact CME distribution by finite state projection")
     p.add_argument("--tol", type=float, default=1e-6, help="bound on the probability lost (default 1e-6)")
     p.add_argument("--max-states", type=int, default=2_000_000)
-    p.add_argument("--table", choices=("marginals", "moments"), default="marginals",
-                   help="what to write (default: marginals time, species, count, probability)")
-    _add_out(p)
-    p.set_defaults(func=cmd_fsp)
+    _add_table_out(p, ("marginals", "moments"), "marginals time, species, count, probability", cmd_fsp)
 
 
 def cmd_fsp(args) -> int:
@@ -339,9 +343,7 @@ def add_solve(sub):
     p.add_argument("--samples", type=int, default=None,
                    help="write N sampled states per time (time, sample, species, count) instead of marginals")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--table", choices=("marginals", "moments"), default="marginals")
-    _add_out(p)
-    p.set_defaults(func=cmd_solve)
+    _add_table_out(p, ("marginals", "moments"), "marginals", cmd_solve)
 
 
 def cmd_solve(args) -> int:
