@@ -1,6 +1,8 @@
 """The compiled per-trajectory SSA kernel (numba): Gillespie's direct method, one trajectory after
 another, propensities from the bytecode of :mod:`sbml_met._bytecode` and a dependency graph (after
-a firing only the propensities that read a changed species are re-evaluated).
+a firing only the propensities that read a changed species are re-evaluated). Each event draws its
+waiting time with a ziggurat (an exact exponential variate without a logarithm 99% of the time) and
+its channel by comparing the running sums with the threshold without a data-dependent branch.
 
 Imported only when a simulation uses it (numba's import costs half a second). Functions are
 cached on disk by numba, so the compile happens once per installation, not per model: the model is
@@ -202,6 +204,100 @@ def uniform(state):
     return (result >> np.uint64(11)) * (1.0 / 9007199254740992.0)
 
 
+def _ziggurat_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Marsaglia & Tsang's (2000) 256-layer ziggurat for the standard exponential, for 53-bit
+    integers (the layout of numpy's ``random_standard_exponential``)."""
+    m2 = 2.0 ** 53
+    de = te = _ZIG_R
+    ve = 3.949659822581572e-3  # the area of each layer
+    ke, we, fe = np.zeros(256, np.uint64), np.zeros(256), np.zeros(256)
+    q = ve / math.exp(-de)
+    ke[0], we[0], we[255], fe[0], fe[255] = np.uint64(de / q * m2), q / m2, de / m2, 1.0, math.exp(-de)
+    for i in range(254, 0, -1):
+        de = -math.log(ve / de + math.exp(-de))
+        ke[i + 1] = np.uint64(de / te * m2)
+        te = de
+        fe[i], we[i] = math.exp(-de), de / m2
+    return ke, we, fe
+
+
+_ZIG_R = 7.697117470131487  # where the exponential's tail begins
+_ZIG_K, _ZIG_W, _ZIG_F = _ziggurat_tables()
+
+
+@njit(cache=True)
+def _next(state):
+    """The next 64 bits of xoshiro256+ (``uniform``'s generator, without the conversion)."""
+    s0, s1, s2, s3 = state[0], state[1], state[2], state[3]
+    result = s0 + s3
+    t = s1 << np.uint64(17)
+    s2 ^= s0
+    s3 ^= s1
+    s1 ^= s2
+    s0 ^= s3
+    s2 ^= t
+    s3 = (s3 << np.uint64(45)) | (s3 >> np.uint64(19))
+    state[0], state[1], state[2], state[3] = s0, s1, s2, s3
+    return result
+
+
+@njit(cache=True)
+def exponential(state):
+    """A standard exponential variate by the ziggurat: one 64-bit draw and a table look-up 99% of
+    the time, no logarithm (the kernels inline the first try and call ``_exponential_rest``)."""
+    ri = _next(state) >> np.uint64(3)
+    idx = ri & np.uint64(0xFF)
+    ri >>= np.uint64(8)
+    e = np.int64(ri) * _ZIG_W[idx]
+    return e if ri < _ZIG_K[idx] else _exponential_rest(state, idx, e)
+
+
+@njit(cache=True)
+def _exponential_rest(state, idx, x):
+    """The ziggurat after a first try outside its layer's rectangle: the tail (r - log U) for the
+    base layer, else accept ``x`` under the density's wedge, else start again."""
+    if idx == 0:
+        return _ZIG_R - math.log(1.0 - uniform(state))
+    if (_ZIG_F[idx - 1] - _ZIG_F[idx]) * uniform(state) + _ZIG_F[idx] < math.exp(-x):
+        return x
+    while True:
+        ri = _next(state) >> np.uint64(3)
+        idx = ri & np.uint64(0xFF)
+        ri >>= np.uint64(8)
+        x = np.int64(ri) * _ZIG_W[idx]
+        if ri < _ZIG_K[idx]:
+            return x
+        if idx == 0:
+            return _ZIG_R - math.log(1.0 - uniform(state))
+        if (_ZIG_F[idx - 1] - _ZIG_F[idx]) * uniform(state) + _ZIG_F[idx] < math.exp(-x):
+            return x
+
+
+@njit(cache=True)
+def _select(a, cum, threshold):
+    """The channel of the direct method: the first j with a[0] + ... + a[j] > threshold (prefix
+    sums ``cum``; counted without a data-dependent branch), never one whose propensity is 0."""
+    R = a.size
+    j = 0
+    for r in range(R - 1):
+        j += cum[r] <= threshold
+    while a[j] == 0.0:  # round-off at the top end never picks a channel that cannot fire
+        j -= 1
+    return j
+
+
+@njit(cache=True)
+def _bad(a, x, k, info, t):
+    """After a propensity came out negative, NaN or infinite: fill ``info`` (True) or, where
+    every propensity is fine (a sum that overflowed), False."""
+    for r in range(a.size):
+        v = a[r]
+        if not (v >= 0.0 and v < math.inf):
+            _fail(info, x, k, r, -1, v, t)
+            return True
+    return False
+
+
 @njit(cache=True, error_model="numpy")
 def _product(coef, fs, foff, fsign, r, start, stop, x):
     """A mass-action-like law: coef[r] times factors sign * (count - offset) (a count, a count less a
@@ -234,6 +330,7 @@ def run(p_ops, p_args, consts, kind, offsets, coef, fs, foff, fsign, pptr, x0, c
     T = grid.size
     t_end = grid[T - 1]
     a = np.zeros(R)
+    cum = np.zeros(R)
     stack = np.empty(stack_size)
     x = np.empty(x0.size)
     for k in range(first, last):
@@ -242,6 +339,7 @@ def run(p_ops, p_args, consts, kind, offsets, coef, fs, foff, fsign, pptr, x0, c
         nxt = 0
         j = R  # the virtual "start" channel: evaluate every law
         while True:
+            bad = False
             for p in range(dep_ptr[j], dep_ptr[j + 1]):
                 r = dep_reactions[p]
                 if kind[r] == 0:
@@ -250,27 +348,28 @@ def run(p_ops, p_args, consts, kind, offsets, coef, fs, foff, fsign, pptr, x0, c
                     v = _arithmetic(p_ops, p_args, consts, offsets[r], offsets[r + 1], x, stack)
                 else:
                     v = _general(p_ops, p_args, consts, offsets[r], offsets[r + 1], x, stack)
-                if not (v >= 0.0 and v < math.inf):
-                    _fail(info, x, k, r, -1, v, t)
-                    return BAD_PROPENSITY
+                bad |= not (v >= 0.0)
                 a[r] = v
             a0 = 0.0
             for r in range(R):
                 a0 += a[r]
-            tn = t - math.log(1.0 - uniform(state)) / a0 if a0 > 0.0 else math.inf
+                cum[r] = a0
+            if bad or a0 == math.inf:
+                if _bad(a, x, k, info, t):
+                    return BAD_PROPENSITY
+            ri = _next(state) >> np.uint64(3)  # exponential(state), its first try inline
+            idx = ri & np.uint64(0xFF)
+            ri >>= np.uint64(8)
+            e = np.int64(ri) * _ZIG_W[idx]
+            if ri >= _ZIG_K[idx]:
+                e = _exponential_rest(state, idx, e)
+            tn = t + e / a0 if a0 > 0.0 else math.inf
             while nxt < T and grid[nxt] < tn:
                 out[k - first, nxt] = x
                 nxt += 1
             if tn > t_end:
                 break
-            threshold = uniform(state) * a0
-            j = 0
-            c = a[0]
-            while c <= threshold and j < R - 1:
-                j += 1
-                c += a[j]
-            while a[j] == 0.0:  # round-off at the top end never picks a channel that cannot fire
-                j -= 1
+            j = _select(a, cum, uniform(state) * a0)
             for p in range(ch_ptr[j], ch_ptr[j + 1]):
                 i = ch_species[p]
                 x[i] += ch_delta[p]
@@ -290,6 +389,7 @@ def run_products(coef, fs, foff, fsign, pptr, x0, ch_ptr, ch_species, ch_delta,
     T = grid.size
     t_end = grid[T - 1]
     a = np.zeros(R)
+    cum = np.zeros(R)
     x = np.empty(x0.size)
     for k in range(first, last):
         x[:] = x0
@@ -297,30 +397,32 @@ def run_products(coef, fs, foff, fsign, pptr, x0, ch_ptr, ch_species, ch_delta,
         nxt = 0
         j = R  # the virtual "start" channel: evaluate every law
         while True:
+            bad = False
             for p in range(dep_ptr[j], dep_ptr[j + 1]):
                 r = dep_reactions[p]
                 v = _product(coef, fs, foff, fsign, r, pptr[r], pptr[r + 1], x)
-                if not (v >= 0.0 and v < math.inf):
-                    _fail(info, x, k, r, -1, v, t)
-                    return BAD_PROPENSITY
+                bad |= not (v >= 0.0)
                 a[r] = v
             a0 = 0.0
             for r in range(R):
                 a0 += a[r]
-            tn = t - math.log(1.0 - uniform(state)) / a0 if a0 > 0.0 else math.inf
+                cum[r] = a0
+            if bad or a0 == math.inf:
+                if _bad(a, x, k, info, t):
+                    return BAD_PROPENSITY
+            ri = _next(state) >> np.uint64(3)  # exponential(state), its first try inline
+            idx = ri & np.uint64(0xFF)
+            ri >>= np.uint64(8)
+            e = np.int64(ri) * _ZIG_W[idx]
+            if ri >= _ZIG_K[idx]:
+                e = _exponential_rest(state, idx, e)
+            tn = t + e / a0 if a0 > 0.0 else math.inf
             while nxt < T and grid[nxt] < tn:
                 out[k - first, nxt] = x
                 nxt += 1
             if tn > t_end:
                 break
-            threshold = uniform(state) * a0
-            j = 0
-            c = a[0]
-            while c <= threshold and j < R - 1:
-                j += 1
-                c += a[j]
-            while a[j] == 0.0:  # round-off at the top end never picks a channel that cannot fire
-                j -= 1
+            j = _select(a, cum, uniform(state) * a0)
             for p in range(ch_ptr[j], ch_ptr[j + 1]):
                 i = ch_species[p]
                 x[i] += ch_delta[p]
