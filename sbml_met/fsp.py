@@ -19,32 +19,28 @@ and a dense matrix exponential for small ones.
 Fast path for many parameter points of one model (MET training): :class:`FSPSolver` enumerates the
 state space once, covering the parameter points it is given, and reuses it and its sparsity pattern
 for every later parameter point; :meth:`FSPSolver.solve_batch` integrates many points together.
+
+The state space, generator and batched integrator are the CME core's (:mod:`sbml_met.cme`); this
+module adds the adaptive growth of the box, the Krylov integrator and the Distribution results.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
-from .errors import (
-    InvalidArgumentError,
-    NegativeCountError,
-    PropensityError,
-    StateSpaceTooLargeError,
-    Unsupported,
-    UnsupportedSBMLError,
-)
+from .cme import StateSpace, exit_rates, generator, integrate, rates
+from .errors import InvalidArgumentError, StateSpaceTooLargeError, Unsupported, UnsupportedSBMLError
 from .network import ReactionNetwork, check_times
 from .results import Distribution
 
 _DENSE_MAX = 250  # state sets up to this size are exponentiated densely
 _GROWTH = 0.15  # a face that leaks too much moves out by this fraction of the box width
-_MAP_MAX = 1 << 25  # box volume up to which a dense index map is used
+_COURANT = 1.0  # h * max exit rate of FSPSolver's RK4 steps: keeps h*A's Gershgorin discs in RK4's stability region
 
 
 # ------------------------------------------------------------------------------------ state space
@@ -63,167 +59,43 @@ def _check_network(network: ReactionNetwork) -> None:
             f"FSP needs whole, non-negative initial counts; species {', '.join(bad)} are not")
 
 
-class _Index:
-    """Maps integer-coded states to their positions; dense array when the box is small enough."""
-
-    def __init__(self, volume: int):
-        self.dense = volume <= _MAP_MAX
-        if self.dense:
-            self.map = np.full(volume, -1, dtype=np.int64)
-        else:
-            self.keys = np.empty(0, dtype=np.int64)
-            self.pos = np.empty(0, dtype=np.int64)
-
-    def lookup(self, keys: np.ndarray) -> np.ndarray:
-        if self.dense:
-            return self.map[keys]
-        i = np.searchsorted(self.keys, keys)
-        i = np.minimum(i, max(len(self.keys) - 1, 0))
-        found = (self.keys[i] == keys) if len(self.keys) else np.zeros(len(keys), bool)
-        return np.where(found, self.pos[i] if len(self.keys) else -1, -1)
-
-    def add(self, keys: np.ndarray, start: int) -> None:
-        idx = np.arange(start, start + len(keys), dtype=np.int64)
-        if self.dense:
-            self.map[keys] = idx
-        else:
-            k = np.concatenate([self.keys, keys])
-            p = np.concatenate([self.pos, idx])
-            order = np.argsort(k, kind="stable")
-            self.keys, self.pos = k[order], p[order]
-
-
-class _Space:
-    """Reachable states of a network inside a box of counts (dynamic species only)."""
+class _Space(StateSpace):
+    """The adaptive FSP's state space: dynamic species only, starting as the reachable states in a
+    small box around the initial state (and a bound on the total count, which cuts the box's
+    improbable far corner, e.g. both toggle proteins high); :meth:`grow` widens leaking faces."""
 
     def __init__(self, network: ReactionNetwork, max_states: int):
-        self.net = network
-        self.max_states = int(max_states)
-        self.dyn = np.flatnonzero(network.dynamic_species)
-        self.nu = np.asarray(network.stoichiometry)[:, self.dyn].astype(np.int64)  # (R, D)
-        self.template = np.asarray(network.initial_state, dtype=float)
-        x0 = np.rint(self.template[self.dyn]).astype(np.int64)
-        self.x0 = x0
-        self.has_rules = any(r.species_index is not None for r in network.rules)
-        step = np.abs(self.nu).max(axis=0) if len(self.nu) else np.zeros(len(self.dyn), np.int64)
+        dyn = np.flatnonzero(network.dynamic_species)
+        nu = np.asarray(network.stoichiometry)[:, dyn].astype(np.int64)
+        x0 = np.rint(np.asarray(network.initial_state, dtype=float)[dyn]).astype(np.int64)
+        step = np.abs(nu).max(axis=0) if len(nu) else np.zeros(len(dyn), np.int64)
         margin = np.maximum(4, 4 * step)
-        self.lo = np.maximum(0, x0 - margin)
-        self.hi = x0 + margin
+        super().__init__(network, x0[None, :], np.maximum(0, x0 - margin), x0 + margin, dims=dyn,
+                         total=int(x0.sum() + margin.sum()), max_states=max_states,
+                         hint=". Raise max_states, shorten the time span or loosen tol.")
         self.lo0, self.hi0 = self.lo.copy(), self.hi.copy()
-        # a bound on the total count cuts the box's far corner (e.g. both toggle proteins high)
-        self.hsum = int(x0.sum() + margin.sum())
-        self.states = x0[None, :].copy()
-        self._reindex()
 
-    # ---------------------------------------------------------------- coding
-    def _reindex(self) -> None:
-        self.version = getattr(self, "version", 0) + 1  # changes with the box and the states
-        width = self.hi - self.lo + 1
-        volume = 1
-        for w in width:
-            volume *= int(w)
-        if volume >= (1 << 62):
-            raise StateSpaceTooLargeError(
-                f"the box of counts needed by FSP is too large to index ({self._grown()})")
-        self.strides = np.cumprod(np.concatenate([[1], width[::-1][:-1]]))[::-1].astype(np.int64)
-        self.index = _Index(volume)
-        self.index.add(self._keys(self.states), 0)
-
-    def _keys(self, y: np.ndarray) -> np.ndarray:
-        return ((y - self.lo) * self.strides).sum(axis=1) if len(y) else np.empty(0, np.int64)
-
-    def inbox(self, y: np.ndarray) -> np.ndarray:
-        return np.all((y >= self.lo) & (y <= self.hi), axis=1) & (y.sum(axis=1) <= self.hsum)
-
-    def _faces_of(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """below (m, D), above (m, D) and over-total (m,) masks of states y."""
-        return y < self.lo, y > self.hi, y.sum(axis=1) > self.hsum
-
-    @property
-    def unexplored_face(self) -> int:
-        return 2 * len(self.dyn) + 1
-
-    @property
-    def n(self) -> int:
-        return len(self.states)
-
-    def full(self, y: np.ndarray | None = None) -> np.ndarray:
-        """Full state rows (m, n_species): dynamic counts, fixed species, rule species derived."""
-        y = self.states if y is None else y
-        x = np.repeat(self.template[None, :], len(y), axis=0)
-        x[:, self.dyn] = y
-        if self.has_rules:
-            rows = np.ascontiguousarray(x.T)
-            self.net.apply_rules(rows)
-            x = rows.T
-        return x
-
-    def _grown(self) -> str:
+    def describe(self) -> str:
         parts = []
-        names = [self.net.species[i] for i in self.dyn]
+        names = [self.network.species[i] for i in self.dims]
         for d, s in enumerate(names):
             if self.lo[d] < self.lo0[d] or self.hi[d] > self.hi0[d]:
                 parts.append(f"{s} in [{self.lo[d]}, {self.hi[d]}]")
         if parts and len(names) > 1:
-            parts.append(f"total count <= {self.hsum}")
+            parts.append(f"total count <= {self.total}")
         return "species that grew: " + (", ".join(parts) if parts else "none (many reachable states)")
-
-    # ---------------------------------------------------------------- exploration
-    def positive(self, y: np.ndarray, params: Sequence[Mapping[str, Any] | None]) -> np.ndarray:
-        """(m, R) mask of reactions with positive propensity at any of ``params``."""
-        x = self.full(y)
-        mask = np.zeros((len(y), len(self.nu)), dtype=bool)
-        for p in params:
-            a = np.asarray(self.net.propensities(x, parameters=p), dtype=float)
-            a = a.reshape(-1, len(y), len(self.nu))
-            mask |= (a > 0).any(axis=0)
-        return mask
-
-    def explore(self, frontier: np.ndarray, params: Sequence[Mapping[str, Any] | None]) -> None:
-        """Breadth-first closure from ``frontier`` (indices) inside the box."""
-        R = len(self.nu)
-        while frontier.size and R:
-            pos = self.positive(self.states[frontier], params)
-            src, r = np.nonzero(pos)
-            if not src.size:
-                break
-            y = self.states[frontier[src]] + self.nu[r]
-            below = np.argwhere(y < 0)
-            if below.size:
-                k, d = (int(v) for v in below[0])
-                raise NegativeCountError(self.net.reaction_ids[r[k]], self.net.species[self.dyn[d]],
-                                         float(self.states[frontier[src[k]], d]), None)
-            y = y[self.inbox(y)]
-            if not len(y):
-                break
-            keys = self._keys(y)
-            new = self.index.lookup(keys) < 0
-            keys, first = np.unique(keys[new], return_index=True)
-            if not keys.size:
-                break
-            y = y[new][first]
-            start = self.n
-            if start + len(y) > self.max_states:
-                raise StateSpaceTooLargeError(
-                    f"finite state projection of model '{self.net.name}' needs more than "
-                    f"max_states={self.max_states} states (reached {start + len(y)}); "
-                    f"{self._grown()}. Raise max_states, shorten the time span or loosen tol.")
-            self.states = np.concatenate([self.states, y])
-            self.index.add(keys, start)
-            self.version += 1
-            frontier = np.arange(start, self.n)
 
     def grow(self, faces: np.ndarray, params: Sequence[Mapping[str, Any] | None]) -> None:
         """Widen the box at the given faces (2d: below species d, 2d+1: above) and explore."""
-        D = len(self.dyn)
+        D = len(self.dims)
         width = self.hi - self.lo + 1
         faces = self._all_violated(set(int(f) for f in faces))
         for f in faces:
             d, up = divmod(int(f), 2)
             if d >= D:
                 if f == 2 * D:  # the total-count bound
-                    span = self.hsum - int(self.lo.sum())
-                    self.hsum += max(4, int(math.ceil(_GROWTH * span)))
+                    span = self.total - int(self.lo.sum())
+                    self.total += max(4, int(math.ceil(_GROWTH * span)))
                 continue
             delta = max(4, int(math.ceil(_GROWTH * width[d])), 2 * int(np.abs(self.nu[:, d]).max()))
             if up:
@@ -232,22 +104,20 @@ class _Space:
                 # stops at 0 first; below 0 only if mass still leaks there, i.e. a rate law is
                 # positive at a count that would go negative (the SSA would go there too)
                 self.lo[d] = max(0, self.lo[d] - delta) if self.lo[d] > 0 else self.lo[d] - delta
-        self._reindex()
+        self.reindex()
         self.explore(np.arange(self.n), params)
 
     def _all_violated(self, faces: set[int]) -> list[int]:
         """Leaks are booked on the first face they cross; a leak that crosses several faces
         (e.g. a dimerisation lowering P and raising P2) needs all of them widened."""
         out = set(faces)
-        D = len(self.dyn)
+        D = len(self.dims)
         for r in range(len(self.nu)):
-            y = self.states + self.nu[r]
-            below, above, over = self._faces_of(y)
+            below, above, over = self.faces_of(self.states + self.nu[r])
             bad = (below | above).any(axis=1) | over
             if not bad.any():
                 continue
-            first = self._first_face(below[bad], above[bad], over[bad])
-            sel = np.isin(first, list(faces))
+            sel = np.isin(self.first_face(below[bad], above[bad], over[bad]), list(faces))
             for d in np.flatnonzero(below[bad][sel].any(axis=0)):
                 out.add(2 * int(d))
             for d in np.flatnonzero(above[bad][sel].any(axis=0)):
@@ -256,64 +126,15 @@ class _Space:
                 out.add(2 * D)
         return sorted(out)
 
-    def _first_face(self, b: np.ndarray, a: np.ndarray, over: np.ndarray) -> np.ndarray:
-        D = len(self.dyn)
-        return np.where(b.any(axis=1), 2 * b.argmax(axis=1),
-                        np.where(a.any(axis=1), 2 * a.argmax(axis=1) + 1, 2 * D))
 
-    def transitions(self) -> np.ndarray:
-        """(n, R) destination of every reaction from every state: index, or -1-sink for a leak.
-
-        Sinks: 2d / 2d+1 below / above species d's box, 2D over the total-count bound, 2D+1 an
-        in-box state not enumerated."""
-        out = np.empty((self.n, len(self.nu)), dtype=np.int64)
-        unexplored = -1 - self.unexplored_face
-        for r in range(len(self.nu)):
-            y = self.states + self.nu[r]
-            below, above, over = self._faces_of(y)
-            ok = ~((below | above).any(axis=1) | over)
-            dst = np.full(self.n, unexplored, dtype=np.int64)
-            dst[ok] = self.index.lookup(self._keys(y[ok]))
-            dst[ok & (dst < 0)] = unexplored
-            bad = ~ok
-            if bad.any():
-                dst[bad] = -1 - self._first_face(below[bad], above[bad], over[bad])
-            out[:, r] = dst
-        return out
-
-    @property
-    def n_sinks(self) -> int:
-        return 2 * len(self.dyn) + 2
-
-
-# ------------------------------------------------------------------------------------ generators
-def _propensities(space: _Space, full: np.ndarray, params: Mapping[str, Any] | None) -> np.ndarray:
-    """(..., n, R) propensities, checked finite and >= 0."""
-    a = np.asarray(space.net.propensities(full, parameters=params), dtype=float)
-    if a.ndim == 1:
-        a = a[:, None]
-    ok = np.isfinite(a) & (a >= 0)
-    if not ok.all():
-        where = np.argwhere(~ok)[0]
-        i, r = int(where[-2]), int(where[-1])
-        raise PropensityError(space.net.reaction_ids[r], float(a[tuple(where)]),
-                              dict(zip(space.net.species, full[i])), 0.0)
-    return a
+def _propensities(space: StateSpace, full: np.ndarray, params: Mapping[str, Any] | None) -> np.ndarray:
+    """Kept for bench/fsp.py: :func:`sbml_met.cme.rates` of ``space``'s network."""
+    return rates(space.network, full, params)
 
 
 def _generator(a: np.ndarray, dst: np.ndarray, n: int, n_sinks: int) -> sp.csr_matrix:
-    """Sparse generator (columns = source) on n states plus n_sinks absorbing sinks."""
-    R = a.shape[1]
-    src = np.repeat(np.arange(n), R)
-    d = dst.reshape(-1)
-    rows = np.where(d >= 0, d, n - 1 - d)
-    vals = a.reshape(-1)
-    keep = vals > 0
-    rows = np.concatenate([rows[keep], np.arange(n)])
-    cols = np.concatenate([src[keep], np.arange(n)])
-    data = np.concatenate([vals[keep], -a.sum(axis=1)])
-    N = n + n_sinks
-    return sp.csr_matrix((data, (rows, cols)), shape=(N, N))
+    """Kept for bench/fsp.py: :func:`sbml_met.cme.generator` (``n`` is ``len(a)``)."""
+    return generator(a, dst, n_sinks)
 
 
 # ------------------------------------------------------------------------------------ integrators
@@ -498,9 +319,7 @@ def _adaptive(space: _Space, grid: np.ndarray, tol: float, params: Mapping[str, 
         while True:
             if built is None or built[0] != space.version:
                 full = space.full()
-                a = _propensities(space, full, params)
-                dst = space.transitions()
-                A = _generator(a, dst, space.n, space.n_sinks)
+                A = generator(rates(space.network, full, params), space.transitions(), space.n_sinks)
                 built = (space.version, A, full)
             _, A, full = built
             v = np.concatenate([p, np.zeros(space.n_sinks)])
@@ -510,8 +329,8 @@ def _adaptive(space: _Space, grid: np.ndarray, tol: float, params: Mapping[str, 
             if lost + sinks.sum() <= budget or rounds >= max_rounds:
                 if lost + sinks.sum() > budget:
                     raise StateSpaceTooLargeError(
-                        f"FSP of model '{space.net.name}' did not converge after {rounds} "
-                        f"enlargements; {space._grown()}")
+                        f"FSP of model '{space.network.name}' did not converge after {rounds} "
+                        f"enlargements; {space.describe()}")
                 break
             order = np.argsort(sinks)[::-1]
             cum = np.cumsum(sinks[order])
@@ -533,11 +352,11 @@ def _adaptive(space: _Space, grid: np.ndarray, tol: float, params: Mapping[str, 
                 out_states.append(_output_states(full[keep]))
                 out_probs.append(p[keep].copy())
                 out_err.append(lost)
-    return Distribution(space.net.species, grid.copy(), tuple(out_states), tuple(out_probs),
+    return Distribution(space.network.species, grid.copy(), tuple(out_states), tuple(out_probs),
                         method=method, truncation_error=np.asarray(out_err, dtype=float),
                         metadata={"n_states": space.n, "tol": tol,
-                                  "box": {space.net.species[d]: (int(lo), int(hi)) for d, lo, hi in
-                                          zip(space.dyn, space.lo, space.hi)}})
+                                  "box": {space.network.species[d]: (int(lo), int(hi)) for d, lo, hi in
+                                          zip(space.dims, space.lo, space.hi)}})
 
 
 def _output_states(full: np.ndarray) -> np.ndarray:
@@ -664,61 +483,14 @@ class FSPSolver:
         return out
 
     def _integrate(self, points: list[dict[str, float]], grid: np.ndarray):
-        sp_ = self._space
-        n, ns, K = sp_.n, sp_.n_sinks, len(points)
-        a = _propensities(sp_, self._full, _stack(self.network, points) if any(points) else None)
-        a = np.broadcast_to(a, (K,) + a.shape[-2:]) if a.ndim == 2 else a
-        blocks = [_generator(a[k], self._dst, n, ns) for k in range(K)]
-        A = sp.block_diag(blocks, format="csr")
-        N = n + ns
-        rate = float(np.max(a.sum(axis=2))) if a.size else 0.0
-        v = np.zeros(K * N)
-        v[::N] = 1.0
-        probs = np.empty((K, len(grid), n))
-        err = np.empty((K, len(grid)))
-        t_now, cache = 0.0, {}
-        I = sp.identity(K * N, format="csr")
-        for j, t in enumerate(grid):
-            dt = float(t - t_now)
-            if dt > 0 and rate > 0:
-                steps = max(1, int(math.ceil(dt * rate / _TAYLOR_STEP)))
-                key = round(dt / steps, 15)
-                if key not in cache:
-                    hA = A * (dt / steps)
-                    M, term = I.copy(), I
-                    for q in range(1, _TAYLOR_DEGREE + 1):
-                        term = (hA @ term) / q
-                        M = M + term
-                    cache[key] = M.tocsr()
-                v = _repeat_matvec(cache[key], v, steps)
-            t_now = float(t)
-            w = v.reshape(K, N)
-            probs[:, j] = np.maximum(w[:, :n], 0.0)
-            err[:, j] = np.maximum(w[:, n:], 0.0).sum(axis=1)
-        return probs, err
-
-
-def _repeat_matvec(M: sp.csr_matrix, v: np.ndarray, steps: int) -> np.ndarray:
-    """M^steps v, calling scipy's CSR kernel directly (the Python overhead of ``M @ v`` is ~3x
-    the kernel's time at a few hundred states)."""
-    try:
-        from scipy.sparse._sparsetools import csr_matvec
-    except ImportError:  # pragma: no cover - private scipy API moved
-        for _ in range(steps):
-            v = M @ v
-        return v
-    n_row, n_col = M.shape
-    indptr, indices, data = M.indptr, M.indices, M.data
-    x, y = np.array(v, dtype=float), np.empty(n_row)
-    for _ in range(steps):
-        y.fill(0.0)
-        csr_matvec(n_row, n_col, indptr, indices, data, x, y)
-        x, y = y, x
-    return x
-
-
-_TAYLOR_DEGREE = 4  # degree of the Taylor step polynomial (classical RK4 for a linear system)
-_TAYLOR_STEP = 1.0  # h * max exit rate: keeps h*A's Gershgorin discs in RK4's stability region
+        n, K = self._space.n, len(points)
+        a = rates(self.network, self._full, _stack(self.network, points) if any(points) else None)
+        a = np.broadcast_to(a, (K,) + a.shape[-2:])
+        blocks = [generator(a[k], self._dst, self._space.n_sinks) for k in range(K)]
+        p0 = np.zeros(n + self._space.n_sinks)
+        p0[0] = 1.0
+        w = integrate(blocks, p0, np.diff(grid, prepend=0.0), exit_rates(a), courant=_COURANT)
+        return np.maximum(w[:, :, :n], 0.0), np.maximum(w[:, :, n:], 0.0).sum(axis=2)
 
 
 # ------------------------------------------------------------------ many points, worker threads
