@@ -56,6 +56,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .. import cme
+from ..cme import grid_states
 from ..errors import InvalidArgumentError
 from ..network import check_times
 from ..results import Distribution
@@ -342,32 +344,6 @@ def _forward_terms(x: np.ndarray, h: float, network, nu: np.ndarray, V: np.ndarr
     return states, weights
 
 
-def grid_states(vocab: Sequence[int]) -> np.ndarray:
-    """Every state of the count vocabulary (counts 0..V_s-1), row-major: (prod V, S) int64."""
-    V = np.asarray(vocab, dtype=np.int64)
-    grids = np.meshgrid(*[np.arange(v) for v in V], indexing="ij")
-    return np.stack([g.reshape(-1) for g in grids], axis=1).astype(np.int64)
-
-
-def grid_generator(network, X: np.ndarray, V: np.ndarray, nu: np.ndarray,
-                   parameters: Mapping[str, Any] | None = None):
-    """The CME generator W (sparse CSR, column = source state) restricted to the vocabulary grid
-    X (mass leaving the grid is lost: the truncation) and the exit rates a_0 of its states."""
-    import scipy.sparse as sp
-
-    a = np.atleast_2d(network.propensities(X, 0.0, parameters))  # (n, R)
-    a0 = a.sum(axis=1)
-    strides = np.array([int(np.prod(V[i + 1:])) for i in range(len(V))])
-    rows, cols, vals = [np.arange(len(X))], [np.arange(len(X))], [-a0]
-    for r in range(len(nu)):
-        src = X - nu[r]
-        ok = np.all((src >= 0) & (src < V[None, :]), axis=1)
-        idx = src[ok] @ strides
-        rows.append(np.flatnonzero(ok)), cols.append(idx), vals.append(a[idx, r])
-    W = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(len(X), len(X)))
-    return W, a0
-
-
 def _divergence(lq: torch.Tensor, log_tq: torch.Tensor, tq: torch.Tensor, divergence: str) -> torch.Tensor:
     """The step objective summed over the grid: reverse KL(q || Tq), forward KL(Tq || q) or both."""
     rev = (lq.exp() * (lq - log_tq)).sum()
@@ -375,51 +351,96 @@ def _divergence(lq: torch.Tensor, log_tq: torch.Tensor, tq: torch.Tensor, diverg
     return rev if divergence == "reverse" else (fwd if divergence == "forward" else rev + fwd)
 
 
-class _ExactKL:
-    """KL(q_new || T q_old) summed exactly over every state of the count vocabulary (for small
-    vocabularies): the same objective as the sampled estimator, without its noise."""
+def _targets(Tq: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """log T q (floored at 1e-300) and T q (0 where it was floored), the fits' targets."""
+    Tq = np.maximum(Tq, 1e-300)
+    return torch.as_tensor(np.log(Tq)), torch.as_tensor(np.where(Tq > 1e-300, Tq, 0.0))
 
-    def __init__(self, network, V: np.ndarray, nu: np.ndarray, divergence: str = "jeffreys",
-                 propagator: str = "euler"):
-        self.divergence, self.propagator = divergence, propagator
-        X = grid_states(V)
-        self.X = torch.as_tensor(X)
-        # the CME generator W on the vocabulary grid (mass leaving it is lost); both propagators use it
-        self.W, self.a0 = grid_generator(network, X, V, nu)
 
-    def step(self, net, opt, t, t_out, dt, inner_steps, max_inner, tol, lr, lr_min):
+def _lbfgs(params, objective, max_inner: int) -> int:
+    """Minimise ``objective()`` by L-BFGS (strong Wolfe line search, fresh for each step); returns
+    the number of objective evaluations."""
+    lb = torch.optim.LBFGS(params, lr=1.0, max_iter=max_inner, history_size=20, tolerance_grad=1e-10,
+                           tolerance_change=1e-15, line_search_fn="strong_wolfe")
+    n_eval = [0]
+
+    def closure():
+        lb.zero_grad(set_to_none=True)
+        loss = objective()
+        loss.backward()
+        n_eval[0] += 1
+        return loss
+
+    lb.step(closure)
+    return n_eval[0]
+
+
+def _adapt_lr(opt, used: int, inner_steps: int, lr: float, lr_min: float) -> None:
+    """Adam moves each weight by about lr per update: large steps while the VAN leaves the initial
+    point mass, small ones (a low noise floor) once each step converges at once."""
+    cur = opt.param_groups[0]["lr"]
+    cur = cur * 0.8 if used <= inner_steps else (cur * 1.5 if used > 4 * inner_steps else cur)
+    for g in opt.param_groups:
+        g["lr"] = min(max(cur, lr_min), lr)
+
+
+# ------------------------------------------------------------------------------------ propagators
+# Each carries the VAN q_t over one step h and fits q_{t+h} to the result: ``step(net, t, t_out)``
+# returns (t + h, optimiser updates, KL estimate). solve_van picks one (its ``propagator`` and
+# ``estimator`` arguments) and calls it until each output time.
+@dataclass
+class _Fit:
+    """Optimiser settings shared by the propagators (solve_van's arguments of the same names)."""
+
+    opt: Any  # Adam, or None for L-BFGS
+    dt: float
+    inner_steps: int
+    max_inner: int
+    kl_tol: float
+    lr: float
+    lr_min: float
+
+
+class ExactPropagator:
+    """Exact sums over every state of the count vocabulary (for small vocabularies): T q_old by
+    ``kernel`` "expm" (exp(hW), no stability bound on h) or "euler" (I + hW, h a_0 <= 1/2 where
+    q_old has mass), W the CME generator on the vocabulary grid (:mod:`sbml_met.cme`; mass leaving
+    it is lost), and q_new fitted to it by L-BFGS (``fit.opt`` None) or Adam on the divergence."""
+
+    def __init__(self, network, V: np.ndarray, divergence: str, kernel: str, fit: _Fit,
+                 parameters: Mapping[str, Any] | None = None):
+        self.divergence, self.kernel, self.fit = divergence, kernel, fit
+        space = cme.StateSpace.box(network, V)
+        self.X = torch.as_tensor(space.states)
+        a = cme.rates(network, space.states, parameters, clip=True)
+        self.W, self.a0 = cme.generator(a, space.transitions()), a.sum(axis=1)
+
+    def step(self, net, t: float, t_out: float) -> tuple[float, int, float]:
         with torch.no_grad():
             q_old = net.log_prob(self.X).double().exp().numpy()
-        if self.propagator == "expm":  # exact propagation over dt: no stability bound on the step
+        if self.kernel == "expm":
             from scipy.sparse.linalg import expm_multiply
 
-            h = min(dt, t_out - t)
-            Tq = np.maximum(expm_multiply(self.W * h, q_old), 1e-300)
+            h = min(self.fit.dt, t_out - t)
+            Tq = expm_multiply(self.W * h, q_old)
         else:
             live = q_old > 1e-6
-            h = min(dt, t_out - t, 0.5 / max(float(self.a0[live].max()) if live.any() else 1.0, 1e-12))
-            Tq = np.maximum(q_old + h * (self.W @ q_old), 1e-300)  # the Euler kernel I + hW
-        log_tq = torch.as_tensor(np.log(Tq))
-        tq_t = torch.as_tensor(np.where(Tq > 1e-300, Tq, 0.0))
-        kl = float("nan")
-        if opt is None:  # L-BFGS on the exact objective (double precision), fresh for each step
-            lb = torch.optim.LBFGS(net.parameters(), lr=1.0, max_iter=max_inner, history_size=20,
-                                   tolerance_grad=1e-10, tolerance_change=1e-15, line_search_fn="strong_wolfe")
-            n_eval = [0]
+            h = min(self.fit.dt, t_out - t, 0.5 / max(float(self.a0[live].max()) if live.any() else 1.0, 1e-12))
+            Tq = q_old + h * (self.W @ q_old)
+        log_tq, tq_t = _targets(Tq)
+        used, kl = (self._lbfgs if self.fit.opt is None else self._adam)(net, log_tq, tq_t)
+        return t + h, used, kl
 
-            def closure():
-                lb.zero_grad(set_to_none=True)
-                loss = _divergence(net.log_prob(self.X), log_tq, tq_t, self.divergence)
-                loss.backward()
-                n_eval[0] += 1
-                return loss
+    def _lbfgs(self, net, log_tq, tq_t) -> tuple[int, float]:
+        used = _lbfgs(net.parameters(), lambda: _divergence(net.log_prob(self.X), log_tq, tq_t, self.divergence),
+                      self.fit.max_inner)
+        with torch.no_grad():
+            lq = net.log_prob(self.X)
+            return used, float((lq.exp() * (lq - log_tq)).sum())
 
-            lb.step(closure)
-            with torch.no_grad():
-                lq = net.log_prob(self.X)
-                kl = float((lq.exp() * (lq - log_tq)).sum())
-            return t + h, n_eval[0], kl
-        for it in range(max_inner):
+    def _adam(self, net, log_tq, tq_t) -> tuple[int, float]:
+        fit, opt = self.fit, self.fit.opt
+        for it in range(fit.max_inner):
             lq = net.log_prob(self.X).double()
             rev = (lq.exp() * (lq - log_tq)).sum()
             fwd = (tq_t * (log_tq - lq)).sum()
@@ -428,51 +449,113 @@ class _ExactKL:
             loss.backward()
             opt.step()
             kl = max(float(rev.detach()), float(fwd.detach())) if self.divergence == "jeffreys" else float(loss.detach())
-            if it + 1 >= inner_steps and kl < tol:
+            if it + 1 >= fit.inner_steps and kl < fit.kl_tol:
                 break
-        cur = opt.param_groups[0]["lr"]
-        cur = cur * 0.8 if it + 1 <= inner_steps else (cur * 1.5 if it + 1 > 4 * inner_steps else cur)
-        for g in opt.param_groups:
-            g["lr"] = min(max(cur, lr_min), lr)
-        return t + h, it + 1, kl
+        _adapt_lr(opt, it + 1, fit.inner_steps, fit.lr, fit.lr_min)
+        return it + 1, kl
 
 
-def _check_clock(start: float, max_seconds: float | None, t: float, t_out: float) -> None:
-    if max_seconds is not None and _time.monotonic() - start > max_seconds:
-        raise TimeoutError(f"solve_van: {max_seconds:g} s spent before t = {t_out:g} (reached t = {t:g})")
+class SampledEulerPropagator:
+    """The NNCME kernel T = I + hW with samples (state spaces beyond enumeration): h a_0 <= 1/2 on
+    the sampled states, the KL's gradient by REINFORCE on the mixture (q_new + T q_old) / 2 (see
+    the module docstring), plus the forward KL unless ``divergence`` is "reverse"; Adam."""
+
+    def __init__(self, network, V: np.ndarray, divergence: str, fit: _Fit, batch: int, gen, rng,
+                 rate: float):
+        self.network, self.V, self.divergence, self.fit = network, V, divergence, fit
+        self.nu = np.asarray(network.stoichiometry, dtype=np.int64)
+        self.batch, self.gen, self.rng, self.rate = batch, gen, rng, rate  # rate: a_0 seen last
+
+    def step(self, net, t: float, t_out: float) -> tuple[float, int, float]:
+        old = copy.deepcopy(net).eval()
+        h = min(self.fit.dt, t_out - t, 0.5 / max(self.rate, 1e-12))
+        half = self.batch // 2 if self.divergence != "forward" else self.batch
+        y_kernel, rate_k = _kernel_samples(old, half, h, self.network, self.nu, None, self.gen, self.rng)
+        y_kernel = np.minimum(y_kernel, self.V - 1)  # beyond the vocabulary: the truncation
+        fwd = None
+        if self.divergence != "reverse":
+            states, weights = _forward_terms(old.sample(self.batch, self.gen), h, self.network, self.nu, self.V)
+            fwd = (torch.as_tensor(states, dtype=torch.long), torch.as_tensor(weights, dtype=torch.float32))
+        y_new, used, kl = self._fit(net, old, h, half, y_kernel, fwd)
+        _adapt_lr(self.fit.opt, used, self.fit.inner_steps, self.fit.lr, self.fit.lr_min)
+        a_new = np.atleast_2d(self.network.propensities(y_new)).sum(axis=1).max()
+        self.rate = max(rate_k, float(a_new))
+        return t + h, used, kl
+
+    def _fit(self, net, old, h: float, half: int, y_kernel: np.ndarray, fwd) -> tuple[np.ndarray, int, float]:
+        fit, batch = self.fit, self.batch
+        y_new, kl = y_kernel, float("nan")
+        for it in range(fit.max_inner):
+            loss = torch.zeros(())
+            if self.divergence != "forward":
+                y_new = net.sample(batch - half, self.gen)
+                term, kl = self._reverse(net, old, h, np.concatenate([y_new, y_kernel]), batch - half)
+                loss = loss + term
+            if fwd is not None:
+                loss = loss - (fwd[1] * _log_q(net, fwd[0], grad=True)).sum() / batch
+            fit.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            fit.opt.step()
+            if it + 1 >= fit.inner_steps and (self.divergence == "forward" or kl < fit.kl_tol):
+                break
+        return y_new, it + 1, kl
+
+    def _reverse(self, net, old, h: float, y: np.ndarray, n_new: int) -> tuple[torch.Tensor, float]:
+        """REINFORCE loss of KL(q_new || T q_old) on the mixture draws y (the first ``n_new`` from
+        q_new, the rest exact draws from T q_old) and the KL estimate (Jeffreys: the larger of
+        the reverse and the forward estimate)."""
+        lt = log_T(old, y, h, self.network, self.nu, self.V)
+        lq = _log_q(net, torch.as_tensor(y, dtype=torch.long), grad=True)
+        lqd = lq.detach().double().numpy()
+        w = np.exp(lqd - (np.logaddexp(lqd, lt) - math.log(2.0)))
+        f = lqd - lt
+        b = float((w * f).sum() / w.sum())
+        kl = float((w * f).mean())
+        kf = float(np.mean(lt[n_new:] - lqd[n_new:]))  # forward KL, exact draws
+        kl = max(kl, kf) if self.divergence == "jeffreys" else kl
+        return (torch.as_tensor(w * (f - b), dtype=torch.float32) * lq).mean(), kl
 
 
-def _ssa_kernel_step(net, opt, network, h: float, x0, V: np.ndarray, n: int, batch: int, iters: int,
-                     gen: torch.Generator, rng: np.random.Generator, lr: float) -> tuple[int, float]:
-    """One step of the "ssa" propagator: y ~ exp(hW) q_t exactly (x ~ q_t, or the initial state
-    at t = 0, then the SSA for h), then ``iters`` Adam minibatches of -mean log q_{t+h}(y).
-    Returns (updates, the forward KL estimate's cross-entropy part on all draws)."""
-    from ._cme import ssa_batch
+class SSAPropagator:
+    """The exact kernel exp(hW) by sampling: ``n`` states x ~ q_t (the initial state at t = 0),
+    each carried over h by the exact SSA, then ``fit.max_inner`` Adam minibatches of ``batch`` of
+    -mean log q_{t+h}(y) (maximum likelihood, the forward KL; cosine step-size decay within the
+    step). The KL estimate is the cross-entropy part of the forward KL on the draws."""
 
-    with torch.no_grad():
-        x = np.repeat(np.asarray(x0, dtype=np.int64)[None], n, 0) if x0 is not None else net.sample(n, gen)
-    y = ssa_batch(network, {}, x, np.full((n, 1), float(h)), rng)[:, 0, :].astype(np.int64)
-    y = torch.as_tensor(np.minimum(y, V - 1))  # beyond the vocabulary: the truncation
-    if x0 is not None:  # leaving the initial point mass: start the heads from the drawn marginals
+    def __init__(self, network, V: np.ndarray, x0: np.ndarray, fit: _Fit, n: int, batch: int, gen, rng):
+        self.network, self.V, self.x0, self.fit = network, V, x0, fit
+        self.n, self.batch, self.gen, self.rng = n, batch, gen, rng
+
+    def step(self, net, t: float, t_out: float) -> tuple[float, int, float]:
+        from ._cme import ssa_batch
+
+        h, fit, n, start = min(self.fit.dt, t_out - t), self.fit, self.n, t == 0.0
         with torch.no_grad():
-            for s, Vs in enumerate(V):
-                freq = np.bincount(y[:, s].numpy(), minlength=int(Vs))[: int(Vs)] + 0.5
-                net.b3[s, : int(Vs)] = torch.as_tensor(np.log(freq / freq.sum()), dtype=net.b3.dtype)
-    net.train()
-    for i in range(iters):  # cosine decay within the step: large moves first, a low noise floor last
-        for g in opt.param_groups:
-            g["lr"] = lr * (0.05 + 0.475 * (1 + math.cos(math.pi * i / iters)))
-        idx = torch.as_tensor(rng.integers(0, n, batch))
-        loss = -net.log_prob(y[idx]).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        opt.step()
-    with torch.no_grad():
-        ce = float(-net.log_prob(y[:4096]).mean())
-    return iters, ce
+            x = np.repeat(np.asarray(self.x0, dtype=np.int64)[None], n, 0) if start else net.sample(n, self.gen)
+        y = ssa_batch(self.network, {}, x, np.full((n, 1), float(h)), self.rng)[:, 0, :].astype(np.int64)
+        y = torch.as_tensor(np.minimum(y, self.V - 1))  # beyond the vocabulary: the truncation
+        if start:  # leaving the initial point mass: start the heads from the drawn marginals
+            with torch.no_grad():
+                for s, Vs in enumerate(self.V):
+                    freq = np.bincount(y[:, s].numpy(), minlength=int(Vs))[: int(Vs)] + 0.5
+                    net.b3[s, : int(Vs)] = torch.as_tensor(np.log(freq / freq.sum()), dtype=net.b3.dtype)
+        net.train()
+        iters = fit.max_inner
+        for i in range(iters):  # cosine decay within the step: large moves first, a low noise floor last
+            for g in fit.opt.param_groups:
+                g["lr"] = fit.lr * (0.05 + 0.475 * (1 + math.cos(math.pi * i / iters)))
+            loss = -net.log_prob(y[torch.as_tensor(self.rng.integers(0, n, self.batch))]).mean()
+            fit.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            fit.opt.step()
+        with torch.no_grad():
+            ce = float(-net.log_prob(y[:4096]).mean())
+        return t + h, iters, ce
 
 
+# ------------------------------------------------------------------------------------ solve_van
 def solve_van(
     network,
     times: Sequence[float] | np.ndarray,
@@ -532,155 +615,165 @@ def solve_van(
     :class:`VANSolution` (the VAN weights at each time; reward models for the RL teachers).
     ``metadata["kl"]`` logs the KL per Euler step, ``metadata["updates"]`` the optimiser steps.
     ``max_seconds``: raise ``TimeoutError`` when an output time is reached after that long."""
+    opts = _Options(**{k: v for k, v in locals().items() if k not in ("network", "times")})  # the keywords
     grid = check_times(times)
-    if network.has_events:
-        raise InvalidArgumentError("solve_van does not support events")
-    if (dt is not None and dt <= 0) or inner_steps < 1 or batch < 2:
-        raise InvalidArgumentError("need dt > 0, inner_steps >= 1, batch >= 2")
-    if optimizer not in ("auto", "adam", "lbfgs"):
-        raise InvalidArgumentError(f"optimizer must be 'auto', 'adam' or 'lbfgs', got {optimizer!r}")
-    if propagator not in ("auto", "euler", "expm", "ssa"):
-        raise InvalidArgumentError(f"propagator must be 'auto', 'euler', 'expm' or 'ssa', got {propagator!r}")
-    if propagator == "ssa" and divergence not in ("auto", "forward"):
-        raise InvalidArgumentError(f"propagator='ssa' fits by maximum likelihood on the drawn states (divergence "
-                                   f"'forward'); got divergence={divergence!r}")
-    if estimator not in ("auto", "exact", "sampled"):
-        raise InvalidArgumentError(f"estimator must be 'auto', 'exact' or 'sampled', got {estimator!r}")
-    if divergence not in ("auto", "reverse", "forward", "jeffreys"):
-        raise InvalidArgumentError(f"divergence must be 'reverse', 'forward' or 'jeffreys', got {divergence!r}")
+    opts.validate(network)
     t_wall = _time.monotonic()
     old_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(int(threads))
     try:
-        torch.manual_seed(seed)
-        rng = np.random.default_rng(seed)
-        gen = torch.Generator().manual_seed(int(seed))
+        return _VANRun(network, grid, opts, t_wall).run()
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+@dataclass
+class _Options:
+    """solve_van's keyword arguments; :meth:`resolve` replaces the "auto" choices."""
+
+    dt: float | None
+    inner_steps: int
+    max_inner: int
+    kl_tol: float
+    divergence: str
+    estimator: str
+    optimizer: str
+    max_seconds: float | None
+    exact_limit: int
+    kl_tol_exact: float
+    batch: int
+    lr: float
+    lr_min: float
+    vocab: Sequence[int] | None
+    model: Mapping[str, Any] | None
+    seed: int
+    eps: float
+    n_samples: int
+    max_prefixes: int
+    keep_models: bool
+    threads: int | None
+    progress: bool
+    propagator: str
+    n_kernel: int
+
+    def validate(self, network) -> None:
+        if network.has_events:
+            raise InvalidArgumentError("solve_van does not support events")
+        if (self.dt is not None and self.dt <= 0) or self.inner_steps < 1 or self.batch < 2:
+            raise InvalidArgumentError("need dt > 0, inner_steps >= 1, batch >= 2")
+        _one_of("optimizer", self.optimizer, ("auto", "adam", "lbfgs"))
+        _one_of("propagator", self.propagator, ("auto", "euler", "expm", "ssa"))
+        if self.propagator == "ssa" and self.divergence not in ("auto", "forward"):
+            raise InvalidArgumentError(f"propagator='ssa' fits by maximum likelihood on the drawn states (divergence "
+                                       f"'forward'); got divergence={self.divergence!r}")
+        _one_of("estimator", self.estimator, ("auto", "exact", "sampled"))
+        if self.divergence not in ("auto", "reverse", "forward", "jeffreys"):
+            raise InvalidArgumentError(f"divergence must be 'reverse', 'forward' or 'jeffreys', got {self.divergence!r}")
+
+    def resolve(self, n_grid: float) -> bool:
+        """Replace "auto" by the choices for a vocabulary grid of ``n_grid`` states; True when the
+        KL is summed exactly over the grid."""
+        use_exact = self.estimator == "exact" or (self.estimator == "auto" and n_grid <= self.exact_limit)
+        if self.propagator == "auto":
+            self.propagator = "expm" if use_exact else "euler"
+        if self.divergence == "auto":  # the paper's reverse KL for exact Euler sums; see the docstring
+            self.divergence = "reverse" if use_exact and self.propagator == "euler" else "jeffreys"
+        if self.optimizer == "auto":
+            self.optimizer = "lbfgs" if self.propagator == "expm" else "adam"
+        if self.propagator == "ssa":
+            use_exact, self.divergence = False, "forward"
+        if self.dt is None:
+            self.dt = {"expm": 0.25, "ssa": 1.0}.get(self.propagator, 0.02)
+        if self.propagator == "expm" and not use_exact:
+            raise InvalidArgumentError("propagator='expm' needs the exact estimator (an enumerable vocabulary)")
+        return use_exact
+
+
+def _one_of(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        listed = ", ".join(repr(c) for c in choices[:-1]) + f" or {choices[-1]!r}"
+        raise InvalidArgumentError(f"{name} must be {listed}, got {value!r}")
+
+
+class _VANRun:
+    """One solve_van call: the VAN, its propagator and the outputs collected at each time."""
+
+    def __init__(self, network, grid: np.ndarray, opts: _Options, t_wall: float):
+        self.network, self.grid, self.opts, self.t_wall = network, grid, opts, t_wall
+        torch.manual_seed(opts.seed)
+        rng = np.random.default_rng(opts.seed)
+        self.gen = torch.Generator().manual_seed(int(opts.seed))
         x0 = np.asarray(network.initial_state, dtype=float)
+        vocab = opts.vocab
         if vocab is None:
-            vocab = van_vocab(network, float(grid[-1]) if grid[-1] > 0 else 1.0, seed=seed)
-        vocab = tuple(int(v) for v in vocab)
+            vocab = van_vocab(network, float(grid[-1]) if grid[-1] > 0 else 1.0, seed=opts.seed)
+        self.vocab = vocab = tuple(int(v) for v in vocab)
         if len(vocab) != network.n_species:
             raise InvalidArgumentError(f"vocab needs {network.n_species} entries ({', '.join(network.species)})")
         if np.any(x0 >= np.asarray(vocab)):
             raise InvalidArgumentError("the initial state lies outside the count vocabulary")
         V = np.asarray(vocab)
-        nu = np.asarray(network.stoichiometry, dtype=np.int64)
-        net = _new_net(vocab, x0, model, eps)
-        opt = torch.optim.Adam(net.parameters(), lr=lr)
-        n_grid = float(np.prod(V.astype(float)))
-        use_exact = estimator == "exact" or (estimator == "auto" and n_grid <= exact_limit)
-        if propagator == "auto":
-            propagator = "expm" if use_exact else "euler"
-        if divergence == "auto":  # the paper's reverse KL for exact Euler sums; see the docstring
-            divergence = "reverse" if use_exact and propagator == "euler" else "jeffreys"
-        if optimizer == "auto":
-            optimizer = "lbfgs" if propagator == "expm" else "adam"
-        if propagator == "ssa":
-            use_exact, exact_ssa = False, True
-            divergence = "forward"
+        self.net = _new_net(vocab, x0, opts.model, opts.eps)
+        fit = _Fit(torch.optim.Adam(self.net.parameters(), lr=opts.lr), 0.0, opts.inner_steps, opts.max_inner,
+                   opts.kl_tol, opts.lr, opts.lr_min)
+        self.exact = opts.resolve(float(np.prod(V.astype(float))))
+        fit.dt = opts.dt
+        if self.exact:
+            fit.kl_tol = opts.kl_tol_exact
+            if opts.optimizer == "lbfgs":
+                self.net, fit.opt = self.net.double(), None
+            self.prop = ExactPropagator(network, V, opts.divergence, opts.propagator, fit)
+        elif opts.propagator == "ssa":
+            self.prop = SSAPropagator(network, V, x0, fit, opts.n_kernel, opts.batch, self.gen, rng)
         else:
-            exact_ssa = False
-        if dt is None:
-            dt = {"expm": 0.25, "ssa": 1.0}.get(propagator, 0.02)
-        if propagator == "expm" and not use_exact:
-            raise InvalidArgumentError("propagator='expm' needs the exact estimator (an enumerable vocabulary)")
-        exact = _ExactKL(network, V, nu, divergence, propagator) if use_exact else None
-        if exact is not None and optimizer == "lbfgs":
-            net = net.double()
-            opt = None
-        t, log, snaps, kls, n_updates = 0.0, [], [], [], 0
-        out_states, out_probs, sampled = [], [], False
-        rate = float(np.atleast_2d(network.propensities(x0[None, :])).sum())  # a0 at the start
-        for k, t_out in enumerate(grid):
-            while exact is not None and t < t_out - 1e-12:
-                _check_clock(t_wall, max_seconds, t, t_out)
-                t, it_used, kl = exact.step(net, opt, t, t_out, dt, inner_steps, max_inner, kl_tol_exact, lr, lr_min)
-                kls.append(kl)
-                n_updates += it_used
-            while exact_ssa and t < t_out - 1e-12:
-                _check_clock(t_wall, max_seconds, t, t_out)
-                h = min(dt, t_out - t)
-                it_used, kl = _ssa_kernel_step(net, opt, network, h, x0 if t == 0.0 else None, V, n_kernel,
-                                               batch, max_inner, gen, rng, lr)
-                kls.append(kl)
-                n_updates += it_used
-                t += h
-            while exact is None and not exact_ssa and t < t_out - 1e-12:
-                _check_clock(t_wall, max_seconds, t, t_out)
-                old = copy.deepcopy(net).eval()
-                h = min(dt, t_out - t, 0.5 / max(rate, 1e-12))
-                half = batch // 2 if divergence != "forward" else batch
-                y_kernel, rate_k = _kernel_samples(old, half, h, network, nu, None, gen, rng)
-                y_kernel = np.minimum(y_kernel, V - 1)  # beyond the vocabulary: the truncation
-                if divergence != "reverse":
-                    xf = old.sample(batch, gen)
-                    fwd_states, fwd_w = _forward_terms(xf, h, network, nu, V)
-                    fwd_t = torch.as_tensor(fwd_states, dtype=torch.long)
-                    fwd_wt = torch.as_tensor(fwd_w, dtype=torch.float32)
-                y_new = y_kernel
-                kl = float("nan")
-                for it in range(max_inner):
-                    loss = torch.zeros(())
-                    if divergence != "forward":
-                        y_new = net.sample(batch - half, gen)
-                        y = np.concatenate([y_new, y_kernel])
-                        lt = log_T(old, y, h, network, nu, V)
-                        lq = _log_q(net, torch.as_tensor(y, dtype=torch.long), grad=True)
-                        lqd = lq.detach().double().numpy()
-                        lmix = np.logaddexp(lqd, lt) - math.log(2.0)
-                        w = np.exp(lqd - lmix)
-                        f = lqd - lt
-                        b = float((w * f).sum() / w.sum())
-                        kl = float((w * f).mean())
-                        kf = float(np.mean(lt[batch - half:] - lqd[batch - half:]))  # forward KL, exact draws
-                        kl = max(kl, kf) if divergence == "jeffreys" else kl
-                        loss = loss + (torch.as_tensor(w * (f - b), dtype=torch.float32) * lq).mean()
-                    if divergence != "reverse":
-                        loss = loss - (fwd_wt * _log_q(net, fwd_t, grad=True)).sum() / batch
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-                    opt.step()
-                    if it + 1 >= inner_steps and (divergence == "forward" or kl < kl_tol):
-                        break
-                kls.append(kl)
-                n_updates += it + 1
-                # Adam moves each weight by about lr per update: large steps while the VAN leaves the
-                # initial point mass, small ones (a low noise floor) once each step converges at once
-                cur = opt.param_groups[0]["lr"]
-                cur = cur * 0.8 if it + 1 <= inner_steps else (cur * 1.5 if it + 1 > 4 * inner_steps else cur)
-                for g in opt.param_groups:
-                    g["lr"] = min(max(cur, lr_min), lr)
-                a_new = np.atleast_2d(network.propensities(y_new)).sum(axis=1).max()
-                rate = max(rate_k, float(a_new))
-                t += h
-            net.eval()
-            if keep_models:
-                snaps.append({k2: v.detach().clone() for k2, v in net.state_dict().items()})
-            joint = net.enumerate(max_prefixes=max_prefixes, prune=1e-12)
-            if joint is not None:
-                st, pr = joint
-            else:
-                sampled = True
-                xs = net.sample(int(n_samples), gen)
-                st, cnt = np.unique(xs, axis=0, return_counts=True)
-                pr = cnt / cnt.sum()
-            out_states.append(st.astype(np.int64))
-            out_probs.append(np.asarray(pr, dtype=float))
-            log.append({"time": float(t_out), "kl": float(np.mean(kls[-10:])) if kls else 0.0,
-                        "seconds": _time.monotonic() - t_wall})
-            net.train()
-        meta = {"vocab": vocab, "log": log, "kl": kls, "updates": n_updates,
-                "estimator": "exact" if exact is not None else "sampled", "divergence": divergence,
-                "propagator": propagator, "optimizer": optimizer, "sampled": sampled,
-                "wall_seconds": _time.monotonic() - t_wall, "n_parameters": net.n_parameters()}
-        if keep_models:
-            meta["van"] = VANSolution(net.vocab, net.hidden, grid, snaps)
-        return Distribution(tuple(network.species), grid, tuple(out_states), tuple(out_probs), method="van",
-                            n_samples=int(n_samples) if sampled else None, metadata=meta)
-    finally:
-        torch.set_num_threads(old_threads)
+            rate = float(np.atleast_2d(network.propensities(x0[None, :])).sum())  # a0 at the start
+            self.prop = SampledEulerPropagator(network, V, opts.divergence, fit, opts.batch, self.gen, rng, rate)
+        self.log, self.snaps, self.kls, self.updates = [], [], [], 0
+        self.out_states, self.out_probs, self.sampled = [], [], False
+
+    def run(self) -> Distribution:
+        t = 0.0
+        for t_out in self.grid:
+            while t < t_out - 1e-12:
+                if self.opts.max_seconds is not None and _time.monotonic() - self.t_wall > self.opts.max_seconds:
+                    raise TimeoutError(f"solve_van: {self.opts.max_seconds:g} s spent before t = {t_out:g} "
+                                       f"(reached t = {t:g})")
+                t, used, kl = self.prop.step(self.net, t, t_out)
+                self.kls.append(kl)
+                self.updates += used
+            self._record(t_out)
+        return self._result()
+
+    def _record(self, t_out: float) -> None:
+        """The VAN's joint at an output time: enumerated, or sampled beyond ``max_prefixes``."""
+        net, opts = self.net, self.opts
+        net.eval()
+        if opts.keep_models:
+            self.snaps.append({k: v.detach().clone() for k, v in net.state_dict().items()})
+        joint = net.enumerate(max_prefixes=opts.max_prefixes, prune=1e-12)
+        if joint is not None:
+            st, pr = joint
+        else:
+            self.sampled = True
+            st, cnt = np.unique(net.sample(int(opts.n_samples), self.gen), axis=0, return_counts=True)
+            pr = cnt / cnt.sum()
+        self.out_states.append(st.astype(np.int64))
+        self.out_probs.append(np.asarray(pr, dtype=float))
+        self.log.append({"time": float(t_out), "kl": float(np.mean(self.kls[-10:])) if self.kls else 0.0,
+                         "seconds": _time.monotonic() - self.t_wall})
+        net.train()
+
+    def _result(self) -> Distribution:
+        opts = self.opts
+        meta = {"vocab": self.vocab, "log": self.log, "kl": self.kls, "updates": self.updates,
+                "estimator": "exact" if self.exact else "sampled", "divergence": opts.divergence,
+                "propagator": opts.propagator, "optimizer": opts.optimizer, "sampled": self.sampled,
+                "wall_seconds": _time.monotonic() - self.t_wall, "n_parameters": self.net.n_parameters()}
+        if opts.keep_models:
+            meta["van"] = VANSolution(self.net.vocab, self.net.hidden, self.grid, self.snaps)
+        return Distribution(tuple(self.network.species), self.grid, tuple(self.out_states), tuple(self.out_probs),
+                            method="van", n_samples=int(opts.n_samples) if self.sampled else None, metadata=meta)
 
 
 @dataclass
@@ -736,8 +829,39 @@ def solve_van_batch(
     Measured (2-core CPU, one thread; autoregulation, 8 random prompts, 8 times each to t = 10,
     dt 1.25, dt_first 1.25, 300 iterations): 7.2 s per prompt, marginal Hellinger to FSP mean
     0.0095, worst 0.057 (at the first time; hence ``dt_first``)."""
-    times = np.atleast_2d(np.asarray(times, dtype=float))
+    times, V, init = _batch_inputs(network, times, vocab, initial, exact_limit, divergence)
     M, K = times.shape
+    t_wall = _time.monotonic()
+    torch.manual_seed(seed)
+    space = cme.StateSpace.box(network, V)
+    dst = space.transitions()
+    gens = [cme.generator(cme.rates(network, space.states, {p: float(v[m]) for p, v in parameters.items()},
+                                    clip=True), dst) for m in range(M)]
+    bank = VANBank(tuple(int(v) for v in V), **{**DEFAULT_VAN, **dict(model or {})}, n_models=M).double()
+    for m in range(M):  # (almost) a point mass on each prompt's initial state
+        _point_mass(bank.b3[m], V, init[m], eps)
+    out = np.empty((M, K, space.n), dtype=np.float32)
+    kls, prev = [], np.zeros(M)
+    for k in range(K):
+        gap = times[:, k] - prev
+        n_sub = max(1, int(math.ceil(gap.max() / (dt_first if k == 0 else dt) - 1e-9)))
+        step = _BankStep(gens, gap / n_sub, space.n <= dense_limit)
+        for _ in range(n_sub):
+            if not np.any(step.h > 0):
+                break
+            if max_seconds is not None and _time.monotonic() - t_wall > max_seconds:
+                raise TimeoutError(f"solve_van_batch: {max_seconds:g} s spent before output time {k + 1} of {K}")
+            kls.append(step.fit(bank, divergence, max_inner) / M)
+        with torch.no_grad():
+            out[:, k] = bank.log_prob_grid().numpy()
+        prev = times[:, k]
+    return VANBatch(tuple(int(v) for v in V), times, out, kls, _time.monotonic() - t_wall)
+
+
+def _batch_inputs(network, times, vocab, initial, exact_limit: int, divergence: str):
+    """solve_van_batch's checked times (M, K), vocabulary (S,) and initial states (M, S)."""
+    times = np.atleast_2d(np.asarray(times, dtype=float))
+    M = len(times)
     V = np.asarray(vocab, dtype=np.int64)
     if len(V) != network.n_species:
         raise InvalidArgumentError(f"vocab needs {network.n_species} entries ({', '.join(network.species)})")
@@ -753,53 +877,33 @@ def solve_van_batch(
     init = init.astype(np.int64)
     if np.any(init >= V[None, :]) or np.any(init < 0):
         raise InvalidArgumentError("an initial state lies outside the count vocabulary")
-    from scipy.linalg import expm
-    from scipy.sparse.linalg import expm_multiply
+    return times, V, init
 
-    t_wall = _time.monotonic()
-    torch.manual_seed(seed)
-    X = grid_states(V)
-    nu = np.asarray(network.stoichiometry, dtype=np.int64)
-    gens = [grid_generator(network, X, V, nu, {p: float(v[m]) for p, v in parameters.items()})[0] for m in range(M)]
-    dense = len(X) <= dense_limit
-    bank = VANBank(tuple(int(v) for v in V), **{**DEFAULT_VAN, **dict(model or {})}, n_models=M).double()
-    for m in range(M):  # (almost) a point mass on each prompt's initial state
-        _point_mass(bank.b3[m], V, init[m], eps)
-    out = np.empty((M, K, len(X)), dtype=np.float32)
-    kls, prev = [], np.zeros(M)
-    for k in range(K):
-        gap = times[:, k] - prev
-        n_sub = max(1, int(math.ceil(gap.max() / (dt_first if k == 0 else dt) - 1e-9)))
-        h = gap / n_sub
-        E = np.stack([expm((W * hm).toarray()) for W, hm in zip(gens, h)]) if dense else None
-        for _ in range(n_sub):
-            if not np.any(h > 0):
-                break
-            if max_seconds is not None and _time.monotonic() - t_wall > max_seconds:
-                raise TimeoutError(f"solve_van_batch: {max_seconds:g} s spent before output time {k + 1} of {K}")
-            with torch.no_grad():
-                q_old = bank.log_prob_grid().exp().numpy()
-            if dense:
-                Tq = np.einsum("mij,mj->mi", E, q_old)
-            else:
-                Tq = np.stack([expm_multiply(W * hm, q) for W, hm, q in zip(gens, h, q_old)])
-            Tq = np.maximum(Tq, 1e-300)
-            log_tq = torch.as_tensor(np.log(Tq))
-            tq_t = torch.as_tensor(np.where(Tq > 1e-300, Tq, 0.0))
-            lb = torch.optim.LBFGS(bank.parameters(), lr=1.0, max_iter=max_inner, history_size=20,
-                                   tolerance_grad=1e-10, tolerance_change=1e-15, line_search_fn="strong_wolfe")
 
-            def closure():
-                lb.zero_grad(set_to_none=True)
-                loss = _divergence(bank.log_prob_grid(), log_tq, tq_t, divergence)
-                loss.backward()
-                return loss
+class _BankStep:
+    """One step of length h_m for every prompt m of a VANBank: q_m -> exp(h_m W_m) q_m exactly on
+    the vocabulary grid (dense matrix exponentials when ``dense``), then all M VANs refitted by one
+    L-BFGS on the sum of their divergences (they share no weight, so the sum separates)."""
 
-            lb.step(closure)
-            with torch.no_grad():
-                lq = bank.log_prob_grid()
-                kls.append(float((lq.exp() * (lq - log_tq)).sum()) / M)
+    def __init__(self, gens, h: np.ndarray, dense: bool):
+        from scipy.linalg import expm
+
+        self.gens, self.h = gens, h
+        self.E = np.stack([expm((W * hm).toarray()) for W, hm in zip(gens, h)]) if dense else None
+
+    def propagate(self, q: np.ndarray) -> np.ndarray:
+        if self.E is not None:
+            return np.einsum("mij,mj->mi", self.E, q)
+        from scipy.sparse.linalg import expm_multiply
+
+        return np.stack([expm_multiply(W * hm, qm) for W, hm, qm in zip(self.gens, self.h, q)])
+
+    def fit(self, bank: VANBank, divergence: str, max_inner: int) -> float:
+        """Propagate and refit; the summed reverse KL after the fit."""
         with torch.no_grad():
-            out[:, k] = bank.log_prob_grid().numpy()
-        prev = times[:, k]
-    return VANBatch(tuple(int(v) for v in V), times, out, kls, _time.monotonic() - t_wall)
+            q_old = bank.log_prob_grid().exp().numpy()
+        log_tq, tq_t = _targets(self.propagate(q_old))
+        _lbfgs(bank.parameters(), lambda: _divergence(bank.log_prob_grid(), log_tq, tq_t, divergence), max_inner)
+        with torch.no_grad():
+            lq = bank.log_prob_grid()
+            return float((lq.exp() * (lq - log_tq)).sum())
