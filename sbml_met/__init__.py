@@ -16,34 +16,29 @@ from .errors import (
     UnsupportedSBMLError,
     VocabularyOverflowWarning,
 )
-from .biomodels import load_biomodel
-from . import models, plot  # modules: sbml_met.models.load(...), sbml_met.plot.marginals(...)
-from .fsp import FSPSolver, solve_fsp
-from .metrics import compare
-from .network import ReactionNetwork
-from .results import Distribution, SSAResult
-from .sbml import load_antimony, load_sbml
-from .ssa import simulate
-from .support import check_support
-from .sweep import sweep
-from .validate import ValidationReport, validate
-
 __version__ = "0.1.0"
 
 
-# imported on first use, so that ``import sbml_met`` (and ``sbml-met --help``) stays fast and
-# does not load PyTorch (met) or scipy.stats and scipy.integrate (analytic, infer)
-_LAZY_MODULES = ("met", "analytic", "infer")  # sbml_met.met.train(...), .analytic.monomolecular(...)
-_LAZY_NAMES = {name: "infer" for name in ("InferenceResult", "TrajectoryFit", "fit_trajectory", "posterior")}
+# Everything but the errors is imported on first use (PEP 562), so that ``import sbml_met`` and
+# ``sbml-met --help`` stay fast and load neither libsbml, pandas, scipy nor PyTorch until needed.
+_LAZY_MODULES = ("met", "analytic", "infer", "models", "plot")  # sbml_met.models.load(...), ...
+_LAZY_NAMES = {
+    "load_biomodel": "biomodels", "FSPSolver": "fsp", "solve_fsp": "fsp", "compare": "metrics",
+    "ReactionNetwork": "network", "Distribution": "results", "SSAResult": "results",
+    "load_antimony": "sbml", "load_sbml": "sbml", "simulate": "ssa", "check_support": "support",
+    "sweep": "sweeps", "ValidationReport": "validation", "validate": "validation",
+    **{name: "infer" for name in ("InferenceResult", "TrajectoryFit", "fit_trajectory", "posterior")},
+}
 
 
 def __getattr__(name: str):
     import importlib
+    import importlib.util
 
-    if name in _LAZY_MODULES:
-        value = importlib.import_module(f".{name}", __name__)
-    elif name in _LAZY_NAMES:
+    if name in _LAZY_NAMES:
         value = getattr(importlib.import_module(f".{_LAZY_NAMES[name]}", __name__), name)
+    elif name in _LAZY_MODULES or (not name.startswith("__") and importlib.util.find_spec(f"{__name__}.{name}")):
+        value = importlib.import_module(f".{name}", __name__)  # any submodule: sbml_met.fsp, .biomodels, ...
     else:
         raise AttributeError(f"module 'sbml_met' has no attribute {name!r}")
     globals()[name] = value

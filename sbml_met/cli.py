@@ -16,7 +16,13 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .errors import InvalidArgumentError, SbmlMetError
-from .models import load_model  # noqa: F401 - also sbml_met.cli.load_model, as before
+
+
+def load_model(source, **kwargs):
+    """:func:`sbml_met.models.load_model`, imported on first use (``sbml-met --help`` stays fast)."""
+    from .models import load_model as load
+
+    return load(source, **kwargs)
 
 SUBCOMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {}
 
@@ -204,7 +210,7 @@ def add_validate(sub):
 
 
 def cmd_validate(args) -> int:
-    from .validate import validate
+    from .validation import validate
 
     net = load_model(args.model)
     times = parse_times(args.times)
@@ -496,7 +502,7 @@ def add_sweep(sub):
 
 def cmd_sweep(args) -> int:
     from .io import read_table
-    from .sweep import sweep
+    from .sweeps import sweep
 
     net = model_with_variants(args)
     points = read_table(args.points)

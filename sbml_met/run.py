@@ -214,7 +214,7 @@ def _validate_engines(net: ReactionNetwork, grid: np.ndarray, shown: np.ndarray,
     """Validate every engine's answer at ``shown`` against one libroadrunner ensemble (added to
     ``dense`` as "tellurium"); the validation tables."""
     from .tellurium import run_gillespie
-    from .validate import validate
+    from .validation import validate
 
     results = {k: _subset(v, shown) for k, v in dense.items()}
     say(f"[5/5] Tellurium reference, {n_reference} libroadrunner trajectories, and validation")

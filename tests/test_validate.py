@@ -11,7 +11,7 @@ import sbml_met
 from sbml_met import models
 from sbml_met.cli import main
 from sbml_met.results import Distribution, SSAResult
-from sbml_met.validate import COLUMNS, _chernoff_p, _ks
+from sbml_met.validation import COLUMNS, _chernoff_p, _ks
 
 pytest.importorskip("roadrunner")
 from sbml_met.tellurium import run_gillespie  # noqa: E402
