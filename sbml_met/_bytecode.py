@@ -83,7 +83,7 @@ def compile_network(net) -> Programs | None:
 class _Translator:
     def __init__(self, net):
         self.net = net
-        self.doc = libsbml.readSBMLFromString(net._sbml) if net._sbml else None
+        self.doc = libsbml.readSBMLFromString(net.source_sbml) if net.source_sbml else None
         model = self.doc.getModel() if self.doc is not None else None
         self.model = model
         self.functions = {}
@@ -325,9 +325,9 @@ _PURE_UNARY = {NEG, NOT, ABS, EXP, LN, FLOOR, CEIL, FACT, SIN, COS, TAN, ASIN, A
                TANH, SQRT}
 
 _NUMPY = {
-    SUB: _math._subtract, DIV: _math._safe_divide, POW: _math._power, ROOT: _math._root, LOG: _math._log,
+    SUB: _math.subtract, DIV: _math.safe_divide, POW: _math.power, ROOT: _math.root, LOG: _math.log_base,
     EQ: np.equal, NE: np.not_equal, LT: np.less, LE: np.less_equal, GT: np.greater, GE: np.greater_equal,
-    NEG: np.negative, NOT: np.logical_not, ABS: np.abs, EXP: np.exp, LN: _math._ln, FLOOR: np.floor,
+    NEG: np.negative, NOT: np.logical_not, ABS: np.abs, EXP: np.exp, LN: _math.ln, FLOOR: np.floor,
     CEIL: np.ceil, FACT: lambda x: gamma(x + 1.0), SIN: np.sin, COS: np.cos, TAN: np.tan, ASIN: np.arcsin,
     ACOS: np.arccos, ATAN: np.arctan, SINH: np.sinh, COSH: np.cosh, TANH: np.tanh, SQRT: np.sqrt,
 }

@@ -85,7 +85,7 @@ def _factorial(x):
 _ROUNDOFF = 8 * np.finfo(float).eps
 
 
-def _subtract(a, b):
+def subtract(a, b):
     """a - b, with a difference within a few ulps of its operands set to exactly 0.
 
     ``Et - E`` of two equal totals computed along different paths gives +-1e-15, which must not
@@ -98,27 +98,27 @@ def _subtract(a, b):
     return np.where(tiny, 0.0, d)
 
 
-def _safe_divide(a, b):
+def safe_divide(a, b):
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.divide(a, b)
 
 
-def _power(a, b):
+def power(a, b):
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         return np.power(np.asarray(a, dtype=float), b)
 
 
-def _log(base, x):
+def log_base(base, x):
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.log(x) / np.log(base)
 
 
-def _ln(x):
+def ln(x):
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.log(x)
 
 
-def _root(degree, x):
+def root(degree, x):
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.power(np.asarray(x, dtype=float), 1.0 / np.asarray(degree, dtype=float))
 
@@ -126,7 +126,7 @@ def _root(degree, x):
 _UNARY = {
     libsbml.AST_FUNCTION_ABS: np.abs,
     libsbml.AST_FUNCTION_EXP: np.exp,
-    libsbml.AST_FUNCTION_LN: _ln,
+    libsbml.AST_FUNCTION_LN: ln,
     libsbml.AST_FUNCTION_FLOOR: np.floor,
     libsbml.AST_FUNCTION_CEILING: np.ceil,
     libsbml.AST_FUNCTION_FACTORIAL: lambda x: _factorial(x),
@@ -235,21 +235,21 @@ def _arithmetic(t: int, n: int, kids: Callable[[], list[Compiled]]) -> Compiled 
         args = kids()
         if n == 1:
             return _unary(np.negative, args[0])
-        return _binary(_subtract, args[0], args[1])
+        return _binary(subtract, args[0], args[1])
     if t == libsbml.AST_DIVIDE:
         a, b = kids()
-        return _binary(_safe_divide, a, b)
+        return _binary(safe_divide, a, b)
     if t in (libsbml.AST_POWER, libsbml.AST_FUNCTION_POWER):
         a, b = kids()
         if not callable(b) and b == 2.0 and callable(a):
             return lambda env: a(env) * a(env)
-        return _binary(_power, a, b)
+        return _binary(power, a, b)
     if t == libsbml.AST_FUNCTION_ROOT:
         args = kids()
-        return _unary(np.sqrt, args[0]) if n == 1 else _binary(_root, args[0], args[1])
+        return _unary(np.sqrt, args[0]) if n == 1 else _binary(root, args[0], args[1])
     if t == libsbml.AST_FUNCTION_LOG:
         args = kids()
-        return _binary(_log, 10.0, args[0]) if n == 1 else _binary(_log, args[0], args[1])
+        return _binary(log_base, 10.0, args[0]) if n == 1 else _binary(log_base, args[0], args[1])
     if t in _UNARY:
         (a,) = kids()
         return _unary(_UNARY[t], a)

@@ -98,7 +98,7 @@ def _binary(op, a, b):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _arithmetic(ops, args, consts, start, stop, x, stack):
+def eval_arithmetic(ops, args, consts, start, stop, x, stack):
     """Run a program of constants, counts, arithmetic, comparisons and logic (no calls: a call
     to a math function inside this loop makes every program several times slower)."""
     sp = 0
@@ -158,7 +158,7 @@ def _arithmetic(ops, args, consts, start, stop, x, stack):
 
 
 @njit(cache=True, error_model="numpy")
-def _general(ops, args, consts, start, stop, x, stack):
+def eval_general(ops, args, consts, start, stop, x, stack):
     """Run any program (math functions included)."""
     sp = 0
     for pc in range(start, stop):
@@ -293,13 +293,13 @@ def _bad(a, x, k, info, t):
     for r in range(a.size):
         v = a[r]
         if not (v >= 0.0 and v < math.inf):
-            _fail(info, x, k, r, -1, v, t)
+            record_failure(info, x, k, r, -1, v, t)
             return True
     return False
 
 
 @njit(cache=True, error_model="numpy")
-def _product(coef, fs, foff, fsign, r, start, stop, x):
+def eval_product(coef, fs, foff, fsign, r, start, stop, x):
     """A mass-action-like law: coef[r] times factors sign * (count - offset) (a count, a count less a
     constant, or a constant less a count), with _math's round-off rule for each difference."""
     v = coef[r]
@@ -343,11 +343,11 @@ def run(p_ops, p_args, consts, kind, offsets, coef, fs, foff, fsign, pptr, x0, c
             for p in range(dep_ptr[j], dep_ptr[j + 1]):
                 r = dep_reactions[p]
                 if kind[r] == 0:
-                    v = _product(coef, fs, foff, fsign, r, pptr[r], pptr[r + 1], x)
+                    v = eval_product(coef, fs, foff, fsign, r, pptr[r], pptr[r + 1], x)
                 elif kind[r] == 1:
-                    v = _arithmetic(p_ops, p_args, consts, offsets[r], offsets[r + 1], x, stack)
+                    v = eval_arithmetic(p_ops, p_args, consts, offsets[r], offsets[r + 1], x, stack)
                 else:
-                    v = _general(p_ops, p_args, consts, offsets[r], offsets[r + 1], x, stack)
+                    v = eval_general(p_ops, p_args, consts, offsets[r], offsets[r + 1], x, stack)
                 bad |= not (v >= 0.0)
                 a[r] = v
             a0 = 0.0
@@ -374,7 +374,7 @@ def run(p_ops, p_args, consts, kind, offsets, coef, fs, foff, fsign, pptr, x0, c
                 i = ch_species[p]
                 x[i] += ch_delta[p]
                 if x[i] < 0.0:
-                    _fail(info, x, k, j, i, x[i] - ch_delta[p], tn)
+                    record_failure(info, x, k, j, i, x[i] - ch_delta[p], tn)
                     return NEGATIVE_COUNT
             t = tn
     return OK
@@ -400,7 +400,7 @@ def run_products(coef, fs, foff, fsign, pptr, x0, ch_ptr, ch_species, ch_delta,
             bad = False
             for p in range(dep_ptr[j], dep_ptr[j + 1]):
                 r = dep_reactions[p]
-                v = _product(coef, fs, foff, fsign, r, pptr[r], pptr[r + 1], x)
+                v = eval_product(coef, fs, foff, fsign, r, pptr[r], pptr[r + 1], x)
                 bad |= not (v >= 0.0)
                 a[r] = v
             a0 = 0.0
@@ -427,13 +427,13 @@ def run_products(coef, fs, foff, fsign, pptr, x0, ch_ptr, ch_species, ch_delta,
                 i = ch_species[p]
                 x[i] += ch_delta[p]
                 if x[i] < 0.0:
-                    _fail(info, x, k, j, i, x[i] - ch_delta[p], tn)
+                    record_failure(info, x, k, j, i, x[i] - ch_delta[p], tn)
                     return NEGATIVE_COUNT
             t = tn
     return OK
 
 
 @njit(cache=True)
-def _fail(info, x, k, r, i, value, t):
+def record_failure(info, x, k, r, i, value, t):
     info[0], info[1], info[2], info[3], info[4] = k, r, i, value, t
     info[5:5 + x.size] = x

@@ -11,7 +11,7 @@ import math
 import numpy as np
 from numba import njit
 
-from ._ssa_numba import BAD_PROPENSITY, NEGATIVE_COUNT, OK, _arithmetic, _fail, _general, _product
+from ._ssa_numba import BAD_PROPENSITY, NEGATIVE_COUNT, OK, eval_arithmetic, record_failure, eval_general, eval_product
 
 N_CRITICAL = 10  # a reaction that can fire fewer times than this before a reactant runs out is critical
 SSA_FACTOR = 10.0  # leap only when tau exceeds this many mean exact waiting times, else ...
@@ -29,11 +29,11 @@ def evaluate(p_ops, p_args, consts, kind, offsets, coef, fs, foff, fsign, pptr, 
     """Every propensity at ``x`` into ``a`` (unchecked)."""
     for r in range(a.size):
         if kind[r] == 0:
-            a[r] = _product(coef, fs, foff, fsign, r, pptr[r], pptr[r + 1], x)
+            a[r] = eval_product(coef, fs, foff, fsign, r, pptr[r], pptr[r + 1], x)
         elif kind[r] == 1:
-            a[r] = _arithmetic(p_ops, p_args, consts, offsets[r], offsets[r + 1], x, stack)
+            a[r] = eval_arithmetic(p_ops, p_args, consts, offsets[r], offsets[r + 1], x, stack)
         else:
-            a[r] = _general(p_ops, p_args, consts, offsets[r], offsets[r + 1], x, stack)
+            a[r] = eval_general(p_ops, p_args, consts, offsets[r], offsets[r + 1], x, stack)
 
 
 @njit(cache=True, error_model="numpy")
@@ -43,7 +43,7 @@ def _propensities(p_ops, p_args, consts, kind, offsets, coef, fs, foff, fsign, p
     for r in range(a.size):
         v = a[r]
         if not (v >= 0.0 and v < math.inf):
-            _fail(info, x, k, r, -1, v, t)
+            record_failure(info, x, k, r, -1, v, t)
             return False
     return True
 
@@ -161,7 +161,7 @@ def run(p_ops, p_args, consts, kind, offsets, coef, fs, foff, fsign, pptr, x0, n
                         counts[1] += 1
                         for i in range(S):
                             if x[i] < 0.0:
-                                _fail(info, x, k, j, i, x[i] - nu[j, i], t)
+                                record_failure(info, x, k, j, i, x[i] - nu[j, i], t)
                                 return NEGATIVE_COUNT
                         if not _propensities(p_ops, p_args, consts, kind, offsets, coef, fs, foff, fsign, pptr, x,
                                              stack, a, info, k, t):

@@ -180,6 +180,30 @@ class ReactionNetwork:
         """Raise UnknownIdError naming the first id in ``ids`` that is not a parameter."""
         self.parameter_environment({p: 0.0 for p in ids})
 
+    @property
+    def source_sbml(self) -> str:
+        """The SBML text this network was built from ("" for none); :meth:`to_sbml` writes the
+        current parameter values and counts into it."""
+        return self._sbml
+
+    @property
+    def overridden(self) -> frozenset[str]:
+        """Ids of parameters and species whose values were set by :meth:`with_parameters` or
+        :meth:`with_initial_state` (their initial assignments no longer apply)."""
+        return self._overridden
+
+    def cached(self, key: str, build: Callable[[], Any]) -> Any:
+        """A value derived from this (immutable) network, built once by ``build()`` and kept
+        (e.g. a compiled SSA kernel); variants of the network start with an empty cache."""
+        if key not in self._derived:
+            self._derived[key] = build()
+        return self._derived[key]
+
+    def environment(self, rows: np.ndarray, time: Any, base: dict) -> dict:
+        """Values of every SBML symbol for species rows ``rows`` (n_species, m) at ``time``
+        under ``base`` (from :meth:`parameter_environment`), assignment rules evaluated."""
+        return self._env(rows, time, base)
+
     def _env(self, rows: np.ndarray, time: Any, base: dict) -> dict:
         """Environment for evaluating math on species rows ``rows`` (n_species, m)."""
         env = dict(base)

@@ -745,9 +745,9 @@ def write_sbml(net: ReactionNetwork, pin_counts: bool = False) -> str:
     ``pin_counts``: every species starts at the network's own count, initial assignments to
     species dropped (a reference simulator then starts exactly where sbml-met does, even where
     ``volume=`` rounded an assigned amount to whole molecules)."""
-    doc = libsbml.readSBMLFromString(net._sbml)
+    doc = libsbml.readSBMLFromString(net.source_sbml)
     m = doc.getModel()
-    overridden = net._overridden
+    overridden = net.overridden
     for pid, value in net.parameters.items():
         if "." in pid:
             rid, local = pid.split(".", 1)

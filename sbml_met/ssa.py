@@ -127,17 +127,16 @@ def _one_block(network, grid, n, seed, progress, kernel, method, epsilon) -> SSA
 
 def compiled_kernel(net: ReactionNetwork) -> "_CompiledKernel | None":
     """The compiled kernel for ``net`` (cached on the network), or None where it does not apply."""
-    if "ssa_kernel" not in net._derived:
-        kernel = None
-        if importlib.util.find_spec("numba") is not None:
-            from ._bytecode import compile_network
+    def build() -> "_CompiledKernel | None":
+        if importlib.util.find_spec("numba") is None:
+            return None
+        from ._bytecode import compile_network
 
-            programs = compile_network(net)
-            kernel = _CompiledKernel(net, programs) if programs is not None else None
-            if kernel is not None and not kernel.agrees():
-                kernel = None
-        net._derived["ssa_kernel"] = kernel
-    return net._derived["ssa_kernel"]
+        programs = compile_network(net)
+        kernel = _CompiledKernel(net, programs) if programs is not None else None
+        return kernel if kernel is not None and kernel.agrees() else None
+
+    return net.cached("ssa_kernel", build)
 
 
 class _CompiledKernel:
@@ -187,7 +186,7 @@ class _CompiledKernel:
         info = np.zeros(5 + net.n_species)
         x0 = np.asarray(net.initial_state, dtype=float)
         chunk = max(1, n // 100) if progress else n
-        bar = _progress_bar(progress, float(grid[-1]))
+        bar = progress_bar(progress, float(grid[-1]))
         for first in range(0, n, chunk):
             last = min(n, first + chunk)
             if np.all(p.kind == 0):  # every law a product: the tighter loop
@@ -239,7 +238,7 @@ class _Simulation:
             self.prev_trigger[k] = ev.initial_value
         if self.state_events:
             self._after_change(X, np.arange(n), 0.0)
-        bar = _progress_bar(self.progress, t_end)
+        bar = progress_bar(self.progress, t_end)
         t0 = 0.0
         for ev in self.time_events + [None]:
             if ev is not None and ev.trigger_time > t_end:
@@ -340,7 +339,7 @@ class _Simulation:
             self.prev_trigger[k, traj] = now
 
     def _trigger(self, ev, X: np.ndarray, t) -> np.ndarray:
-        env = self.net._env(X, t, self.base)
+        env = self.net.environment(X, t, self.base)
         val = ev.trigger(env) if callable(ev.trigger) else ev.trigger
         return np.broadcast_to(np.asarray(val) != 0, (X.shape[1],)).copy()
 
@@ -348,12 +347,12 @@ class _Simulation:
         if not np.any(fire):
             return
         if ev.parameter_assignments:  # time triggers only: the same values for every trajectory
-            env = self.net._env(X[:, :1], t, self.base)
+            env = self.net.environment(X[:, :1], t, self.base)
             new = {p: float(np.asarray(m(env) if callable(m) else m).reshape(-1)[0])
                    for p, m in ev.parameter_assignments}
             self.base.update(new)
         cols = np.flatnonzero(fire)
-        env = self.net._env(X[:, cols], t, self.base)
+        env = self.net.environment(X[:, cols], t, self.base)
         values = []
         for i, math, factor in ev.assignments:
             v = np.broadcast_to(np.asarray(math(env) if callable(math) else math, dtype=float) * factor,
@@ -419,7 +418,8 @@ def _choose(c: np.ndarray, threshold: np.ndarray) -> np.ndarray:
     return r
 
 
-def _progress_bar(enabled: bool, total: float):
+def progress_bar(enabled: bool, total: float):
+    """A tqdm bar over simulated time (None when disabled), for the SSA and tau-leaping."""
     if not enabled:
         return None
     from tqdm.auto import tqdm
@@ -430,8 +430,9 @@ def _progress_bar(enabled: bool, total: float):
 
 def _simulate_events(net: ReactionNetwork, t_end: float, rng, seed) -> SSAResult:
     """One trajectory with every jump recorded (for path-likelihood inference)."""
-    if net.events:
-        raise InvalidArgumentError("record='events' does not support models with SBML events")
+    from .support import check_support
+
+    check_support(net, "ssa-path")
     base = net.parameter_environment()
     nu = net.stoichiometry.astype(float)
     x = np.asarray(net.initial_state, dtype=float).copy().reshape(-1, 1)

@@ -34,7 +34,7 @@ def simulate_tau_leap(net: ReactionNetwork, times: Any, n: int = 1000, seed: int
     (:mod:`sbml_met.support`: no SBML events, no species defined by assignment rules) whose laws
     the kernel reads. The same seed gives the same numbers.
     """
-    from .ssa import _progress_bar, compiled_kernel
+    from .ssa import compiled_kernel, progress_bar
 
     check_support(net, "tau-leap")
     if not 0 < float(epsilon) < 1:
@@ -51,7 +51,7 @@ def simulate_tau_leap(net: ReactionNetwork, times: Any, n: int = 1000, seed: int
     n = int(n)
     out = np.empty((n, grid.size, net.n_species))
     chunk = max(1, n // 100) if progress else n
-    bar = _progress_bar(bool(progress), float(grid[-1]))
+    bar = progress_bar(bool(progress), float(grid[-1]))
     leaper.seed(seed)
     for first in range(0, n, chunk):
         last = min(n, first + chunk)
