@@ -346,9 +346,14 @@ def _forward_terms(x: np.ndarray, h: float, network, nu: np.ndarray, V: np.ndarr
 
 def _divergence(lq: torch.Tensor, log_tq: torch.Tensor, tq: torch.Tensor, divergence: str) -> torch.Tensor:
     """The step objective summed over the grid: reverse KL(q || Tq), forward KL(Tq || q) or both."""
+    return _divergences(lq, log_tq, tq, divergence)[0]
+
+
+def _divergences(lq: torch.Tensor, log_tq: torch.Tensor, tq: torch.Tensor, divergence: str):
+    """(objective, reverse KL, forward KL) summed over the grid."""
     rev = (lq.exp() * (lq - log_tq)).sum()
     fwd = (tq * (log_tq - lq)).sum()
-    return rev if divergence == "reverse" else (fwd if divergence == "forward" else rev + fwd)
+    return rev if divergence == "reverse" else (fwd if divergence == "forward" else rev + fwd), rev, fwd
 
 
 def _targets(Tq: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -441,10 +446,7 @@ class ExactPropagator:
     def _adam(self, net, log_tq, tq_t) -> tuple[int, float]:
         fit, opt = self.fit, self.fit.opt
         for it in range(fit.max_inner):
-            lq = net.log_prob(self.X).double()
-            rev = (lq.exp() * (lq - log_tq)).sum()
-            fwd = (tq_t * (log_tq - lq)).sum()
-            loss = rev if self.divergence == "reverse" else (fwd if self.divergence == "forward" else rev + fwd)
+            loss, rev, fwd = _divergences(net.log_prob(self.X).double(), log_tq, tq_t, self.divergence)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
