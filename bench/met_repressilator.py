@@ -15,6 +15,7 @@ thread each). ``--minutes`` scales the training budget (and the SSA teacher's tr
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -42,7 +43,16 @@ def histogram(x: np.ndarray, width: int, top: int) -> np.ndarray:
 
 
 def reference(net, theta: dict, n: int, seed: int) -> np.ndarray:
-    """Exact SSA states (n, len(HELD_OUT_TIMES), S) at one parameter point."""
+    """Exact SSA states (n, len(HELD_OUT_TIMES), S) at one parameter point (sbml_met.simulate:
+    Gillespie's direct method, compiled kernel, one process)."""
+    import sbml_met
+
+    try:
+        r = sbml_met.simulate(net.with_parameters(theta), (0.0,) + HELD_OUT_TIMES, n=n, seed=seed, workers=1,
+                              progress=False)
+        return np.asarray(r.states[:, 1:], dtype=np.int64), "sbml_met.simulate"
+    except Exception as e:  # noqa: BLE001 - the batched NumPy SSA is the same exact law, only slower
+        print(f"  (sbml_met.simulate failed: {type(e).__name__}: {e}; batched NumPy SSA instead)", flush=True)
     from sbml_met.met._cme import ssa_batch
 
     rng = np.random.default_rng(seed)
@@ -52,7 +62,7 @@ def reference(net, theta: dict, n: int, seed: int) -> np.ndarray:
         rec = np.tile(np.asarray(HELD_OUT_TIMES), (m, 1))
         out.append(ssa_batch(net, {k: np.full(m, v) for k, v in theta.items()},
                              np.tile(net.initial_state, (m, 1)), rec, rng).astype(np.int64))
-    return np.concatenate(out)
+    return np.concatenate(out), "ssa_batch"
 
 
 def met_samples(met, n: int, t: float, theta: dict, seed: int) -> np.ndarray:
@@ -99,6 +109,11 @@ def main(argv=None) -> int:
     ap.add_argument("--save", default=None, help="write the trained MET here")
     ap.add_argument("--load", default=None, help="evaluate this trained MET instead of training one")
     ap.add_argument("--speed-only", action="store_true", help="only the sampling speed (with --load)")
+    ap.add_argument("--model", default='{"head": "auto"}', help="METConfig fields as JSON (head, d_model, ...)")
+    ap.add_argument("--times-per-trajectory", type=int, default=8, help="SSA teacher samples per trajectory")
+    ap.add_argument("--trajectories", type=int, default=None, help="SSA teacher trajectories (default scales with --minutes)")
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--lr", type=float, default=2e-3)
     args = ap.parse_args(argv)
     import torch
     from scipy.stats import qmc
@@ -108,17 +123,21 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     net = sbml_met.load_sbml(str(MODEL))
-    n_traj = int(max(4096, 65536 * min(1.0, args.minutes / 30)))
+    n_traj = args.trajectories or int(max(4096, 65536 * min(1.0, args.minutes / 30)))
     t0 = time.perf_counter()
-    met = load(args.load) if args.load else train(net, BOX, TIMES, teacher="ssa", minutes=args.minutes, seed=args.seed, threads=args.threads,
-                n_validation=4, teacher_options={"n_prompts": n_traj, "n_reference": 2000},
-                progress=sys.stderr.isatty(), device="cpu")
+    met = load(args.load) if args.load else train(
+        net, BOX, TIMES, teacher="ssa", minutes=args.minutes, seed=args.seed, threads=args.threads, n_validation=4,
+        model=json.loads(args.model), batch_size=args.batch, lr=args.lr,
+        teacher_options={"n_prompts": n_traj, "n_reference": 2000, "times_per_trajectory": args.times_per_trajectory},
+        progress=sys.stderr.isatty(), device="cpu")
     if args.save:
         met.save(args.save, overwrite=True)
     v = met.validation
     print(f"BIOMD0000000012 (repressilator), box {BOX}, t in {TIMES}: trained {met.meta['wall_seconds'] / 60:.1f} min on "
           f"{met.meta['threads']} thread(s), {met.meta['steps']} steps, SSA teacher {met.log[0].get('trajectories')} trajectories "
-          f"({met.meta['teacher_seconds']:.0f} s), vocab {met.config.vocab}, {met.n_parameters} weights; "
+          f"({met.meta['teacher_seconds']:.0f} s), vocab {met.config.vocab}, heads "
+          f"{''.join('M' if m else 'C' for m in met.net.mixture)} (M: {met.config.mixture_k}-logistic mixture, C: "
+          f"categorical), d_model {met.config.d_model}, {met.n_parameters} weights; "
           f"training validation Hellinger mean {v['hellinger_mean']:.4f} (SSA reference, noise floor "
           f"{v.get('noise_floor', float('nan')):.4f})", flush=True)
     u = qmc.Sobol(d=len(BOX), scramble=True, seed=args.seed + 424242).random(args.points)
@@ -127,9 +146,9 @@ def main(argv=None) -> int:
     for i, p in enumerate([] if args.speed_only else lo + u * (hi - lo)):
         theta = dict(zip(BOX, map(float, p)))
         t0 = time.perf_counter()
-        ref = reference(net, theta, args.ref, seed=1000 + i)
+        ref, engine = reference(net, theta, args.ref, seed=1000 + i)
         print(f"held-out point {i}: {', '.join(f'{k}={x:.3f}' for k, x in theta.items())}; "
-              f"{args.ref} SSA trajectories in {time.perf_counter() - t0:.0f} s", flush=True)
+              f"{args.ref} SSA trajectories ({engine}) in {time.perf_counter() - t0:.0f} s", flush=True)
         for r in compare(met, ref, theta, seed=77 * i):
             rows.append(r)
             print(f"  t={r[0]:>4g} {r[1]:<3} Hellinger exact counts {r[2]:.4f}  {BINS} bins {r[3]:.4f}  "

@@ -95,8 +95,10 @@ class MET:
 
     def __repr__(self) -> str:
         box = ", ".join(f"{k} in [{a:g}, {b:g}]" for k, (a, b) in self.box.items())
+        heads = "" if not any(self.net.mixture) else ", heads " + "".join(
+            "M" if m else "C" for m in self.net.mixture) + f" (M: {self.config.mixture_k}-logistic mixture)"
         return (f"MET({self.network.name}: {self.n_parameters} weights, {box}, t in "
-                f"[{self.space.t_min:g}, {self.space.t_max:g}], vocab {self.config.vocab})")
+                f"[{self.space.t_min:g}, {self.space.t_max:g}], vocab {self.config.vocab}{heads})")
 
     # ------------------------------------------------------------------ prompts
     def prompt_features(self, times, init, params, stacklevel: int = 4) -> torch.Tensor:

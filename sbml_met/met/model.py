@@ -10,6 +10,21 @@ autoregressive product over species in the network's order. Each prompt token ca
 feature vector (e.g. log-scaled and linearly scaled value) embedded by its own linear map; each
 species count is embedded from its own vocabulary 0..V_s-1. Counts at or above V_s are outside the
 model (log-probability -inf, with a warning): they are never wrapped or clipped.
+
+Output heads (``METConfig.head``): ``"categorical"`` (the default, and what every checkpoint without
+the field holds) gives each species one softmax over its whole vocabulary. ``"mixture"`` gives
+every species, and ``"auto"`` the species whose vocabulary exceeds ``mixture_from``, a smooth head
+instead (:class:`MixtureHead`): a mixture of ``mixture_k`` discretized logistic distributions on
+0..V-1 (the tails below 0 and above V-1 go to the end counts, as in PixelCNN++), so its 3K numbers
+per prompt share strength across neighbouring counts, and a sample or a log-probability costs O(K),
+not O(V). Such a species' count enters the sequence through a smooth embedding (an MLP of
+scaled, log and Fourier features of the count) instead of a lookup table. ``heads[s](h)`` still
+returns the full log-pmf (B, V) for every head (FSP teachers, enumeration, conservation masks).
+
+Prompt layout (``METConfig.prompt``): ``"tokens"`` (the default and every older checkpoint) embeds
+each prompt entry as its own token, as drawn above; ``"pooled"`` embeds the whole prompt by one MLP
+into a single token, so the sequence is 1 + S-1 positions long (about twice as fast to train and
+sample when most prompt entries are fixed initial counts).
 """
 
 from __future__ import annotations
@@ -27,6 +42,10 @@ from ..errors import VocabularyOverflowWarning  # noqa: F401 - also sbml_met.met
 from ._warn import user_stacklevel
 
 
+HEADS = ("categorical", "mixture", "auto")
+PROMPTS = ("tokens", "pooled")
+
+
 @dataclass(frozen=True)
 class METConfig:
     """Shape of the network. ``vocab``: count vocabulary size per species (counts 0..V-1). The
@@ -39,10 +58,32 @@ class METConfig:
     n_layer: int = 3
     n_head: int = 4
     d_ff: int = 256
+    head: str = "categorical"  # "categorical" | "mixture" | "auto" (mixture where vocab > mixture_from)
+    mixture_k: int = 8
+    mixture_from: int = 512
+    prompt: str = "tokens"  # "tokens": one token per prompt entry | "pooled": one token from an MLP of all
+
+    def __post_init__(self):
+        if self.head not in HEADS:
+            raise ValueError(f"unknown MET head {self.head!r}; choose one of: {', '.join(HEADS)}")
+        if self.prompt not in PROMPTS:
+            raise ValueError(f"unknown MET prompt layout {self.prompt!r}; choose one of: {', '.join(PROMPTS)}")
+
+    @property
+    def n_prompt_tokens(self) -> int:
+        """Sequence positions the prompt takes: n_prompt, or 1 when pooled."""
+        return 1 if self.prompt == "pooled" else self.n_prompt
 
     @property
     def n_species(self) -> int:
         return len(self.vocab)
+
+    @property
+    def mixture(self) -> tuple[bool, ...]:
+        """Per species: whether its head is a discretized-logistic mixture (else categorical)."""
+        if self.head == "categorical":
+            return (False,) * len(self.vocab)
+        return tuple(self.head == "mixture" or v > self.mixture_from for v in self.vocab)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -99,6 +140,109 @@ class _Block(nn.Module):
         x = x + self.mlp(self.ln2(x))
         return x, (Kp, Vp, Ks, Vs)
 
+    def step_batched(self, x: torch.Tensor, Kp, Vp, Ks, Vs):
+        """:meth:`step` with the attention of many rows written as one matrix product per head
+        against the shared prompt and elementwise products against the rows' own tokens (the
+        same quantities, other float rounding; far faster for 10^4 rows of one prompt). Used by
+        networks with a mixture head; categorical networks keep :meth:`step`'s arithmetic, so
+        saved checkpoints reproduce their samples bit for bit."""
+        B, _, D = x.shape
+        H = self.n_head
+        q, k, v = self.qkv(self.ln1(x)).split(D, dim=2)
+        q, k, v = (a.view(B, H, D // H) for a in (q, k, v))
+        Ks, Vs = (k[:, :, None], v[:, :, None]) if Ks is None else (torch.cat([Ks, k[:, :, None]], dim=2),
+                                                                     torch.cat([Vs, v[:, :, None]], dim=2))
+        scale = 1.0 / math.sqrt(D // H)
+        sp = torch.einsum("bhd,hpd->bhp", q, Kp[0]) if len(Kp) == 1 else torch.einsum("bhd,bhpd->bhp", q, Kp)
+        w = torch.cat([sp, (q[:, :, None, :] * Ks).sum(-1)], dim=-1) * scale
+        w = (w - w.amax(dim=-1, keepdim=True)).exp_()  # softmax over ~10 keys: faster by hand on the CPU
+        w = w / w.sum(dim=-1, keepdim=True)
+        P = Kp.shape[2]
+        y = torch.einsum("bhp,hpd->bhd", w[..., :P], Vp[0]) if len(Vp) == 1 else torch.einsum("bhp,bhpd->bhd", w[..., :P], Vp)
+        y = y + (w[..., P:, None] * Vs).sum(2)
+        x = x + self.proj(y.reshape(B, 1, D))
+        x = x + self.mlp(self.ln2(x))
+        return x, (Kp, Vp, Ks, Vs)
+
+
+class MixtureHead(nn.Module):
+    """p(x | h) on 0..V-1: a mixture of K discretized logistic distributions (component k: location
+    mu_k, scale s_k; count x takes F_k(x + 1/2) - F_k(x - 1/2), with the mass below 0 at 0 and above
+    V-1 at V-1), so the pmf sums to 1 exactly. ``forward`` gives the full log-pmf (B, V);
+    :meth:`log_prob` and :meth:`sample` cost O(K) per row."""
+
+    def __init__(self, d_model: int, vocab: int, k: int):
+        super().__init__()
+        self.V, self.K = int(vocab), int(k)
+        self.unit = max(1.0, self.V / 4.0)  # locations in units of V/4, scales around V/40
+        self.out = nn.Linear(d_model, 3 * self.K)
+        with torch.no_grad():
+            self.out.weight.mul_(0.1)
+            self.out.bias.zero_()
+            self.out.bias[self.K : 2 * self.K] = torch.linspace(0.0, 3.0, self.K)
+
+    def params(self, h: torch.Tensor):
+        """(log mixture weights, locations, log scales), each (B, K)."""
+        w, mu, ls = self.out(h).split(self.K, dim=-1)
+        return (F.log_softmax(w, dim=-1), mu * self.unit,
+                torch.clamp(ls + math.log(self.unit / 10.0), min=-4.0, max=math.log(self.V) + 2.0))
+
+    def _log_bins(self, x: torch.Tensor, mu: torch.Tensor, ls: torch.Tensor) -> torch.Tensor:
+        """log P_k(x) per component for counts x broadcast against mu, ls."""
+        inv = torch.exp(-ls)
+        a = (x + 0.5 - mu) * inv
+        b = (x - 0.5 - mu) * inv
+        mid = F.logsigmoid(a) + F.logsigmoid(-b) + torch.log(-torch.expm1(-inv))  # log(sig(a) - sig(b))
+        out = torch.where(x <= 0, F.logsigmoid(a), mid)
+        out = torch.where(x >= self.V - 1, F.logsigmoid(-b), out)
+        return torch.zeros_like(out) if self.V == 1 else out
+
+    def log_prob(self, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """log p(x_i | h_i): h (B, D), x (B,) -> (B,)."""
+        lw, mu, ls = self.params(h)
+        return torch.logsumexp(lw + self._log_bins(x[:, None].to(mu.dtype), mu, ls), dim=-1)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """Full log-pmf (B, V) (normalised: a softmax of it is the pmf itself)."""
+        lw, mu, ls = self.params(h)
+        x = torch.arange(self.V, device=h.device, dtype=mu.dtype)
+        lp = torch.logsumexp(lw[:, :, None] + self._log_bins(x, mu[:, :, None], ls[:, :, None]), dim=1)
+        return F.log_softmax(lp, dim=-1)  # removes the float rounding of the sum
+
+    def sample(self, h: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """Exact inverse draws from one uniform per row (u (B,) float64): the component k with
+        W_{k-1} <= u < W_k (cumulative weights), then x = clamp(round(mu_k + s_k logit(v)), 0, V-1)
+        with v = (u - W_{k-1}) / w_k, itself uniform given k. Returns (B,) int64."""
+        lw, mu, ls = (a.double() for a in self.params(h))
+        cw = torch.cumsum(lw.exp(), dim=-1)
+        cw = cw / cw[:, -1:]
+        k = torch.searchsorted(cw, u[:, None].to(cw.dtype), right=True).clamp_(max=self.K - 1)
+        hi = cw.gather(1, k)[:, 0]
+        lo = torch.where(k[:, 0] > 0, cw.gather(1, (k - 1).clamp(min=0))[:, 0], torch.zeros_like(hi))
+        v = ((u - lo) / (hi - lo).clamp_min(1e-300)).clamp(1e-12, 1 - 1e-12)
+        y = mu.gather(1, k)[:, 0] + ls.gather(1, k)[:, 0].exp() * torch.log(v / (1 - v))
+        return torch.floor(y + 0.5).clamp_(0, self.V - 1).long()
+
+
+class SmoothCountEmbedding(nn.Module):
+    """Embedding of a count 0..V-1 as an MLP of smooth features (scaled count, log count, Fourier
+    features): neighbouring counts get neighbouring embeddings (large vocabularies)."""
+
+    N_FREQ = 6
+
+    def __init__(self, d_model: int, vocab: int):
+        super().__init__()
+        self.unit = max(1.0, vocab / 4.0)
+        self.log_unit = math.log1p(vocab)
+        self.register_buffer("freq", math.pi * 2.0 ** torch.arange(self.N_FREQ, dtype=torch.float32) / 4.0,
+                             persistent=False)
+        self.mlp = nn.Sequential(nn.Linear(2 + 2 * self.N_FREQ, d_model), nn.GELU(), nn.Linear(d_model, d_model))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = x.float()[..., None] / self.unit
+        ang = z * self.freq
+        return self.mlp(torch.cat([z, torch.log1p(x.float())[..., None] / self.log_unit, ang.sin(), ang.cos()], dim=-1))
+
 
 class METNet(nn.Module):
     """Causal transformer: prompt features (B, P, n_features) and counts (B, S) -> conditionals."""
@@ -107,17 +251,46 @@ class METNet(nn.Module):
         super().__init__()
         c = self.config = config
         D = c.d_model
-        self.prompt_w = nn.Parameter(torch.randn(c.n_prompt, c.n_features, D) * 0.2)
-        self.prompt_b = nn.Parameter(torch.zeros(c.n_prompt, D))
-        offsets = np.concatenate([[0], np.cumsum(c.vocab)[:-1]]).astype(np.int64)
+        if c.prompt == "pooled":
+            self.prompt_mlp = nn.Sequential(nn.Linear(c.n_prompt * c.n_features, c.d_ff), nn.GELU(),
+                                            nn.Linear(c.d_ff, D))
+        else:
+            self.prompt_w = nn.Parameter(torch.randn(c.n_prompt, c.n_features, D) * 0.2)
+            self.prompt_b = nn.Parameter(torch.zeros(c.n_prompt, D))
+        self.mixture = c.mixture
+        self.batched_attention = any(self.mixture)  # see _Block.step_batched
+        table = [0 if m else v for v, m in zip(c.vocab, self.mixture)]  # lookup rows per species
+        offsets = np.concatenate([[0], np.cumsum(table)[:-1]]).astype(np.int64)
         self.register_buffer("offsets", torch.as_tensor(offsets), persistent=False)
-        self.count_emb = nn.Embedding(int(sum(c.vocab)), D)
-        self.pos = nn.Parameter(torch.zeros(c.n_prompt + c.n_species - 1, D))
+        self.count_emb = nn.Embedding(max(1, int(sum(table))), D)
+        if any(self.mixture[:-1]):
+            self.smooth_emb = nn.ModuleDict({str(s): SmoothCountEmbedding(D, v) for s, (v, m)
+                                             in enumerate(zip(c.vocab[:-1], self.mixture[:-1])) if m})
+        self.pos = nn.Parameter(torch.zeros(c.n_prompt_tokens + c.n_species - 1, D))
         self.blocks = nn.ModuleList(_Block(c) for _ in range(c.n_layer))
         self.ln_f = nn.LayerNorm(D)
-        self.heads = nn.ModuleList(nn.Linear(D, v) for v in c.vocab)
+        self.heads = nn.ModuleList(MixtureHead(D, v, c.mixture_k) if m else nn.Linear(D, v)
+                                   for v, m in zip(c.vocab, self.mixture))
         nn.init.normal_(self.count_emb.weight, std=0.02)
         nn.init.normal_(self.pos, std=0.02)
+
+    def prompt_tokens(self, features: torch.Tensor) -> torch.Tensor:
+        """The prompt's tokens (B, n_prompt_tokens, D) from its features (B, P, n_features)."""
+        if self.config.prompt == "pooled":
+            return self.prompt_mlp(features.reshape(len(features), -1))[:, None, :]
+        return torch.einsum("bpf,pfd->bpd", features, self.prompt_w) + self.prompt_b
+
+    def embed(self, s: int, counts: torch.Tensor) -> torch.Tensor:
+        """Token embedding of species ``s``'s counts (any shape) -> (..., D)."""
+        if self.mixture[s]:
+            return self.smooth_emb[str(s)](counts)
+        return self.count_emb(counts + self.offsets[s])
+
+    def head_log_prob(self, s: int, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """log p(x_s = x | h): h (B, D), x (B,) -> (B,); O(K) for a mixture head."""
+        if self.mixture[s]:
+            return self.heads[s].log_prob(h, x)
+        return F.log_softmax(self.heads[s](h), dim=-1).gather(1, x[:, None]).squeeze(1)
 
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -127,20 +300,23 @@ class METNet(nn.Module):
 
         ``features`` (B, P, n_features); ``counts`` (B, j) with j <= S-1 leading species counts
         (j < S-1 returns only the first j+1 predicting positions)."""
-        h = torch.einsum("bpf,pfd->bpd", features, self.prompt_w) + self.prompt_b
+        h = self.prompt_tokens(features)
         j = counts.shape[1]
         if j:
-            tok = self.count_emb(counts[:, : self.config.n_species - 1] + self.offsets[:j])
+            if any(self.mixture):
+                tok = torch.stack([self.embed(s, counts[:, s]) for s in range(min(j, self.config.n_species - 1))], dim=1)
+            else:
+                tok = self.count_emb(counts[:, : self.config.n_species - 1] + self.offsets[:j])
             h = torch.cat([h, tok], dim=1)
         h = h + self.pos[: h.shape[1]]
         for blk in self.blocks:
             h = blk(h)
-        return self.ln_f(h[:, self.config.n_prompt - 1 :])
+        return self.ln_f(h[:, self.config.n_prompt_tokens - 1 :])
 
     def prompt_kv(self, features: torch.Tensor):
         """Run the prompt once for sampling: (final hidden state of its last position (B, D), the
         per-block caches: the prompt's keys/values, then those of the species tokens)."""
-        h = torch.einsum("bpf,pfd->bpd", features, self.prompt_w) + self.prompt_b + self.pos[: self.config.n_prompt]
+        h = self.prompt_tokens(features) + self.pos[: self.config.n_prompt_tokens]
         caches = []
         for blk in self.blocks:
             h, (K, V) = blk(h, return_kv=True)
@@ -152,25 +328,28 @@ class METNet(nn.Module):
         keys/values (of rows ``parent``, when given): (final hidden state (B, D), the new caches).
         The prompt's keys/values stay shared (a one-row prompt serves every row): only the species
         tokens' caches are gathered per row."""
-        x = (self.count_emb(counts + self.offsets[s]) + self.pos[self.config.n_prompt + s])[:, None, :]
+        x = (self.embed(s, counts) + self.pos[self.config.n_prompt_tokens + s])[:, None, :]
         new = []
         for blk, (Kp, Vp, Ks, Vs) in zip(self.blocks, caches):
             if parent is not None:
                 Kp, Vp = (Kp, Vp) if len(Kp) == 1 else (Kp[parent], Vp[parent])
                 Ks, Vs = (None, None) if Ks is None else (Ks[parent], Vs[parent])
-            x, kv = blk.step(x, Kp, Vp, Ks, Vs)
+            x, kv = blk.step_batched(x, Kp, Vp, Ks, Vs) if self.batched_attention else blk.step(x, Kp, Vp, Ks, Vs)
             new.append(kv)
         return self.ln_f(x[:, -1]), new
 
     def logits(self, features: torch.Tensor, counts: torch.Tensor) -> list[torch.Tensor]:
-        """Log-conditionals (log-softmax) per predicted species: list of (B, V_s)."""
+        """Log-conditionals (full log-pmf vectors) per predicted species: list of (B, V_s)."""
         h = self.hidden(features, counts)
         return [F.log_softmax(self.heads[s](h[:, s]), dim=-1) for s in range(h.shape[1])]
 
     def log_prob(self, features: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
         """Exact log p(x | prompt) for full states ``counts`` (B, S) inside the vocabulary."""
-        lp = self.logits(features, counts[:, :-1])
-        return sum(lp[s].gather(1, counts[:, s : s + 1]).squeeze(1) for s in range(len(lp)))
+        if not any(self.mixture):
+            lp = self.logits(features, counts[:, :-1])
+            return sum(lp[s].gather(1, counts[:, s : s + 1]).squeeze(1) for s in range(len(lp)))
+        h = self.hidden(features, counts[:, :-1])
+        return sum(self.head_log_prob(s, h[:, s], counts[:, s]) for s in range(h.shape[1]))
 
 
 # ---------------------------------------------------------------------------- distribution helpers
@@ -243,6 +422,8 @@ def _draw(net: METNet, s: int, last: torch.Tensor, inv: np.ndarray, u: torch.Ten
     Distinct prefixes and samples go in chunks of about ``budget`` probabilities (large
     vocabularies with many distinct prefixes)."""
     V = net.config.vocab[s]
+    if net.mixture[s] and (mask is None or mask.allowed(prefixes) is None):
+        return net.heads[s].sample(last[torch.as_tensor(inv, device=last.device)], u.to(last.device)).cpu().numpy()
     order = np.argsort(inv, kind="stable")
     sinv = inv[order]
     draws = np.empty(len(inv), dtype=np.int64)
@@ -338,9 +519,13 @@ def masked_log_prob(net: METNet, features: torch.Tensor, counts: torch.Tensor, m
     if mask is None:
         return net.log_prob(features, counts)
     x = counts.cpu().numpy()
-    lp = net.logits(features, counts[:, :-1])
+    h = net.hidden(features, counts[:, :-1])
     out = torch.zeros(len(x), dtype=torch.float64)
-    for s, l in enumerate(lp):
+    for s in range(h.shape[1]):
+        if net.mixture[s] and mask.allowed(x[:, :s]) is None:  # O(K), no full pmf
+            out += net.head_log_prob(s, h[:, s], counts[:, s]).double().cpu()
+            continue
+        l = F.log_softmax(net.heads[s](h[:, s]), dim=-1)
         cond = _apply_mask(l.double().exp().cpu().numpy(), mask, x[:, :s])
         with np.errstate(divide="ignore"):
             out += torch.as_tensor(np.log(cond[np.arange(len(x)), x[:, s]]))
@@ -352,5 +537,5 @@ def default_parameter_count(config: METConfig) -> int:
     return METNet(config).n_parameters()
 
 
-__all__ = ["METConfig", "METNet", "VocabularyOverflowWarning", "check_vocab", "enumerate_joint",
+__all__ = ["METConfig", "METNet", "MixtureHead", "SmoothCountEmbedding", "VocabularyOverflowWarning", "check_vocab", "enumerate_joint",
            "conditionals", "ancestral_sample", "masked_log_prob"]
