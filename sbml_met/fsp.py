@@ -34,9 +34,10 @@ import scipy.linalg
 import scipy.sparse as sp
 
 from .cme import StateSpace, exit_rates, generator, integrate, rates
-from .errors import InvalidArgumentError, StateSpaceTooLargeError, Unsupported, UnsupportedSBMLError
+from .errors import InvalidArgumentError, StateSpaceTooLargeError
 from .network import ReactionNetwork, check_times
 from .results import Distribution
+from .support import check_support
 
 _DENSE_MAX = 250  # state sets up to this size are exponentiated densely
 _GROWTH = 0.15  # a face that leaks too much moves out by this fraction of the box width
@@ -47,10 +48,7 @@ _COURANT = 1.0  # h * max exit rate of FSPSolver's RK4 steps: keeps h*A's Gershg
 def _check_network(network: ReactionNetwork) -> None:
     if not isinstance(network, ReactionNetwork):
         raise InvalidArgumentError(f"expected a ReactionNetwork, got {type(network).__name__}")
-    if network.events:
-        raise UnsupportedSBMLError(
-            [Unsupported(e.id, "event (the FSP solver handles models without events; use "
-                               "sbml_met.simulate)") for e in network.events])
+    check_support(network, "fsp")
     x0 = np.asarray(network.initial_state, dtype=float)
     dyn = network.dynamic_species
     bad = [s for s, v, d in zip(network.species, x0, dyn) if d and (v < 0 or v != round(v))]
@@ -125,16 +123,6 @@ class _Space(StateSpace):
             if over[bad][sel].any():
                 out.add(2 * D)
         return sorted(out)
-
-
-def _propensities(space: StateSpace, full: np.ndarray, params: Mapping[str, Any] | None) -> np.ndarray:
-    """Kept for bench/fsp.py: :func:`sbml_met.cme.rates` of ``space``'s network."""
-    return rates(space.network, full, params)
-
-
-def _generator(a: np.ndarray, dst: np.ndarray, n: int, n_sinks: int) -> sp.csr_matrix:
-    """Kept for bench/fsp.py: :func:`sbml_met.cme.generator` (``n`` is ``len(a)``)."""
-    return generator(a, dst, n_sinks)
 
 
 # ------------------------------------------------------------------------------------ integrators
@@ -290,7 +278,7 @@ def solve_fsp(
     probability that left the projected state set by ``times[i]`` (at most ``tol``): the 1-norm
     distance of the answer from the exact CME solution, up to integration error (~1e-3 tol).
     Raises :class:`StateSpaceTooLargeError` when more than ``max_states`` states would be needed
-    and :class:`UnsupportedSBMLError` for models with events.
+    and :class:`~sbml_met.errors.UnsupportedByEngineError` (an UnsupportedSBMLError) for models with events.
     """
     _check_network(network)
     grid = check_times(times)
@@ -446,6 +434,12 @@ class FSPSolver:
     @property
     def n_states(self) -> int:
         return self._space.n
+
+    def generator(self, parameters: Mapping[str, float] | None = None) -> sp.csr_matrix:
+        """The CME generator on the solver's state space at one parameter point (its sinks last;
+        the initial state is state 0): for checks against other integrators."""
+        point = {k: np.array([[float(v)]]) for k, v in (parameters or {}).items()}
+        return generator(rates(self.network, self._full, point)[0], self._dst, self._space.n_sinks)
 
     # ---------------------------------------------------------------- solving
     def solve(self, parameters: Mapping[str, float] | None = None, times: Any = None) -> Distribution:

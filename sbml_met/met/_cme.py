@@ -20,6 +20,7 @@ from scipy.sparse.linalg import expm_multiply
 
 from .. import cme
 from ..errors import InvalidArgumentError, PropensityError
+from ..support import check_support
 
 
 class StateSpace(cme.StateSpace):
@@ -31,6 +32,7 @@ class StateSpace(cme.StateSpace):
                  max_states: int = 200_000):
         self.caps = np.asarray(caps, dtype=np.int64)
         self.radix = self.caps + 1
+        check_support(network, "met-fsp")
         starts = np.atleast_2d(np.asarray(starts, dtype=np.int64))
         if np.any(starts > self.caps):
             raise InvalidArgumentError("initial counts exceed the state-space caps")
@@ -65,8 +67,7 @@ def ssa_batch(network, params: Mapping[str, np.ndarray], x0: np.ndarray, rec: np
               rng: np.random.Generator) -> np.ndarray:
     """Exact SSA for m trajectories with per-trajectory parameters ``params`` (id -> (m,)),
     initial states ``x0`` (m, S) and sorted recording times ``rec`` (m, K): states (m, K, S)."""
-    if network.has_events:
-        raise InvalidArgumentError("the batched SSA teacher does not support events")
+    check_support(network, "met-ssa")
     m, K = rec.shape
     S = network.n_species
     nu = network.stoichiometry.T.astype(float)  # (S, R)

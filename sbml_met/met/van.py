@@ -61,6 +61,7 @@ from ..cme import grid_states
 from ..errors import InvalidArgumentError
 from ..network import check_times
 from ..results import Distribution
+from ..support import check_support
 
 __all__ = ["TinyVAN", "VANBank", "VANBatch", "VANSolution", "grid_states", "solve_van", "solve_van_batch", "van_vocab"]
 
@@ -660,8 +661,7 @@ class _Options:
     n_kernel: int
 
     def validate(self, network) -> None:
-        if network.has_events:
-            raise InvalidArgumentError("solve_van does not support events")
+        check_support(network, "van")
         if (self.dt is not None and self.dt <= 0) or self.inner_steps < 1 or self.batch < 2:
             raise InvalidArgumentError("need dt > 0, inner_steps >= 1, batch >= 2")
         _one_of("optimizer", self.optimizer, ("auto", "adam", "lbfgs"))
@@ -831,6 +831,7 @@ def solve_van_batch(
     Measured (2-core CPU, one thread; autoregulation, 8 random prompts, 8 times each to t = 10,
     dt 1.25, dt_first 1.25, 300 iterations): 7.2 s per prompt, marginal Hellinger to FSP mean
     0.0095, worst 0.057 (at the first time; hence ``dt_first``)."""
+    check_support(network, "van")
     times, V, init = _batch_inputs(network, times, vocab, initial, exact_limit, divergence)
     M, K = times.shape
     t_wall = _time.monotonic()
