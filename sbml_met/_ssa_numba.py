@@ -191,17 +191,7 @@ def eval_general(ops, args, consts, start, stop, x, stack):
 @njit(cache=True)
 def uniform(state):
     """A double in [0, 1) from xoshiro256+ (``state``: 4 uint64, updated in place)."""
-    s0, s1, s2, s3 = state[0], state[1], state[2], state[3]
-    result = s0 + s3
-    t = s1 << np.uint64(17)
-    s2 ^= s0
-    s3 ^= s1
-    s1 ^= s2
-    s0 ^= s3
-    s2 ^= t
-    s3 = (s3 << np.uint64(45)) | (s3 >> np.uint64(19))
-    state[0], state[1], state[2], state[3] = s0, s1, s2, s3
-    return (result >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+    return (_next(state) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
 
 
 def _ziggurat_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -225,7 +215,7 @@ _ZIG_R = 7.697117470131487  # where the exponential's tail begins
 _ZIG_K, _ZIG_W, _ZIG_F = _ziggurat_tables()
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _next(state):
     """The next 64 bits of xoshiro256+ (``uniform``'s generator, without the conversion)."""
     s0, s1, s2, s3 = state[0], state[1], state[2], state[3]

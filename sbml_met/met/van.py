@@ -62,6 +62,7 @@ from ..errors import InvalidArgumentError
 from ..network import check_times
 from ..results import Distribution
 from ..support import check_support
+from .vocab import count_vocabulary
 
 __all__ = ["TinyVAN", "VANBank", "VANBatch", "VANSolution", "grid_states", "solve_van", "solve_van_batch", "van_vocab"]
 
@@ -237,9 +238,7 @@ def van_vocab(network, t_max: float, n: int = 400, seed: int = 0, factor: float 
     grid = np.linspace(0.0, float(t_max), 21)
     x = simulate(network, grid, n=n, seed=seed, progress=False).states
     mx = np.maximum(x.max(axis=(0, 1)), np.asarray(network.initial_state))
-    dyn = np.asarray(network.dynamic_species)
-    v = np.where(dyn & (mx > 1), np.ceil(factor * mx + 10), mx + 1)
-    return tuple(int(a) for a in v)
+    return tuple(int(a) for a in count_vocabulary(mx, network.dynamic_species, factor, pad=9))
 
 
 def _new_net(vocab: tuple[int, ...], x0: np.ndarray, model: Mapping[str, Any] | None, eps: float) -> TinyVAN:
