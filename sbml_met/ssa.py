@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -121,7 +121,7 @@ def _one_block(network, grid, n, seed, progress, kernel, method, epsilon) -> SSA
     if compiled is not None:
         states = compiled.simulate(grid, int(n), seed, progress)
     else:
-        states = _Simulation(network, grid, int(n), np.random.default_rng(seed), progress).run()
+        states = simulate_lockstep(network, grid, int(n), np.random.default_rng(seed), progress=progress)
     return SSAResult(network.species, grid, states, method="ssa", seed=seed, model=network.name)
 
 
@@ -213,31 +213,74 @@ class _CompiledKernel:
         raise PropensityError(net.reactions[r].id, value, state, t)
 
 
-class _Simulation:
-    def __init__(self, net: ReactionNetwork, grid: np.ndarray, n: int, rng, progress: bool):
-        self.net, self.grid, self.n, self.rng, self.progress = net, grid, n, rng, progress
+def simulate_lockstep(network: ReactionNetwork, times: Any, n: int, rng: np.random.Generator,
+                      params: Mapping[str, Any] | None = None, x0: Any = None,
+                      progress: bool = False) -> np.ndarray:
+    """Gillespie's direct method for ``n`` trajectories in lock-step (the vectorised kernel):
+    states (n, K, n_species).
+
+    ``times``: sorted recording times, one grid (K,) for every trajectory or one row per
+    trajectory (n, K). ``params``: parameter values by SBML id overriding the network's, scalars
+    or one value per trajectory (n,). ``x0``: initial counts (n_species,) or one row per trajectory
+    (n, n_species); default the network's. SBML events, assignment rules and error checks as in
+    :func:`simulate`; each trajectory stops after its last recording time."""
+    return _LockStep(network, times, int(n), rng, progress, params, x0).run()
+
+
+class _LockStep:
+    """The lock-step simulation; ``run()`` returns the recorded states (n, K, n_species)."""
+
+    def __init__(self, net: ReactionNetwork, times, n: int, rng, progress: bool, params=None, x0=None):
+        self.net, self.n, self.rng, self.progress = net, n, rng, progress
+        times = np.asarray(times, dtype=float)
+        if times.ndim not in (1, 2) or (times.ndim == 2 and times.shape[0] != n) or np.isnan(times).any() \
+                or (np.diff(times, axis=-1) < 0).any():
+            raise InvalidArgumentError(f"recording times must be sorted, of shape (K,) or ({n}, K); "
+                                       f"got shape {times.shape}")
+        self.rec = np.broadcast_to(times, (n, times.shape[-1]))  # (n, K)
+        # a trajectory stops when its next firing would pass its last recording time
+        self.stop = np.nextafter(self.rec[:, -1], np.inf) if times.shape[-1] else np.zeros(n)
+        self.params = {k: np.broadcast_to(np.asarray(v, dtype=float), (n,)) for k, v in (params or {}).items()}
+        start = net.initial_state if x0 is None else x0
+        self.x0 = np.broadcast_to(np.asarray(start, dtype=float), (n, net.n_species))
         self.base = net.parameter_environment()
         self.nu_t = np.ascontiguousarray(net.stoichiometry.T.astype(float))  # (S, R)
         self.has_rules = any(r.species_index is not None for r in net.rules)
         self.time_events = sorted((e for e in net.events if e.trigger_time is not None),
                                   key=lambda e: e.trigger_time)
         self.state_events = [e for e in net.events if e.trigger_time is None]
-        self.out = np.empty((n, len(grid), net.n_species))
+        self.out = np.empty((n, times.shape[-1], net.n_species))
         self.next_rec = np.zeros(n, dtype=np.int64)
         self.prev_trigger = np.zeros((len(self.state_events), n), dtype=bool)
 
+    def _env(self, traj: np.ndarray) -> dict:
+        """Parameter environment of trajectories ``traj`` (the shared one without per-trajectory values)."""
+        if not self.params:
+            return self.base
+        env = dict(self.base)
+        env.update({k: v[traj] for k, v in self.params.items()})
+        return env
+
+    def _next_time(self, traj: np.ndarray) -> np.ndarray:
+        """Next recording time of trajectories ``traj`` (inf once all are recorded)."""
+        k, K = self.next_rec[traj], self.rec.shape[1]
+        return np.where(k < K, self.rec[traj, np.minimum(k, K - 1)], np.inf)
+
     # -------------------------------------------------------------------------------------- driver
     def run(self) -> np.ndarray:
-        net, n = self.net, self.n
-        X = np.repeat(np.asarray(net.initial_state, dtype=float)[:, None], n, axis=1)
+        n = self.n
+        if n == 0 or self.rec.shape[1] == 0:
+            return self.out
+        X = np.array(self.x0.T, dtype=float, order="C")  # (S, n), a copy
+        every = np.arange(n)
         if self.has_rules:
-            net.apply_rules(X, 0.0, self.base)
-        t_end = float(self.grid[-1])
+            self.net.apply_rules(X, 0.0, self._env(every))
+        t_end = float(self.rec[:, -1].max())
         # a state event fires at t = 0 when its trigger goes from initialValue (false) to true
         for k, ev in enumerate(self.state_events):
             self.prev_trigger[k] = ev.initial_value
         if self.state_events:
-            self._after_change(X, np.arange(n), 0.0)
+            self._after_change(X, every, 0.0)
         bar = progress_bar(self.progress, t_end)
         t0 = 0.0
         for ev in self.time_events + [None]:
@@ -249,27 +292,28 @@ class _Simulation:
                 fire = np.ones(n, dtype=bool)
                 if ev.trigger_time <= 0.0 and ev.initial_value:
                     fire[:] = False
-                self._fire(ev, X, fire, horizon)
-                self._after_change(X, np.arange(n), horizon)
+                self._fire(ev, X, every, fire, horizon)
+                self._after_change(X, every, horizon)
                 t0 = horizon
         if bar is not None:
             bar.close()
         return self.out
 
     def _segment(self, X: np.ndarray, t0: float, horizon: float, inclusive: bool, bar) -> np.ndarray:
-        """Advance every trajectory from t0 to ``horizon``; record grid times passed.
+        """Advance every trajectory from t0 to ``horizon`` (or its last recording time); record the
+        times passed.
 
-        A trajectory whose next firing would pass the horizon is finished: its state is kept and
+        A trajectory whose next firing would pass its limit is finished: its state is kept and
         its clock set to infinity, so it stays inert (it fires the null reaction) until enough
         trajectories have finished to make compacting the arrays worth a copy.
         """
-        net, grid, T = self.net, self.grid, len(self.grid)
-        limit = np.nextafter(horizon, np.inf) if inclusive else horizon
+        net = self.net
+        limit = np.minimum(np.inf if inclusive else horizon, self.stop)
         idx = np.arange(self.n)
+        env = self._env(idx)
         Xa = X.copy()
         ta = np.full(self.n, t0)
-        nr = self.next_rec
-        next_t = np.where(nr < T, grid[np.minimum(nr, T - 1)], np.inf)
+        next_t = self._next_time(idx)
         # per species row: its change for each reaction, plus a last "null reaction" column of 0
         nu_rows = [(i, np.append(self.nu_t[i], 0.0)) for i in range(net.n_species) if self.nu_t[i].any()]
         null = net.n_reactions
@@ -279,7 +323,7 @@ class _Simulation:
         steps = 0
         while idx.size:
             m = idx.size
-            a = net.propensity_rows(Xa, ta, self.base, out=a if a is not None and a.shape[1] == m else None)
+            a = net.propensity_rows(Xa, ta, env, out=a if a is not None and a.shape[1] == m else None)
             if (a < 0).any():
                 self._bad_propensity(a, Xa, ta)
             c = _running_sum(a, m)
@@ -289,15 +333,7 @@ class _Simulation:
             with np.errstate(divide="ignore", invalid="ignore"):
                 tn = ta + self.rng.standard_exponential(m) / a0
             tn[np.isnan(tn)] = np.inf  # finished (inf) trajectories whose a0 is 0
-            lim = np.minimum(tn, limit)
-            rec = next_t < lim
-            while rec.any():
-                rows = np.flatnonzero(rec)
-                self.out[idx[rows], nr[idx[rows]]] = Xa[:, rows].T
-                nr[idx[rows]] += 1
-                k = nr[idx[rows]]
-                next_t[rows] = np.where(k < T, grid[np.minimum(k, T - 1)], np.inf)
-                rec = next_t < lim
+            self._record(idx, Xa, next_t, np.minimum(tn, limit))
             done = tn >= limit
             r = _choose(c, self.rng.random(m) * a0)
             r[done] = null
@@ -315,7 +351,8 @@ class _Simulation:
             if n_done == m or 2 * n_done > m or (n_done and m < 64):
                 X[:, idx[done]] = Xa[:, done]
                 keep = ~done
-                idx, Xa, ta, next_t = idx[keep], Xa[:, keep], ta[keep], next_t[keep]
+                idx, Xa, ta, next_t, limit = idx[keep], Xa[:, keep], ta[keep], next_t[keep], limit[keep]
+                env = self._env(idx)
             steps += 1
             if bar is not None and steps % 200 == 0 and idx.size:
                 bar.update(max(float(np.min(ta)) if np.isfinite(ta).any() else horizon, bar.n) - bar.n)
@@ -323,36 +360,48 @@ class _Simulation:
             bar.update(max(horizon - bar.n, 0))
         return X
 
+    def _record(self, idx: np.ndarray, Xa: np.ndarray, next_t: np.ndarray, before: np.ndarray) -> None:
+        """Record active trajectory j (global index idx[j], state Xa[:, j]) at each of its
+        recording times before ``before[j]``; ``next_t`` is advanced in place."""
+        hit = next_t < before
+        while hit.any():
+            rows = np.flatnonzero(hit)
+            traj = idx[rows]
+            self.out[traj, self.next_rec[traj]] = Xa[:, rows].T
+            self.next_rec[traj] += 1
+            next_t[rows] = self._next_time(traj)
+            hit = next_t < before
+
     # -------------------------------------------------------------------------------------- events
     def _after_change(self, X: np.ndarray, traj: np.ndarray, t) -> None:
-        """Re-apply assignment rules and fire state events on columns that just changed."""
+        """Re-apply assignment rules and fire state events on columns ``traj`` that just changed."""
+        env = self._env(traj)
         if self.has_rules:
-            self.net.apply_rules(X, t, self.base)
+            self.net.apply_rules(X, t, env)
         for k, ev in enumerate(self.state_events):
-            now = self._trigger(ev, X, t)
+            now = self._trigger(ev, X, t, env)
             fire = now & ~self.prev_trigger[k, traj]
             if fire.any():
-                self._fire(ev, X, fire, t)
+                self._fire(ev, X, traj, fire, t)
+                env = self._env(traj)
                 if self.has_rules:
-                    self.net.apply_rules(X, t, self.base)
-                now = self._trigger(ev, X, t)
+                    self.net.apply_rules(X, t, env)
+                now = self._trigger(ev, X, t, env)
             self.prev_trigger[k, traj] = now
 
-    def _trigger(self, ev, X: np.ndarray, t) -> np.ndarray:
-        env = self.net.environment(X, t, self.base)
+    def _trigger(self, ev, X: np.ndarray, t, env: dict) -> np.ndarray:
+        env = self.net.environment(X, t, env)
         val = ev.trigger(env) if callable(ev.trigger) else ev.trigger
         return np.broadcast_to(np.asarray(val) != 0, (X.shape[1],)).copy()
 
-    def _fire(self, ev, X: np.ndarray, fire: np.ndarray, t) -> None:
+    def _fire(self, ev, X: np.ndarray, traj: np.ndarray, fire: np.ndarray, t) -> None:
+        """Apply ``ev``'s assignments to the columns of X (trajectories ``traj``) where ``fire``."""
         if not np.any(fire):
             return
-        if ev.parameter_assignments:  # time triggers only: the same values for every trajectory
-            env = self.net.environment(X[:, :1], t, self.base)
-            new = {p: float(np.asarray(m(env) if callable(m) else m).reshape(-1)[0])
-                   for p, m in ev.parameter_assignments}
-            self.base.update(new)
+        if ev.parameter_assignments:
+            self._assign_parameters(ev, X, traj, t)
         cols = np.flatnonzero(fire)
-        env = self.net.environment(X[:, cols], t, self.base)
+        env = self.net.environment(X[:, cols], t, self._env(traj[cols]))
         values = []
         for i, math, factor in ev.assignments:
             v = np.broadcast_to(np.asarray(math(env) if callable(math) else math, dtype=float) * factor,
@@ -364,6 +413,21 @@ class _Simulation:
             values.append((i, np.round(v)))
         for i, v in values:
             X[i, cols] = v
+
+    def _assign_parameters(self, ev, X: np.ndarray, traj: np.ndarray, t) -> None:
+        """A time-triggered event's parameter assignments (it fires on every trajectory): one value
+        for all, or one per trajectory where per-trajectory parameters are involved."""
+        if not self.params:
+            env = self.net.environment(X[:, :1], t, self.base)
+            self.base.update({p: float(np.asarray(m(env) if callable(m) else m).reshape(-1)[0])
+                              for p, m in ev.parameter_assignments})
+            return
+        env = self.net.environment(X, t, self._env(traj))
+        new = {p: np.asarray(m(env) if callable(m) else m, dtype=float) for p, m in ev.parameter_assignments}
+        for p, v in new.items():
+            full = np.array(np.broadcast_to(self.params.get(p, self.base.get(p, np.nan)), (self.n,)))
+            full[traj] = v
+            self.params[p] = full
 
     def _negative_count(self, X: np.ndarray, fired: np.ndarray, t: np.ndarray):
         i, col = (int(v[0]) for v in np.nonzero(X < 0))

@@ -215,3 +215,95 @@ def test_dsmts_all_cases_n10000(dsmts_dir):
             if not result.passed:
                 failed.append(result.line())
     assert not failed, failed
+
+
+# --------------------------------------------------------------- one lock-step SSA, per trajectory
+def birth_death_cdf(x, x0, k1, k2, t):
+    """P(X(t) <= x) for immigration-death from X(0) = x0: Binomial(x0, e^-k2 t) + Poisson(mean)."""
+    p, mu = np.exp(-k2 * t), k1 / k2 * (1 - np.exp(-k2 * t))
+    b = np.arange(int(x0.max()) + 1)
+    w = stats.binom.pmf(b, x0[:, None], p[:, None])  # survivors of the x0 initial molecules
+    return (w * stats.poisson.cdf(x[:, None] - b, mu[:, None])).sum(axis=1)
+
+
+def test_lockstep_per_trajectory_parameters_states_and_times_are_exact():
+    """ssa_batch: every trajectory its own k1, initial count and recording times, against the exact law."""
+    from sbml_met.met._cme import ssa_batch
+
+    net, m, k2 = models.load("birth_death"), 12_000, 0.1
+    rng = np.random.default_rng(4)
+    k1 = rng.choice([2.0, 10.0, 40.0], m)
+    x0 = rng.choice([0.0, 25.0], m)
+    rec = np.sort(rng.uniform(0, 30, (m, 3)), axis=1)
+    out = ssa_batch(net, {"k1": k1}, x0[:, None], rec, np.random.default_rng(5))[:, :, 0]
+    x, kk, xx = out.ravel(), np.repeat(k1, 3), np.repeat(x0, 3)
+    p = np.exp(-k2 * rec.ravel())
+    mean = xx * p + kk / k2 * (1 - p)
+    var = xx * p * (1 - p) + kk / k2 * (1 - p)
+    z = (x - mean) / np.sqrt(var)
+    N = z.size  # the three times of a trajectory are correlated: the bounds allow for it
+    for group in [np.ones(N, bool), xx == 0, (kk == 40) & (xx == 25)]:
+        se = np.sqrt(3 / group.sum())
+        assert abs(z[group].mean()) < 5 * se
+        assert abs(z[group].var() - 1) < 5 * np.sqrt(2) * se + 0.01
+    # the marginal of the last recording: randomized PIT uniform (DKW bound at level 1e-6)
+    last = out[:, 2]
+    lo = birth_death_cdf(last - 1, x0, k1, k2, rec[:, 2])
+    hi = birth_death_cdf(last, x0, k1, k2, rec[:, 2])
+    u = np.sort(lo + np.random.default_rng(6).random(m) * (hi - lo))
+    gap = np.maximum(np.arange(1, m + 1) / m - u, u - np.arange(m) / m).max()
+    assert gap < np.sqrt(np.log(2 / 1e-6) / (2 * m))
+
+
+def test_lockstep_shared_grid_is_simulate_vectorised():
+    """The shared grid, the network's parameters and initial state are the special case: the
+    same random stream gives simulate(kernel='vectorised')'s numbers exactly."""
+    from sbml_met.met._cme import ssa_batch
+    from sbml_met.ssa import simulate_lockstep
+
+    net = models.load("toggle_switch")
+    grid = np.array([0.0, 1.0, 2.5, 5.0])
+    want = sbml_met.simulate(net, grid, n=300, seed=9, kernel="vectorised").states
+    x0 = np.repeat(np.asarray(net.initial_state)[None], 300, 0)
+    got = ssa_batch(net, {}, x0, np.tile(grid, (300, 1)), np.random.default_rng(9))
+    assert np.array_equal(got, want)
+    assert np.array_equal(simulate_lockstep(net, grid, 300, np.random.default_rng(9)), want)
+
+
+def test_lockstep_per_trajectory_parameters_match_simulate():
+    """Half the trajectories with sx=30 per trajectory, half with the network's: each half agrees
+    with simulate(kernel='vectorised') of the matching network (means within 5 standard errors)."""
+    from sbml_met.ssa import simulate_lockstep
+
+    net, m, grid = models.load("toggle_switch"), 3000, np.array([0.0, 2.0, 5.0])
+    sx = np.where(np.arange(m) % 2 == 0, 30.0, net.parameters["sx"])
+    got = simulate_lockstep(net, grid, m, np.random.default_rng(1), params={"sx": sx})
+    for value, half in [(30.0, got[0::2]), (net.parameters["sx"], got[1::2])]:
+        ref = sbml_met.simulate(net.with_parameters(sx=value), grid, n=m, seed=2, kernel="vectorised").states
+        se = np.sqrt(half.var(0) / half.shape[0] + ref.var(0) / m)
+        assert np.all(np.abs(half.mean(0) - ref.mean(0)) <= 5 * se + 1e-12)
+
+
+def test_lockstep_time_event_with_per_trajectory_parameters():
+    """A time event sets k = 0 for every trajectory, whatever its own k: X(10) ~ Poisson(k (1-e^-5) e^-5)."""
+    from sbml_met.ssa import simulate_lockstep
+
+    net = sbml_met.load_antimony("R1: => X; k\nR2: X => ; d*X\nE1: at time >= 5: k = 0\nk = 10; d = 1; X = 0")
+    m = 8000
+    k = np.where(np.arange(m) < m // 2, 10.0, 40.0)
+    out = simulate_lockstep(net, [0.0, 5.0, 10.0], m, np.random.default_rng(3), params={"k": k})[:, :, 0]
+    for half, kv in [(slice(0, m // 2), 10.0), (slice(m // 2, m), 40.0)]:
+        for j, lam in [(1, kv * (1 - np.exp(-5))), (2, kv * (1 - np.exp(-5)) * np.exp(-5))]:
+            assert abs(out[half, j].mean() - lam) < 5 * np.sqrt(lam / (m // 2))
+
+
+def test_ssa_batch_refuses_events_and_unsorted_times():
+    from sbml_met.errors import InvalidArgumentError, UnsupportedByEngineError
+    from sbml_met.met._cme import ssa_batch
+
+    ev = sbml_met.load_antimony("R1: => X; k\nE1: at time >= 5: k = 0\nk = 10; X = 0")
+    with pytest.raises(UnsupportedByEngineError):
+        ssa_batch(ev, {}, np.zeros((2, 1)), np.ones((2, 1)), np.random.default_rng(0))
+    with pytest.raises(InvalidArgumentError, match="sorted"):
+        ssa_batch(models.load("birth_death"), {}, np.zeros((2, 1)), np.array([[1.0, 0.5]] * 2),
+                  np.random.default_rng(0))

@@ -19,7 +19,8 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import expm_multiply
 
 from .. import cme
-from ..errors import InvalidArgumentError, PropensityError
+from ..errors import InvalidArgumentError
+from ..ssa import simulate_lockstep
 from ..support import check_support
 
 
@@ -66,56 +67,11 @@ class StateSpace(cme.StateSpace):
 def ssa_batch(network, params: Mapping[str, np.ndarray], x0: np.ndarray, rec: np.ndarray,
               rng: np.random.Generator) -> np.ndarray:
     """Exact SSA for m trajectories with per-trajectory parameters ``params`` (id -> (m,)),
-    initial states ``x0`` (m, S) and sorted recording times ``rec`` (m, K): states (m, K, S)."""
+    initial states ``x0`` (m, S) and sorted recording times ``rec`` (m, K): states (m, K, S).
+    The lock-step direct method of :func:`sbml_met.ssa.simulate_lockstep`; no SBML events."""
     check_support(network, "met-ssa")
-    m, K = rec.shape
-    S = network.n_species
-    nu = network.stoichiometry.T.astype(float)  # (S, R)
-    base = network.parameter_environment()
-    out = np.empty((m, K, S))
-    X = np.array(np.asarray(x0, dtype=float).T, order="C")  # (S, m)
-    has_rules = any(r.species_index is not None for r in network.rules)
-    P = {k: np.asarray(v, dtype=float) for k, v in params.items()}
-    t = np.zeros(m)
-    nr = np.zeros(m, dtype=np.int64)
-    gi = np.arange(m)
-    while gi.size:
-        env = dict(base)
-        env.update(P)
-        if has_rules:
-            network.apply_rules(X, t, env)
-        a = network.propensity_rows(X, t, env)
-        a = np.broadcast_to(a, (a.shape[0], gi.size))
-        c = np.cumsum(a, axis=0)
-        a0 = c[-1]
-        if (a < 0).any() or not np.all(np.isfinite(a0)):
-            j = int(np.argwhere(~((a >= 0).all(axis=0) & np.isfinite(a0)))[0, 0])
-            r = int(np.argmin(a[:, j]))
-            raise PropensityError(network.reaction_ids[r], float(a[r, j]),
-                                  dict(zip(network.species, X[:, j])), float(t[j]))
-        with np.errstate(divide="ignore"):
-            tau = rng.exponential(1.0, gi.size) / a0
-        tn = t + tau
-        # record every grid time passed before this jump
-        while True:
-            nxt = rec[gi, np.minimum(nr, K - 1)]
-            hit = (nr < K) & (nxt < tn)
-            if not hit.any():
-                break
-            out[gi[hit], nr[hit]] = X[:, hit].T
-            nr[hit] += 1
-        alive = nr < K
-        if not alive.all():
-            gi, X, t, tn, nr, c, a0 = gi[alive], X[:, alive], t[alive], tn[alive], nr[alive], c[:, alive], a0[alive]
-            P = {k: v[alive] for k, v in P.items()}
-            if not gi.size:
-                break
-        u = rng.random(gi.size) * a0
-        r = (c < u).sum(axis=0)
-        r = np.minimum(r, nu.shape[1] - 1)
-        X = X + nu[:, r]
-        t = tn
-    return out
+    rec = np.asarray(rec, dtype=float)
+    return simulate_lockstep(network, rec, rec.shape[0], rng, params=params, x0=x0)
 
 
 def batched_solve(space: StateSpace, params: Mapping[str, np.ndarray], p0: np.ndarray, t0: np.ndarray,
