@@ -112,6 +112,55 @@ def _ssa_step(nu, a, a0, x, t, t_next):
     return t + dt, j
 
 
+@njit(cache=True, error_model="numpy", inline="always")
+def _mark_critical(a, x, consumed, critical):
+    """critical[j]: reaction j can fire, but fewer than N_CRITICAL times before a reactant runs out."""
+    R, S = consumed.shape
+    for j in range(R):
+        lim = math.inf
+        for i in range(S):
+            if consumed[j, i] > 0:
+                lim = min(lim, math.floor(x[i] / consumed[j, i]))
+        critical[j] = a[j] > 0.0 and lim < N_CRITICAL
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _exact_steps(p_ops, p_args, consts, kind, offsets, coef, fs, foff, fsign, pptr, nu, a, a0, x, t, t_next,
+                 stack, info, k, counts):
+    """Up to SSA_STEPS exact steps, stopping at ``t_next``: (status, t)."""
+    for _ in range(SSA_STEPS):
+        t, j = _ssa_step(nu, a, a0, x, t, t_next)
+        if j < 0:
+            break
+        counts[1] += 1
+        for i in range(x.size):
+            if x[i] < 0.0:
+                record_failure(info, x, k, j, i, x[i] - nu[j, i], t)
+                return NEGATIVE_COUNT, t
+        if not _propensities(p_ops, p_args, consts, kind, offsets, coef, fs, foff, fsign, pptr, x, stack, a,
+                             info, k, t):
+            return BAD_PROPENSITY, t
+        a0 = a.sum()
+        if a0 == 0.0:
+            return OK, t_next
+    return OK, t
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _pick_critical(a, critical, a0c):
+    """A critical reaction drawn with probability proportional to its propensity."""
+    threshold = np.random.random() * a0c
+    c = 0.0
+    jc = -1
+    for j in range(a.size):
+        if critical[j]:
+            jc = j
+            c += a[j]
+            if c > threshold:
+                break
+    return jc
+
+
 @njit(cache=True, error_model="numpy")
 def run(p_ops, p_args, consts, kind, offsets, coef, fs, foff, fsign, pptr, x0, nu, consumed, order, mult, eps,
         grid, out, first, last, stack_size, info, counts):
@@ -145,31 +194,14 @@ def run(p_ops, p_args, consts, kind, offsets, coef, fs, foff, fsign, pptr, x0, n
             if a0 == 0.0:
                 t = t_next
                 continue
-            for j in range(R):
-                lim = math.inf
-                for i in range(S):
-                    if consumed[j, i] > 0:
-                        lim = min(lim, math.floor(x[i] / consumed[j, i]))
-                critical[j] = a[j] > 0.0 and lim < N_CRITICAL
+            _mark_critical(a, x, consumed, critical)
             tau1 = _tau_noncritical(nu, consumed, a, critical, order, mult, x, eps)
             while True:
                 if tau1 < SSA_FACTOR / a0:
-                    for _ in range(SSA_STEPS):
-                        t, j = _ssa_step(nu, a, a0, x, t, t_next)
-                        if j < 0:
-                            break
-                        counts[1] += 1
-                        for i in range(S):
-                            if x[i] < 0.0:
-                                record_failure(info, x, k, j, i, x[i] - nu[j, i], t)
-                                return NEGATIVE_COUNT
-                        if not _propensities(p_ops, p_args, consts, kind, offsets, coef, fs, foff, fsign, pptr, x,
-                                             stack, a, info, k, t):
-                            return BAD_PROPENSITY
-                        a0 = a.sum()
-                        if a0 == 0.0:
-                            t = t_next
-                            break
+                    status, t = _exact_steps(p_ops, p_args, consts, kind, offsets, coef, fs, foff, fsign, pptr, nu,
+                                             a, a0, x, t, t_next, stack, info, k, counts)
+                    if status != OK:
+                        return status
                     break
                 a0c = 0.0
                 for j in range(R):
@@ -180,16 +212,7 @@ def run(p_ops, p_args, consts, kind, offsets, coef, fs, foff, fsign, pptr, x0, n
                 for j in range(R):
                     kfire[j] = 0.0 if critical[j] else float(np.random.poisson(a[j] * tau))
                 if tau2 <= tau1 and tau2 <= t_next - t:  # one critical reaction fires, exactly once
-                    threshold = np.random.random() * a0c
-                    c = 0.0
-                    jc = -1
-                    for j in range(R):
-                        if critical[j]:
-                            jc = j
-                            c += a[j]
-                            if c > threshold:
-                                break
-                    kfire[jc] = 1.0
+                    kfire[_pick_critical(a, critical, a0c)] = 1.0
                 y[:] = x
                 for j in range(R):
                     if kfire[j] > 0.0:
