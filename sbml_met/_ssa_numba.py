@@ -277,7 +277,7 @@ def _select(a, cum, threshold):
 
 
 @njit(cache=True)
-def _bad(a, x, k, info, t):
+def find_bad_propensity(a, x, k, info, t):
     """After a propensity came out negative, NaN or infinite: fill ``info`` (True) or, where
     every propensity is fine (a sum that overflowed), False."""
     for r in range(a.size):
@@ -345,7 +345,7 @@ def run(p_ops, p_args, consts, kind, offsets, coef, fs, foff, fsign, pptr, x0, c
                 a0 += a[r]
                 cum[r] = a0
             if bad or a0 == math.inf:
-                if _bad(a, x, k, info, t):
+                if find_bad_propensity(a, x, k, info, t):
                     return BAD_PROPENSITY
             ri = _next(state) >> np.uint64(3)  # exponential(state), its first try inline
             idx = ri & np.uint64(0xFF)
@@ -398,7 +398,7 @@ def run_products(coef, fs, foff, fsign, pptr, x0, ch_ptr, ch_species, ch_delta,
                 a0 += a[r]
                 cum[r] = a0
             if bad or a0 == math.inf:
-                if _bad(a, x, k, info, t):
+                if find_bad_propensity(a, x, k, info, t):
                     return BAD_PROPENSITY
             ri = _next(state) >> np.uint64(3)  # exponential(state), its first try inline
             idx = ri & np.uint64(0xFF)

@@ -11,7 +11,8 @@ import math
 import numpy as np
 from numba import njit
 
-from ._ssa_numba import BAD_PROPENSITY, NEGATIVE_COUNT, OK, eval_arithmetic, record_failure, eval_general, eval_product
+from ._ssa_numba import (BAD_PROPENSITY, NEGATIVE_COUNT, OK, eval_arithmetic, eval_general, eval_product,
+                         find_bad_propensity, record_failure)
 
 N_CRITICAL = 10  # a reaction that can fire fewer times than this before a reactant runs out is critical
 SSA_FACTOR = 10.0  # leap only when tau exceeds this many mean exact waiting times, else ...
@@ -40,12 +41,7 @@ def evaluate(p_ops, p_args, consts, kind, offsets, coef, fs, foff, fsign, pptr, 
 def _propensities(p_ops, p_args, consts, kind, offsets, coef, fs, foff, fsign, pptr, x, stack, a, info, k, t):
     """Every propensity at ``x`` into ``a``; False (with ``info`` filled) if one is negative or NaN."""
     evaluate(p_ops, p_args, consts, kind, offsets, coef, fs, foff, fsign, pptr, x, stack, a)
-    for r in range(a.size):
-        v = a[r]
-        if not (v >= 0.0 and v < math.inf):
-            record_failure(info, x, k, r, -1, v, t)
-            return False
-    return True
+    return not find_bad_propensity(a, x, k, info, t)
 
 
 @njit(cache=True, error_model="numpy")
