@@ -41,7 +41,7 @@ def main() -> None:
     default = torch.get_num_threads()
 
     def unscoped():  # sample's body without the policy
-        f = met._features([5.0], None, {})
+        f = met.prompt_features([5.0], None, {})
         ancestral_sample(met.net, f, args.n, torch.Generator().manual_seed(1), met._mask(None))
 
     def policy():
