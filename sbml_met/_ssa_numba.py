@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import numba
 from numba import njit
 
 from ._bytecode import (
@@ -97,6 +98,16 @@ def _binary(op, a, b):
     return (math.log(b) if b > 0 else (-math.inf if b == 0 else math.nan)) / math.log(a)  # LOG
 
 
+@njit(cache=True, inline="always")
+def _leaf(op, arg, consts, x, stack, sp):
+    """The value a leaf instruction pushes: a constant, a count, or the top of the stack again."""
+    if op == CONST:
+        return consts[arg]
+    if op == SPEC:
+        return x[arg]
+    return stack[sp - 1]
+
+
 @njit(cache=True, error_model="numpy", inline="always")
 def eval_arithmetic(ops, args, consts, start, stop, x, stack):
     """Run a program of constants, counts, arithmetic, comparisons and logic (no calls: a call
@@ -104,14 +115,8 @@ def eval_arithmetic(ops, args, consts, start, stop, x, stack):
     sp = 0
     for pc in range(start, stop):
         op = ops[pc]
-        if op == CONST:
-            stack[sp] = consts[args[pc]]
-            sp += 1
-        elif op == SPEC:
-            stack[sp] = x[args[pc]]
-            sp += 1
-        elif op == DUP:
-            stack[sp] = stack[sp - 1]
+        if op == CONST or op == SPEC or op == DUP:  # push a value
+            stack[sp] = _leaf(op, args[pc], consts, x, stack, sp)
             sp += 1
         elif op == NEG:
             stack[sp - 1] = -stack[sp - 1]
@@ -163,23 +168,17 @@ def eval_general(ops, args, consts, start, stop, x, stack):
     sp = 0
     for pc in range(start, stop):
         op = ops[pc]
-        if op == CONST:
-            stack[sp] = consts[args[pc]]
-            sp += 1
-        elif op == SPEC:
-            stack[sp] = x[args[pc]]
-            sp += 1
-        elif op == DUP:
-            stack[sp] = stack[sp - 1]
-            sp += 1
-        elif op == SELECT:
-            sp -= 2
-            stack[sp - 1] = stack[sp] if stack[sp - 1] != 0 else stack[sp + 1]
-        elif op == SUB:
+        if op == SUB:
             sp -= 1
             a, b = stack[sp - 1], stack[sp]
             d = a - b
             stack[sp - 1] = 0.0 if abs(d) <= ROUNDOFF * max(abs(a), abs(b)) else d
+        elif op == CONST or op == SPEC or op == DUP:  # push a value
+            stack[sp] = _leaf(op, args[pc], consts, x, stack, sp)
+            sp += 1
+        elif op == SELECT:
+            sp -= 2
+            stack[sp - 1] = stack[sp] if stack[sp - 1] != 0 else stack[sp + 1]
         elif op == ROOT or op == LOG or op < ABS and op != NEG and op != NOT:
             sp -= 1
             stack[sp - 1] = _binary(op, stack[sp - 1], stack[sp])
@@ -308,11 +307,12 @@ def eval_product(coef, fs, foff, fsign, r, start, stop, x):
 
 @njit(cache=True, error_model="numpy")
 def run(p_ops, p_args, consts, kind, offsets, coef, fs, foff, fsign, pptr, x0, ch_ptr, ch_species, ch_delta,
-        dep_ptr, dep_reactions, grid, out, first, last, stack_size, state, info):
+        dep_ptr, dep_reactions, grid, out, first, last, stack_size, state, info, products_only):
     """Trajectories ``first..last-1`` from ``x0`` into ``out[k - first]`` (direct method); the status.
 
     ``kind[r]``: 0 product law (``coef[r]`` and factors ``pptr[r]..pptr[r+1]``), 1 arithmetic program, 2
-    program with math functions. ``dep_ptr[j]..dep_ptr[j+1]`` lists the channels to re-evaluate after
+    program with math functions; ``products_only`` (every law a product) skips that dispatch, as
+    fast as a separate loop was. ``dep_ptr[j]..dep_ptr[j+1]`` lists the channels to re-evaluate after
     channel j fires; entry R lists every channel. On an error ``info`` holds [trajectory, reaction,
     species, value, time] and the state follows.
     """
@@ -332,65 +332,12 @@ def run(p_ops, p_args, consts, kind, offsets, coef, fs, foff, fsign, pptr, x0, c
             bad = False
             for p in range(dep_ptr[j], dep_ptr[j + 1]):
                 r = dep_reactions[p]
-                if kind[r] == 0:
+                if products_only or kind[r] == 0:
                     v = eval_product(coef, fs, foff, fsign, r, pptr[r], pptr[r + 1], x)
                 elif kind[r] == 1:
                     v = eval_arithmetic(p_ops, p_args, consts, offsets[r], offsets[r + 1], x, stack)
                 else:
                     v = eval_general(p_ops, p_args, consts, offsets[r], offsets[r + 1], x, stack)
-                bad |= not (v >= 0.0)
-                a[r] = v
-            a0 = 0.0
-            for r in range(R):
-                a0 += a[r]
-                cum[r] = a0
-            if bad or a0 == math.inf:
-                if find_bad_propensity(a, x, k, info, t):
-                    return BAD_PROPENSITY
-            ri = _next(state) >> np.uint64(3)  # exponential(state), its first try inline
-            idx = ri & np.uint64(0xFF)
-            ri >>= np.uint64(8)
-            e = np.int64(ri) * _ZIG_W[idx]
-            if ri >= _ZIG_K[idx]:
-                e = _exponential_rest(state, idx, e)
-            tn = t + e / a0 if a0 > 0.0 else math.inf
-            while nxt < T and grid[nxt] < tn:
-                out[k - first, nxt] = x
-                nxt += 1
-            if tn > t_end:
-                break
-            j = _select(a, cum, uniform(state) * a0)
-            for p in range(ch_ptr[j], ch_ptr[j + 1]):
-                i = ch_species[p]
-                x[i] += ch_delta[p]
-                if x[i] < 0.0:
-                    record_failure(info, x, k, j, i, x[i] - ch_delta[p], tn)
-                    return NEGATIVE_COUNT
-            t = tn
-    return OK
-
-
-@njit(cache=True, error_model="numpy")
-def run_products(coef, fs, foff, fsign, pptr, x0, ch_ptr, ch_species, ch_delta,
-                 dep_ptr, dep_reactions, grid, out, first, last, state, info):
-    """``run`` for a network whose every law is a product law: the same steps and numbers without the
-    dispatch on the kind of law (about a fifth faster on small networks)."""
-    R = coef.size
-    T = grid.size
-    t_end = grid[T - 1]
-    a = np.zeros(R)
-    cum = np.zeros(R)
-    x = np.empty(x0.size)
-    for k in range(first, last):
-        x[:] = x0
-        t = 0.0
-        nxt = 0
-        j = R  # the virtual "start" channel: evaluate every law
-        while True:
-            bad = False
-            for p in range(dep_ptr[j], dep_ptr[j + 1]):
-                r = dep_reactions[p]
-                v = eval_product(coef, fs, foff, fsign, r, pptr[r], pptr[r + 1], x)
                 bad |= not (v >= 0.0)
                 a[r] = v
             a0 = 0.0

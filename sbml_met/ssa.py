@@ -189,13 +189,9 @@ class _CompiledKernel:
         bar = progress_bar(progress, float(grid[-1]))
         for first in range(0, n, chunk):
             last = min(n, first + chunk)
-            if np.all(p.kind == 0):  # every law a product: the tighter loop
-                status = self.numba.run_products(*self.laws[5:], x0, self.ch_ptr, self.ch_species, self.ch_delta,
-                                                 self.dep_ptr, self.dep_reactions, grid, out[first:last], first,
-                                                 last, state, info)
-            else:
-                status = self.numba.run(*self.laws, x0, self.ch_ptr, self.ch_species, self.ch_delta, self.dep_ptr,
-                                        self.dep_reactions, grid, out[first:last], first, last, p.stack, state, info)
+            status = self.numba.run(*self.laws, x0, self.ch_ptr, self.ch_species, self.ch_delta, self.dep_ptr,
+                                    self.dep_reactions, grid, out[first:last], first, last, p.stack, state, info,
+                                    bool(np.all(p.kind == 0)))  # every law a product: the tighter loop
             if status != self.numba.OK:
                 self._raise(status, info)
             if bar is not None:
