@@ -181,15 +181,7 @@ def bench_case(label: str, path: Path, t_end: float, ns: list[int], seed: int) -
     return rows
 
 
-DIMER = """
-model dimer
-  compartment cell = 1;
-  species M in cell = 10, D in cell = 0;
-  bind: M + M => D; kf * M * M * cell;
-  split: D => M + M; kr * D * cell;
-  kf = 0.05; kr = 2;
-end
-"""
+DIMER = (ROOT / "tests" / "data" / "dimer_concentration.ant").read_text()  # concentrations: converted with volume=
 
 
 def _hellinger(x: np.ndarray, y: np.ndarray) -> float:

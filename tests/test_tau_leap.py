@@ -3,6 +3,8 @@ model and on a converted concentration model (means, SDs, marginal Hellinger at 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -55,15 +57,7 @@ def test_schlogl_matches_the_exact_ssa():
     assert hellinger(leap, exact, bins) < 1.5 * hellinger(again, exact, bins) + 0.01
 
 
-DIMER = """
-model dimer
-  compartment cell = 1;
-  species M in cell = 10, D in cell = 0;
-  bind: M + M => D; kf * M * M * cell;
-  split: D => M + M; kr * D * cell;
-  kf = 0.05; kr = 2;
-end
-"""
+DIMER = (Path(__file__).parent / "data" / "dimer_concentration.ant").read_text()  # concentrations: converted with volume=
 
 
 def test_converted_concentration_model_matches_the_exact_ssa(tmp_path):
