@@ -130,18 +130,19 @@ class ReactionNetwork:
     @property
     def stoichiometry(self) -> np.ndarray:
         """Net change of each species per firing: array (n_reactions, n_species), read-only."""
-        if "stoich" not in self._derived:
-            index = {s: i for i, s in enumerate(self.species)}
-            nu = np.zeros((self.n_reactions, self.n_species), dtype=np.int64)
-            for r, rx in enumerate(self.reactions):
-                for s, n in rx.reactants:
-                    if self.species_info[index[s]].changes_by_reactions:
-                        nu[r, index[s]] -= n
-                for s, n in rx.products:
-                    if self.species_info[index[s]].changes_by_reactions:
-                        nu[r, index[s]] += n
-            self._derived["stoich"] = readonly(nu)
-        return self._derived["stoich"]
+        return self.cached("stoich", self._build_stoichiometry)
+
+    def _build_stoichiometry(self) -> np.ndarray:
+        index = {s: i for i, s in enumerate(self.species)}
+        nu = np.zeros((self.n_reactions, self.n_species), dtype=np.int64)
+        for r, rx in enumerate(self.reactions):
+            for s, n in rx.reactants:
+                if self.species_info[index[s]].changes_by_reactions:
+                    nu[r, index[s]] -= n
+            for s, n in rx.products:
+                if self.species_info[index[s]].changes_by_reactions:
+                    nu[r, index[s]] += n
+        return readonly(nu)
 
     @property
     def dynamic_species(self) -> np.ndarray:

@@ -281,12 +281,10 @@ def dense_joint(d, vocab: tuple[int, ...]) -> tuple[np.ndarray, float]:
 
 def _pointwise_chunk(task) -> list[tuple[np.ndarray, float]]:
     """solve_fsp at each point of one chunk, densified over the vocabulary (for Dask workers)."""
-    from ..fsp import solve_fsp
+    from ..fsp import solve_points
 
     net, points, times, inits, tol, max_states, vocab = task
-    return [dense_joint(solve_fsp(net.with_parameters(p).with_initial_state(x0), tt, tol=tol,
-                                  max_states=max_states), vocab)
-            for p, tt, x0 in zip(points, times, inits)]
+    return [dense_joint(d, vocab) for _, d in solve_points(net, points, times, inits, tol=tol, max_states=max_states)]
 
 
 def _n_dask_workers(client) -> int:
