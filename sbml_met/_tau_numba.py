@@ -25,22 +25,28 @@ def seed(value: int) -> None:
     np.random.seed(value)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def evaluate(p_ops, p_args, consts, kind, offsets, coef, fs, foff, fsign, pptr, x, stack, a):
-    """Every propensity at ``x`` into ``a`` (unchecked)."""
+    """Every propensity at ``x`` into ``a``; whether all are finite and non-negative. (This and the
+    per-leap helpers are inlined into the loop: called, they cost 40% of a leap.)"""
+    ok = True
     for r in range(a.size):
         if kind[r] == 0:
-            a[r] = eval_product(coef, fs, foff, fsign, r, pptr[r], pptr[r + 1], x)
+            v = eval_product(coef, fs, foff, fsign, r, pptr[r], pptr[r + 1], x)
         elif kind[r] == 1:
-            a[r] = eval_arithmetic(p_ops, p_args, consts, offsets[r], offsets[r + 1], x, stack)
+            v = eval_arithmetic(p_ops, p_args, consts, offsets[r], offsets[r + 1], x, stack)
         else:
-            a[r] = eval_general(p_ops, p_args, consts, offsets[r], offsets[r + 1], x, stack)
+            v = eval_general(p_ops, p_args, consts, offsets[r], offsets[r + 1], x, stack)
+        ok &= v >= 0.0 and v < math.inf
+        a[r] = v
+    return ok
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _propensities(p_ops, p_args, consts, kind, offsets, coef, fs, foff, fsign, pptr, x, stack, a, info, k, t):
     """Every propensity at ``x`` into ``a``; False (with ``info`` filled) if one is negative or NaN."""
-    evaluate(p_ops, p_args, consts, kind, offsets, coef, fs, foff, fsign, pptr, x, stack, a)
+    if evaluate(p_ops, p_args, consts, kind, offsets, coef, fs, foff, fsign, pptr, x, stack, a):
+        return True
     return not find_bad_propensity(a, x, k, info, t)
 
 
@@ -60,7 +66,7 @@ def _g(order, mult, x):
     return float(order)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _tau_noncritical(nu, consumed, a, critical, order, mult, x, eps):
     """The leap that changes no reactant's propensity by more than ``eps``: Cao et al.'s bounds on
     the mean and the SD of each reactant's change, and the same bound on its gross consumption

@@ -1,11 +1,13 @@
 """Exact stochastic simulation (Gillespie's direct method) with two kernels.
 
-The compiled kernel (numba) runs one trajectory after another: every rate law is translated into
-bytecode for a small stack machine (:mod:`sbml_met._bytecode`, read from the libsbml AST; no string
-is evaluated) and after each firing only the propensities that read a changed species are
-re-evaluated. Its cost is per event, whatever the number of trajectories, so ten trajectories of a
-model with many events take a tenth of a hundred. It runs every network without SBML events and
-assignment rules.
+The compiled kernel (numba) runs trajectories two at a time on one core (the CPU overlaps their
+work): every rate law is translated into bytecode for a small stack machine
+(:mod:`sbml_met._bytecode`, read from the libsbml AST; no string is evaluated) and after each firing
+only the propensities that read a changed species are re-evaluated. Its cost is per event, whatever
+the number of trajectories, so ten trajectories of a model with many events take a tenth of a
+hundred. Each trajectory draws from its own stream, seeded by the seed and its index, so trajectory
+k is the same whatever ``n``, the progress bar or the number of workers. It runs every network
+without SBML events and assignment rules.
 
 The vectorised kernel runs the rest (events, rules, a construct the bytecode lacks, numba missing).
 All trajectories advance in lock-step with numpy: each step evaluates the propensities of every
@@ -153,6 +155,7 @@ class _CompiledKernel:
         self.ch_delta = np.concatenate([row[c] for row, c in zip(nu, changed)] + [np.zeros(0)])
         deps = [[r for r, reads in enumerate(programs.reads) if reads & set(c.tolist())] for c in changed]
         deps.append(list(range(net.n_reactions)))  # the start of a trajectory: every law
+        deps.append([])  # an idle lane of the kernel: none
         self.dep_ptr = np.cumsum([0] + [len(d) for d in deps]).astype(np.int64)
         self.dep_reactions = np.array([r for d in deps for r in d], dtype=np.int64)
 
@@ -181,7 +184,7 @@ class _CompiledKernel:
     def simulate(self, grid: np.ndarray, n: int, seed: int | None, progress: bool) -> np.ndarray:
         """``n`` trajectories on ``grid``: array (n, len(grid), n_species)."""
         p, net = self.p, self.net
-        state = np.random.SeedSequence(seed).generate_state(4, np.uint64)
+        words = np.random.SeedSequence(seed).generate_state(4, np.uint64)  # each trajectory's stream from these
         out = np.empty((n, grid.size, net.n_species))
         info = np.zeros(5 + net.n_species)
         x0 = np.asarray(net.initial_state, dtype=float)
@@ -190,7 +193,7 @@ class _CompiledKernel:
         for first in range(0, n, chunk):
             last = min(n, first + chunk)
             status = self.numba.run(*self.laws, x0, self.ch_ptr, self.ch_species, self.ch_delta, self.dep_ptr,
-                                    self.dep_reactions, grid, out[first:last], first, last, p.stack, state, info,
+                                    self.dep_reactions, grid, out[first:last], first, last, p.stack, words, info,
                                     bool(np.all(p.kind == 0)))  # every law a product: the tighter loop
             if status != self.numba.OK:
                 self._raise(status, info)

@@ -70,3 +70,29 @@ def test_select_is_the_direct_methods_choice():
     assert k._select(a, np.cumsum(a), 3.0) == 1
     assert k._select(a, np.cumsum(a), 0.0) == 0
     assert k._select(a, np.cumsum(a), 0.999) == 0 and k._select(a, np.cumsum(a), 1.0) == 1
+
+
+@njit(cache=False)
+def _first_draws(seed, n):
+    out = np.empty((n, 2))
+    state = np.zeros(4, np.uint64)
+    for i in range(n):
+        k.seed_trajectory(seed, i, state)
+        out[i, 0] = k.uniform(state)
+        out[i, 1] = k.uniform(state)
+    return out
+
+
+def test_each_trajectory_stream_is_uniform_and_independent_of_its_neighbours():
+    seed = np.random.SeedSequence(9).generate_state(4, np.uint64)
+    u = _first_draws(seed, 50_000)
+    n = len(u)
+    for col in (u[:, 0], u[:, 1]):
+        assert stats.kstest(col, "uniform").pvalue > 1e-3
+    # neighbouring trajectories, and a trajectory's first two draws, are uncorrelated (SE 1/sqrt(n))
+    assert abs(np.corrcoef(u[:-1, 0], u[1:, 0])[0, 1]) < 5 / math.sqrt(n)
+    assert abs(np.corrcoef(u[:, 0], u[:, 1])[0, 1]) < 5 / math.sqrt(n)
+    # the stream is the seed's and the index's alone
+    assert np.array_equal(_first_draws(seed, 10), u[:10])
+    other = _first_draws(np.random.SeedSequence(10).generate_state(4, np.uint64), 10)
+    assert not np.any(other == u[:10])
