@@ -114,7 +114,7 @@ class _Translator:
             ops += [op for op, _ in code]
             args += [arg for _, arg in code]
             offsets.append(len(ops))
-            product = _as_product(code)
+            product = _as_product(code, self.consts, self.const)
             kinds.append(0 if product is not None else (2 if any(op >= ABS for op, _ in code) else 1))
             factors += product or []
             factor_ptr.append(len(factors))
@@ -231,26 +231,51 @@ class _Translator:
         raise _NotCompiled(str(t))
 
 
-def _as_product(code: list) -> list | None:
-    """Factors (kind, a, b) of a program ``f1 f2 MUL f3 MUL ...`` whose every factor is a constant,
-    a count, or a count minus a constant (either way round); None for any other program."""
-    factors, pc, n = [], 0, len(code)
-    while pc < n:
-        ops = [op for op, _ in code[pc:pc + 3]]
-        if ops[:3] in ([SPEC, CONST, SUB], [CONST, SPEC, SUB]):
-            kind = 2 if ops[0] == SPEC else 3
-            factors.append((kind, code[pc][1], code[pc + 1][1]))
-            pc += 3
-        elif ops[0] in (CONST, SPEC):
-            factors.append((0 if ops[0] == CONST else 1, code[pc][1], 0))
-            pc += 1
+def _as_product(code: list, consts: list, add_const) -> list | None:
+    """Factors (kind, a, b) of a program that multiplies counts, counts less a constant (either way
+    round) and constant subexpressions (``c1/2``, ``k*V``, a division by a constant: folded into one
+    constant with the numpy functions _math uses); None for any other program. Runs the program on
+    symbols: a stack entry is a constant's value or a list of factors."""
+    stack: list = []
+    for op, arg in code:
+        if op == CONST:
+            stack.append(consts[arg])
+        elif op == SPEC:
+            stack.append([(1, arg, 0)])
+        elif op == DUP and stack:
+            stack.append(stack[-1])
+        elif op in (ADD, SUB, MUL, DIV, POW) and len(stack) >= 2:
+            b, a = stack.pop(), stack.pop()
+            value = _product_step(op, a, b, add_const)
+            if value is None:
+                return None
+            stack.append(value)
         else:
             return None
-        if len(factors) > 1:
-            if pc >= n or code[pc][0] != MUL:
-                return None
-            pc += 1
-    return factors if len(factors) >= 1 else None
+    if len(stack) != 1:
+        return None
+    return stack[0] if isinstance(stack[0], list) else [(0, add_const(stack[0]), 0)]  # a constant law
+
+
+def _product_step(op: int, a, b, add_const):
+    """One operation of _as_product's symbolic run: a constant, a list of factors, or None."""
+    const_a, const_b = not isinstance(a, list), not isinstance(b, list)
+    if const_a and const_b:
+        return float(a + b) if op == ADD else (float(a * b) if op == MUL else _fold(op, a, b))
+    if op in (MUL, DIV) and const_b and b == 1.0:  # x/1 (a species in a compartment of size 1), x*1
+        return a
+    if op == MUL and const_a and a == 1.0:
+        return b
+    as_factors = lambda v: v if isinstance(v, list) else [(0, add_const(v), 0)]  # noqa: E731
+    if op == MUL:
+        return as_factors(a) + as_factors(b)
+    if op == DIV and const_b:
+        return as_factors(a) + [(0, add_const(_fold(DIV, 1.0, b)), 0)]
+    if op == SUB and const_b and len(a) == 1 and a[0][0] == 1:
+        return [(2, a[0][1], add_const(b))]  # count - c
+    if op == SUB and const_a and len(b) == 1 and b[0][0] == 1:
+        return [(3, add_const(a), b[0][1])]  # c - count
+    return None
 
 
 def _emit(value: Code | float) -> Code:

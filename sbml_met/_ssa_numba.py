@@ -307,18 +307,6 @@ def eval_product(coef, fs, foff, fsign, r, start, stop, x):
     return v
 
 
-@njit(cache=True, error_model="numpy")
-def law(r, p_ops, p_args, consts, kind, offsets, coef, fs, foff, fsign, pptr, x, stack, products_only):
-    """Propensity ``r`` at counts ``x``: ``kind[r]`` 0 a product law (``coef[r]`` and factors
-    ``pptr[r]..pptr[r+1]``), 1 an arithmetic program, 2 a program with math functions;
-    ``products_only`` (every law a product) skips that dispatch."""
-    if products_only or kind[r] == 0:
-        return eval_product(coef, fs, foff, fsign, r, pptr[r], pptr[r + 1], x)
-    if kind[r] == 1:
-        return eval_arithmetic(p_ops, p_args, consts, offsets[r], offsets[r + 1], x, stack)
-    return eval_general(p_ops, p_args, consts, offsets[r], offsets[r + 1], x, stack)
-
-
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
@@ -364,7 +352,6 @@ def run(p_ops, p_args, consts, kind, offsets, coef, fs, foff, fsign, pptr, x0, c
     R = offsets.size - 1
     T = grid.size
     t_end = grid[T - 1]
-    laws = (p_ops, p_args, consts, kind, offsets, coef, fs, foff, fsign, pptr)
     stack = np.empty(stack_size)
     xa, xb = np.empty(x0.size), np.empty(x0.size)
     aa, ab, ca, cb = np.zeros(R), np.zeros(R), np.zeros(R), np.zeros(R)
@@ -379,16 +366,20 @@ def run(p_ops, p_args, consts, kind, offsets, coef, fs, foff, fsign, pptr, x0, c
             r = dep_reactions[p]
             if products_only or kind[r] == 0:
                 v = eval_product(coef, fs, foff, fsign, r, pptr[r], pptr[r + 1], xa)
+            elif kind[r] == 1:
+                v = eval_arithmetic(p_ops, p_args, consts, offsets[r], offsets[r + 1], xa, stack)
             else:
-                v = law(r, *laws, xa, stack, products_only)
+                v = eval_general(p_ops, p_args, consts, offsets[r], offsets[r + 1], xa, stack)
             bad |= not (v >= 0.0)
             aa[r] = v
         for p in range(dep_ptr[jb], dep_ptr[jb + 1]):
             r = dep_reactions[p]
             if products_only or kind[r] == 0:
                 v = eval_product(coef, fs, foff, fsign, r, pptr[r], pptr[r + 1], xb)
+            elif kind[r] == 1:
+                v = eval_arithmetic(p_ops, p_args, consts, offsets[r], offsets[r + 1], xb, stack)
             else:
-                v = law(r, *laws, xb, stack, products_only)
+                v = eval_general(p_ops, p_args, consts, offsets[r], offsets[r + 1], xb, stack)
             bad |= not (v >= 0.0)
             ab[r] = v
         a0a = a0b = 0.0
