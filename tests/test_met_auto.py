@@ -146,3 +146,17 @@ def test_unseen_model_with_moieties_within_001_of_fsp(tmp_path):
         x = met.sample(2000, t, seed=1, **theta)
         assert not laws.violated(x, net.initial_state).any()
     assert np.mean(dists) <= 0.01
+
+
+def test_an_ssa_taught_met_gets_smooth_heads_for_wide_marginals(tmp_path):
+    """The repressilator as downloaded: too large for FSP, so SSA teaches, and the proteins'
+    vocabularies (thousands of counts) get mixture heads; the small mRNA ones stay categorical."""
+    rep = sbml_met.load_sbml(os.path.join(os.path.dirname(__file__), "data", "biomodels", "BIOMD0000000012.xml"))
+    met = for_model(rep, {"KM": (30.0, 50.0)}, minutes=0.5, seed=1, cache_dir=tmp_path, progress=False,
+                    times=(0.0, 40.0), steps=20, n_validation=2,
+                    teacher_options={"n_prompts": 256, "times_per_trajectory": 2, "n_reference": 50})
+    assert met.meta["teacher"] == "ssa" and met.config.head == "auto"
+    wide = [v > met.config.mixture_from for v in met.config.vocab]
+    assert any(wide) and not all(wide) and list(met.config.mixture) == wide
+    x = met.sample(200, 20.0, seed=0, KM=40.0)
+    assert x.shape == (200, rep.n_species) and np.all(x >= 0) and np.all(x < np.asarray(met.config.vocab))

@@ -16,6 +16,8 @@ Defaults, all derived from the SBML:
 * **teacher**: FSP distillation when the reachable state space within the SSA-estimated count
   caps has at most ``fsp_max_states`` states (batched exact CME), or the capped box holds at
   most ``pointwise_max_states`` states (adaptive FSP per parameter point); exact SSA otherwise.
+  An SSA-taught MET gets ``head="auto"``: a species whose vocabulary exceeds 512 counts gets a
+  smooth mixture head (``model={"head": ...}`` overrides it).
 
 A MET matches a request when its network fingerprint is equal, the parameters it holds fixed
 have the network's values, its initial-count range holds the network's initial state, its box
@@ -242,6 +244,8 @@ def _train_and_cache(network, box, minutes, seed, progress, folder, times, devic
         teacher, chosen = choose_teacher(network, box, times, seed)
         chosen.pop("states", None)
         opts = {**chosen, **opts}
+    if teacher == "ssa":  # smooth heads for species with wide marginals (bench/met_repressilator.py)
+        options["model"] = {"head": "auto", **dict(options.get("model") or {})}
     met = train(network, box, times, teacher=teacher, minutes=minutes, seed=seed, progress=progress,
                 teacher_options=opts, device=device, **options)
     path = _cache_path(folder, network, box, times)
