@@ -62,6 +62,16 @@ def test_fsp_sweep_equals_per_point_solve_fsp_locally_and_on_dask(client):
         assert np.allclose(got["probability"], exact["probability"], rtol=0, atol=1e-15)
 
 
+def test_strided_chunks_give_the_table_in_the_points_order():
+    net = sbml_met.models.load("autoregulation")
+    points = autoreg_points(21)  # 4 chunks of points k, k + 4, ... on one worker
+    out = sbml_met.sweep(net, points, [1], method="ssa", n=20, seed=3, workers=1, table="moments")
+    assert out["point"].is_monotonic_increasing and sorted(set(out.point)) == list(range(21))
+    assert np.array_equal(out.drop_duplicates("point")[["su", "rb"]].to_numpy(), points.to_numpy())
+    other = sbml_met.sweep(net, points, [1], method="ssa", n=20, seed=3, workers=2, table="moments")
+    pd.testing.assert_frame_equal(out, other)  # 7 chunks of 3 on two workers: the same table
+
+
 def test_ssa_sweep_is_seeded_per_point_whatever_the_workers():
     net = sbml_met.models.load("autoregulation")
     one = sbml_met.sweep(net, autoreg_points(4), [2], method="ssa", n=300, seed=7, workers=1, table="moments")
