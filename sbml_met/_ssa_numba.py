@@ -233,34 +233,33 @@ def _next(state):
 
 
 @njit(cache=True)
-def exponential(state):
-    """A standard exponential variate by the ziggurat: one 64-bit draw and a table look-up 99% of
-    the time, no logarithm (the kernels inline the first try and call ``_exponential_rest``)."""
-    ri = _next(state) >> np.uint64(3)
+def _ziggurat_try(word):
+    """The ziggurat's first try from one 64-bit word: (value, layer, whether it is accepted)."""
+    ri = word >> np.uint64(3)
     idx = ri & np.uint64(0xFF)
     ri >>= np.uint64(8)
-    e = np.int64(ri) * _ZIG_W[idx]
-    return e if ri < _ZIG_K[idx] else _exponential_rest(state, idx, e)
+    return np.int64(ri) * _ZIG_W[idx], idx, ri < _ZIG_K[idx]
+
+
+@njit(cache=True)
+def exponential(state):
+    """A standard exponential variate by the ziggurat: one 64-bit draw and a table look-up 99% of
+    the time, no logarithm (the kernel's loop makes the same two calls)."""
+    e, idx, accepted = _ziggurat_try(_next(state))
+    return e if accepted else _exponential_rest(state, idx, e)
 
 
 @njit(cache=True)
 def _exponential_rest(state, idx, x):
     """The ziggurat after a first try outside its layer's rectangle: the tail (r - log U) for the
-    base layer, else accept ``x`` under the density's wedge, else start again."""
-    if idx == 0:
-        return _ZIG_R - math.log(1.0 - uniform(state))
-    if (_ZIG_F[idx - 1] - _ZIG_F[idx]) * uniform(state) + _ZIG_F[idx] < math.exp(-x):
-        return x
+    base layer, else accept ``x`` under the density's wedge, else try again."""
     while True:
-        ri = _next(state) >> np.uint64(3)
-        idx = ri & np.uint64(0xFF)
-        ri >>= np.uint64(8)
-        x = np.int64(ri) * _ZIG_W[idx]
-        if ri < _ZIG_K[idx]:
-            return x
         if idx == 0:
             return _ZIG_R - math.log(1.0 - uniform(state))
         if (_ZIG_F[idx - 1] - _ZIG_F[idx]) * uniform(state) + _ZIG_F[idx] < math.exp(-x):
+            return x
+        x, idx, accepted = _ziggurat_try(_next(state))
+        if accepted:
             return x
 
 
@@ -308,6 +307,18 @@ def eval_product(coef, fs, foff, fsign, r, start, stop, x):
 
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+@njit(cache=True)
+def _fire(j, ch_ptr, ch_species, ch_delta, x):
+    """Channel ``j`` fires: its changes added to ``x``; the entry ``p`` whose species went negative
+    (``ch_species[p]``, by ``ch_delta[p]``), or -1."""
+    for p in range(ch_ptr[j], ch_ptr[j + 1]):
+        i = ch_species[p]
+        x[i] += ch_delta[p]
+        if x[i] < 0.0:
+            return p
+    return -1
 
 
 @njit(cache=True)
@@ -391,18 +402,12 @@ def run(p_ops, p_args, consts, kind, offsets, coef, fs, foff, fsign, pptr, x0, c
         if bad or a0a == math.inf or a0b == math.inf:
             if find_bad_propensity(aa, xa, ka, info, ta) or find_bad_propensity(ab, xb, kb, info, tb):
                 return BAD_PROPENSITY
-        ri = _next(sa) >> np.uint64(3)  # exponential(sa), its first try inline
-        idx = ri & np.uint64(0xFF)
-        ri >>= np.uint64(8)
-        e = np.int64(ri) * _ZIG_W[idx]
-        if ri >= _ZIG_K[idx]:
+        e, idx, accepted = _ziggurat_try(_next(sa))  # exponential(sa), its first try inline
+        if not accepted:
             e = _exponential_rest(sa, idx, e)
         tna = ta + e / a0a if a0a > 0.0 else math.inf
-        ri = _next(sb) >> np.uint64(3)  # exponential(sb), its first try inline
-        idx = ri & np.uint64(0xFF)
-        ri >>= np.uint64(8)
-        e = np.int64(ri) * _ZIG_W[idx]
-        if ri >= _ZIG_K[idx]:
+        e, idx, accepted = _ziggurat_try(_next(sb))  # exponential(sb), its first try inline
+        if not accepted:
             e = _exponential_rest(sb, idx, e)
         tnb = tb + e / a0b if a0b > 0.0 else math.inf
         while na < T and grid[na] < tna:
@@ -420,24 +425,20 @@ def run(p_ops, p_args, consts, kind, offsets, coef, fs, foff, fsign, pptr, x0, c
                 ka, knext = knext, knext + 1
                 ja, ta, na = _start(ka, last, x0, xa, aa, seed, sa, R + 1), 0.0, (0 if ka < last else T)
         else:
-            for p in range(ch_ptr[ja], ch_ptr[ja + 1]):
-                i = ch_species[p]
-                xa[i] += ch_delta[p]
-                if xa[i] < 0.0:
-                    record_failure(info, xa, ka, ja, i, xa[i] - ch_delta[p], tna)
-                    return NEGATIVE_COUNT
+            p = _fire(ja, ch_ptr, ch_species, ch_delta, xa)
+            if p >= 0:
+                record_failure(info, xa, ka, ja, ch_species[p], xa[ch_species[p]] - ch_delta[p], tna)
+                return NEGATIVE_COUNT
             ta = tna
         if tnb > t_end:
             if kb < last:
                 kb, knext = knext, knext + 1
                 jb, tb, nb = _start(kb, last, x0, xb, ab, seed, sb, R + 1), 0.0, (0 if kb < last else T)
         else:
-            for p in range(ch_ptr[jb], ch_ptr[jb + 1]):
-                i = ch_species[p]
-                xb[i] += ch_delta[p]
-                if xb[i] < 0.0:
-                    record_failure(info, xb, kb, jb, i, xb[i] - ch_delta[p], tnb)
-                    return NEGATIVE_COUNT
+            p = _fire(jb, ch_ptr, ch_species, ch_delta, xb)
+            if p >= 0:
+                record_failure(info, xb, kb, jb, ch_species[p], xb[ch_species[p]] - ch_delta[p], tnb)
+                return NEGATIVE_COUNT
             tb = tnb
     return OK
 
