@@ -352,9 +352,9 @@ def run(p_ops, p_args, consts, kind, offsets, coef, fs, foff, fsign, pptr, x0, c
         dep_ptr, dep_reactions, grid, out, first, last, stack_size, seed, info, products_only):
     """Trajectories ``first..last-1`` from ``x0`` into ``out[k - first]`` (direct method); the status.
 
-    Two trajectories are in flight at once (lanes a and b, each step written out for both): one
+    Two trajectories are in flight at once (lanes a and b, scalar helpers shared): one
     event's work is a chain of dependent loads and sums, and the CPU overlaps two independent
-    chains, 1.4x faster than one lane. A lane takes the next trajectory when its own ends, so
+    chains (1.2-1.5x faster than one lane). A lane takes the next trajectory when its own ends, so
     each trajectory draws from its own seeded stream (``seed_trajectory``). ``dep_ptr[j]..
     dep_ptr[j+1]`` lists the channels to refresh after channel j fires; entry R lists every
     channel and entry R + 1 none (an idle lane). On an error ``info`` holds [trajectory, reaction,
