@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import numba
 from numba import njit
 
 from ._bytecode import (

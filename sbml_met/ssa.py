@@ -189,12 +189,13 @@ class _CompiledKernel:
         info = np.zeros(5 + net.n_species)
         x0 = np.asarray(net.initial_state, dtype=float)
         chunk = max(1, n // 100) if progress else n
+        products_only = bool(np.all(p.kind == 0))  # every law a product: the tighter loop
         bar = progress_bar(progress, float(grid[-1]))
         for first in range(0, n, chunk):
             last = min(n, first + chunk)
             status = self.numba.run(*self.laws, x0, self.ch_ptr, self.ch_species, self.ch_delta, self.dep_ptr,
                                     self.dep_reactions, grid, out[first:last], first, last, p.stack, words, info,
-                                    bool(np.all(p.kind == 0)))  # every law a product: the tighter loop
+                                    products_only)
             if status != self.numba.OK:
                 self._raise(status, info)
             if bar is not None:
