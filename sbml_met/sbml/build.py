@@ -1,0 +1,350 @@
+"""Building the network: one validated libsbml document turned into a ReactionNetwork, every
+problem collected and reported at once in one :class:`~sbml_met.errors.UnsupportedSBMLError`."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from types import MappingProxyType
+
+import libsbml
+import numpy as np
+
+from .._math import AVOGADRO, MathCompileError, compile_math, piecewise_constants
+from ..errors import SBMLParseError, Unsupported, UnsupportedSBMLError
+from ..network import Reaction, ReactionNetwork, Species, evaluate_initial_assignments, readonly
+from .convert import to_counts
+from .reading import antimony_to_sbml, read_document
+from .reversible import _nonnegative_symbols, _split_law
+from .rules import _RulesAndEvents
+from .units import _default_moles_as_counts, _round_converted_counts, molecules_per_substance_unit
+
+UNSUPPORTED_PACKAGES = ("comp", "distrib", "arrays", "multi", "spatial", "qual", "dyn")
+
+
+def load_antimony(text: str) -> ReactionNetwork:
+    """Build a ReactionNetwork from Antimony text (converted to SBML first)."""
+    return load_sbml(antimony_to_sbml(text))
+
+
+def load_sbml(source: str | os.PathLike, volume: float | None = None) -> ReactionNetwork:
+    """Build a ReactionNetwork from an SBML file path or SBML string.
+
+    Raises SBMLParseError for unreadable or invalid SBML and UnsupportedSBMLError (listing every
+    reason) for features that exact stochastic simulation cannot honour. ``volume`` converts a
+    mass-action model in concentration units to molecule counts first (see :func:`to_counts`).
+    """
+    note, doc = None, None
+    if volume is None:
+        doc = read_document(source)
+        volume = molecules_per_substance_unit(doc)
+        if volume is not None:
+            note = f"amounts in the model's substance unit, converted to molecules: x {volume:.6g}"
+        elif _default_moles_as_counts(doc):
+            volume = AVOGADRO
+            note = ("amounts in mole (SBML Level 2's default substance unit: they are whole numbers "
+                    "of molecules only so), converted to molecules: x 6.02214e+23")
+    if volume is not None:
+        doc = read_document(to_counts(source, volume=volume))
+    net = _Builder(doc if doc is not None else read_document(source), round_counts=volume is not None).build()
+    return replace(net, notes=net.notes + (note,)) if note else net
+
+
+class _Builder(_RulesAndEvents):
+    """Turns one validated libsbml document into a ReactionNetwork, collecting every problem."""
+
+    def __init__(self, doc: libsbml.SBMLDocument, round_counts: bool = False):
+        self.doc = doc
+        self.round_counts = round_counts  # converted amounts (volume=): round to counts, with a warning
+        self.model: libsbml.Model = doc.getModel()
+        self.reasons: list[Unsupported] = []
+        self.functions: dict[str, tuple[list[str], libsbml.ASTNode]] = {}
+        self.parse_errors: list[str] = []
+        self.forward_only: list[str] = []  # reversible reactions whose net law is never negative
+        self.unset_species: list[str] = []  # species without any initial value: start at 0
+        self.nonnegative = None  # the sign analysis's symbol callback, built on first use
+
+    def unsupported(self, element_id: str, feature: str) -> None:
+        self.reasons.append(Unsupported(element_id or "(no id)", feature))
+
+    # -- compile one expression in the model's namespace (local parameters first)
+    def compile(self, node: libsbml.ASTNode | None, where: str, local: dict[str, str] | None = None):
+        if node is None:
+            self.parse_errors.append(f"{where}: missing math")
+            return 0.0
+        local = local or {}
+        known = self.known
+
+        def resolve(name: str):
+            key = local.get(name, name)
+            if key in self.reaction_ids:
+                raise MathCompileError(f"uses the rate of reaction '{name}' as a symbol")
+            if key not in known:
+                raise MathCompileError(f"undefined symbol '{name}'", unsupported=False)
+            return lambda env, _k=key: env[_k]
+
+        try:
+            return compile_math(node, resolve, self.functions)
+        except MathCompileError as e:
+            if e.unsupported:
+                self.unsupported(where, e.feature)
+            else:
+                self.parse_errors.append(f"{where}: {e.feature}")
+            return 0.0
+
+    def build(self) -> ReactionNetwork:
+        m = self.model
+        for pkg in UNSUPPORTED_PACKAGES:
+            if self.doc.isPackageEnabled(pkg):
+                self.unsupported(m.getId() or "sbml", f"SBML package '{pkg}'")
+        self._function_definitions()
+        self.rules_by_var = self._assignment_rules()
+        init_assign = {m.getInitialAssignment(i).getSymbol(): m.getInitialAssignment(i)
+                       for i in range(m.getNumInitialAssignments())}
+        compartments = self._compartments(init_assign)
+        params = self._parameters(init_assign)
+        species, x0 = self._species(init_assign, compartments)
+
+        self.species_ids = {s.id for s in species}
+        self.compartment_ids = set(compartments)
+        self.reaction_ids = {m.getReaction(i).getId() for i in range(m.getNumReactions())}
+        self.known = set(compartments) | set(params) | self.species_ids
+
+        reactions, rates = self._reactions(params)
+        self.known |= {k for k in params}
+        rules = self._rules(self.rules_by_var, species, compartments)  # in dependency order
+        ias = self._initial_assignments(init_assign, compartments)
+        events = self._events(species, compartments)
+        self._raise_collected(species, x0, init_assign)
+
+        params, x0_arr = evaluate_initial_assignments(
+            tuple(species), compartments, params, np.array(x0, dtype=float), tuple(ias)
+        )
+        # parameters defined by assignment rules are computed on every state, not set
+        params = {p: v for p, v in params.items() if p not in self.rules_by_var}
+        for p, v in params.items():
+            if not np.isfinite(v):
+                self.unsupported(p, f"parameter value {v}")
+        net = ReactionNetwork(
+            name=m.getId() or m.getName() or "model",
+            species_info=tuple(species),
+            reactions=tuple(reactions),
+            parameters=MappingProxyType(params),
+            compartments=MappingProxyType(compartments),
+            initial_state=readonly(x0_arr),
+            events=tuple(events),
+            rules=tuple(rules),
+            _rates=tuple(rates),
+            _initial_assignments=tuple(ias),
+            notes=self._notes(),
+            _sbml=libsbml.writeSBMLToString(self.doc),
+        )
+        return self._with_checked_counts(net, species)
+
+    def _function_definitions(self) -> None:
+        m = self.model
+        for i in range(m.getNumFunctionDefinitions()):
+            fd = m.getFunctionDefinition(i)
+            body = fd.getBody()
+            if body is None:
+                self.parse_errors.append(f"{fd.getId()}: function definition without body")
+                continue
+            args = [fd.getArgument(j).getName() for j in range(fd.getNumArguments())]
+            self.functions[fd.getId()] = (args, body)
+
+    def _compartments(self, init_assign) -> dict[str, float]:
+        m = self.model
+        compartments: dict[str, float] = {}
+        for i in range(m.getNumCompartments()):
+            c = m.getCompartment(i)
+            if not c.getConstant() or c.getId() in self.rules_by_var:
+                self.unsupported(c.getId(), "compartment whose size changes")
+            size = c.getSize() if c.isSetSize() else 1.0
+            if not np.isfinite(size) or size <= 0:
+                if c.getId() not in init_assign:
+                    self.unsupported(c.getId(), f"compartment size {size} (must be > 0)")
+                size = 1.0
+            compartments[c.getId()] = float(size)
+        return compartments
+
+    def _parameters(self, init_assign) -> dict[str, float]:
+        """Global parameters (local ones are added as reaction.param by _reactions)."""
+        params: dict[str, float] = {}
+        for i in range(self.model.getNumParameters()):
+            p = self.model.getParameter(i)
+            pid = p.getId()
+            if not p.isSetValue() and pid not in init_assign and pid not in self.rules_by_var:
+                self.unsupported(pid, "parameter without a value")
+            params[pid] = float(p.getValue()) if p.isSetValue() else float("nan")
+        return params
+
+    def _species(self, init_assign, compartments) -> tuple[list[Species], list[float]]:
+        """Species and their literal initial amounts (NaN where an assignment sets it)."""
+        m = self.model
+        species: list[Species] = []
+        x0: list[float] = []
+        for i in range(m.getNumSpecies()):
+            s = m.getSpecies(i)
+            sid = s.getId()
+            comp = s.getCompartment()
+            if s.isSetConversionFactor() or m.isSetConversionFactor():
+                self.unsupported(sid, "conversion factor")
+            if s.isSetInitialAmount():
+                amount = float(s.getInitialAmount())
+            elif s.isSetInitialConcentration():
+                amount = float(s.getInitialConcentration()) * compartments.get(comp, 1.0)
+            else:
+                amount = float("nan")
+                if sid not in init_assign and sid not in self.rules_by_var:
+                    amount = 0.0  # as libroadrunner and COPASI read it; said in the notes
+                    self.unset_species.append(sid)
+            species.append(
+                Species(sid, comp, bool(s.getHasOnlySubstanceUnits()), bool(s.getBoundaryCondition()),
+                        bool(s.getConstant()), rule=sid in self.rules_by_var)
+            )
+            x0.append(amount)
+        return species, x0
+
+    def _raise_collected(self, species: list[Species], x0: list[float], init_assign) -> None:
+        """Raise what was collected so far: parse errors, else every unsupported feature (with
+        literal initial amounts that are not counts, so that one error says everything)."""
+        if self.parse_errors:
+            shown = "\n".join(f"  - {e}" for e in self.parse_errors)
+            raise SBMLParseError(f"invalid model:\n{shown}", tuple(self.parse_errors))
+        if self.reasons:
+            for s, v in zip(species, x0):
+                if s.id not in init_assign and not s.rule and np.isfinite(v):
+                    self._check_count(s.id, v)
+            raise UnsupportedSBMLError(self.reasons)
+
+    def _with_checked_counts(self, net: ReactionNetwork, species: list[Species]) -> ReactionNetwork:
+        """``net`` with rules applied to its initial state, converted counts rounded, and every
+        initial value that is not a molecule count reported."""
+        rows = np.array(net.initial_state, dtype=float).reshape(-1, 1)
+        net.apply_rules(rows)
+        if self.round_counts:
+            _round_converted_counts(species, rows[:, 0])
+        for s, v in zip(species, rows[:, 0]):
+            if s.rule:
+                continue
+            self._check_count(s.id, v)
+        if self.reasons:
+            raise UnsupportedSBMLError(self.reasons)
+        return replace(net, initial_state=readonly(np.round(rows[:, 0], 9)))
+
+    def _notes(self) -> tuple[str, ...]:
+        """One line each on how the model was read where SBML's meaning needed a choice."""
+        notes = []
+        if self.forward_only:
+            notes.append(f"reversible in SBML, simulated forward only (net rate law never negative): "
+                         f"{', '.join(self.forward_only)}")
+        if self.unset_species:
+            notes.append(f"no initial amount in the SBML, starting at 0 (as libroadrunner and COPASI "
+                         f"do): {', '.join(self.unset_species)}")
+        return tuple(notes)
+
+    def _check_count(self, sid: str, v: float) -> None:
+        if not np.isfinite(v) or v < 0:
+            self.unsupported(sid, f"initial amount {v:g} is not a molecule count >= 0")
+        elif v > 2.0**53:
+            self.unsupported(sid, f"initial count {v:.3g} is beyond 2^53, where float64 cannot count "
+                                  "single molecules: load with a smaller volume= (molecules per "
+                                  "unit of substance) so that counts are in the range a cell holds")
+        elif abs(v - round(v)) > 1e-9 * max(1.0, abs(v)) or (v != 0 and round(v) == 0):
+            self.unsupported(
+                sid,
+                f"initial amount {v:g} is not a whole number of molecules (convert species in "
+                "concentration units with load_sbml(..., volume=...))",
+            )
+
+    def _reactions(self, params: dict[str, float]):
+        m = self.model
+        reactions: list[Reaction] = []
+        rates = []
+        for i in range(m.getNumReactions()):
+            rx = m.getReaction(i)
+            rid = rx.getId()
+            if rx.isSetFast() and rx.getFast():
+                self.unsupported(rid, "fast reaction")
+            reactants = self._refs(rx, rx.getListOfReactants(), rid)
+            products = self._refs(rx, rx.getListOfProducts(), rid)
+            kl = rx.getKineticLaw()
+            if kl is None or kl.getMath() is None:
+                self.unsupported(rid, "reaction without a kinetic law")
+                continue
+            local: dict[str, str] = {}
+            for j in range(kl.getNumParameters()):
+                lp = kl.getParameter(j)
+                key = f"{rid}.{lp.getId()}"
+                if not lp.isSetValue():
+                    self.unsupported(key, "local parameter without a value")
+                params[key] = float(lp.getValue())
+                local[lp.getId()] = key
+                self.known.add(key)
+            math = kl.getMath()
+            for v in piecewise_constants(math):
+                if v < 0:
+                    self.unsupported(rid, f"piecewise rate law with a negative branch ({v:g})")
+            if self._time_dependent(math):
+                self.unsupported(rid, "rate law that depends on time (propensities must be constant between firings)")
+            if rx.getReversible():
+                channels = self._net_law_channels(rid, math, local, params)
+                if channels is None:
+                    continue
+                fwd, rev = channels
+                reactions.append(Reaction(rid, reactants, products, _formula(fwd, local)))
+                rates.append(self.compile(fwd, rid, local))
+                if rev is None:
+                    self.forward_only.append(rid)
+                else:
+                    reactions.append(Reaction(f"{rid}__reverse", products, reactants, _formula(rev, local)))
+                    rates.append(self.compile(rev, rid, local))
+                continue
+            reactions.append(Reaction(rid, reactants, products, _formula(math, local)))
+            rates.append(self.compile(math, rid, local))
+        return reactions, rates
+
+    def _net_law_channels(self, rid: str, math: libsbml.ASTNode, local: dict[str, str], params):
+        """(forward, reverse) laws of a reversible reaction whose law is SBML's net rate (reverse
+        None when the law is never negative), or None after reporting a law that does not split."""
+        if self.nonnegative is None:
+            self.nonnegative = _nonnegative_symbols(self.model)
+        split = _split_law(self.model, math, self.nonnegative({name: params[key] for name, key in local.items()}))
+        if split is None:
+            self.unsupported(
+                rid,
+                f"reversible reaction whose net rate law '{libsbml.formulaToL3String(math)}' is "
+                "neither non-negative nor a sum of signed products of non-negative factors; write "
+                "it as two irreversible reactions ('=>' in Antimony) with non-negative laws",
+            )
+        return split
+
+    def _refs(self, rx, refs, rid) -> tuple[tuple[str, int], ...]:
+        out: dict[str, int] = {}
+        for j in range(refs.size()):
+            ref = refs.get(j)
+            sid = ref.getSpecies()
+            if sid not in self.species_ids:
+                self.parse_errors.append(f"{rid}: refers to undefined species '{sid}'")
+                continue
+            if getattr(ref, "isSetStoichiometryMath", lambda: False)():  # SBML Level 2 only
+                self.unsupported(rid, f"stoichiometryMath for species '{sid}'")
+                continue
+            if ref.isSetId() and (ref.getId() in self.rules_by_var or self.model.getInitialAssignment(ref.getId())):
+                self.unsupported(rid, f"variable stoichiometry '{ref.getId()}' of species '{sid}'")
+            st = ref.getStoichiometry() if ref.isSetStoichiometry() else 1.0
+            if not np.isfinite(st) or st != round(st) or st < 0:
+                self.unsupported(rid, f"non-integer stoichiometry {st:g} for species '{sid}'")
+                continue
+            out[sid] = out.get(sid, 0) + int(round(st))
+        return tuple(out.items())
+
+
+def _formula(node: libsbml.ASTNode, local: dict[str, str]) -> str:
+    """Rate law text with local parameters written as reaction.param."""
+    if not local:
+        return libsbml.formulaToL3String(node)
+    copy = node.deepCopy()
+    for name, key in local.items():
+        copy.renameSIdRefs(name, key)
+    return libsbml.formulaToL3String(copy)
