@@ -34,10 +34,11 @@ class Species:
     boundary: bool
     constant: bool
     rule: bool = False  # its value comes from an assignment rule
+    continuous: bool = False  # its amount follows a rate rule (a real number, not a count)
 
     @property
     def changes_by_reactions(self) -> bool:
-        return not (self.boundary or self.constant or self.rule)
+        return not (self.boundary or self.constant or self.rule or self.continuous)
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class Reaction:
     reactants: tuple[tuple[str, int], ...]
     products: tuple[tuple[str, int], ...]
     rate_law: str
+    time_varying: bool = False  # the law reads time or a rate-rule variable (directly or via rules)
 
     def equation(self) -> str:
         side = lambda terms: " + ".join(  # noqa: E731
@@ -58,7 +60,9 @@ class Reaction:
 
 @dataclass(frozen=True)
 class Event:
-    """An SBML event without delay. ``trigger_time`` is set for pure time triggers (time >= c)."""
+    """An SBML event. ``trigger_time`` is set for pure time triggers (time >= c); ``delay`` (None:
+    none) is the time from the trigger to the assignments, whose values come from the trigger time
+    when ``use_trigger_values`` (SBML's useValuesFromTriggerTime), else from the execution time."""
 
     id: str
     trigger: Compiled
@@ -67,6 +71,8 @@ class Event:
     assignments: tuple[tuple[int, Compiled, float], ...]  # (species index, value, amount factor)
     # parameters set by a pure time trigger: the same value in every trajectory at the same time
     parameter_assignments: tuple[tuple[str, Compiled], ...] = ()
+    delay: Compiled | None = None
+    use_trigger_values: bool = True
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,19 @@ class Rule:
     math: Compiled
     species_index: int | None  # index into species for species rules; None for parameters
     amount_factor: float = 1.0  # compartment size for concentration-valued species
+
+
+@dataclass(frozen=True)
+class RateRule:
+    """A rate rule ``d variable / dt = math``: a continuous variable (a parameter, a compartment
+    size or a species amount) that the time-varying engine (:mod:`sbml_met.pdmp`) integrates
+    between firings. For a species ``amount_factor`` turns the rule's concentration rate into an
+    amount rate (its compartment's size; 1 for amounts)."""
+
+    variable: str
+    math: Compiled
+    species_index: int | None  # index into species for species rules; None for parameters, compartments
+    amount_factor: float = 1.0
 
 
 def readonly(a: np.ndarray) -> np.ndarray:
@@ -102,6 +121,7 @@ class ReactionNetwork:
     initial_state: np.ndarray
     events: tuple[Event, ...] = ()
     rules: tuple[Rule, ...] = ()
+    rate_rules: tuple[RateRule, ...] = ()
     notes: tuple[str, ...] = ()  # how the model was read where SBML's meaning needed a choice
     _rates: tuple[Compiled, ...] = field(default=(), repr=False)
     _initial_assignments: tuple[tuple[str, Compiled], ...] = field(default=(), repr=False)
@@ -152,6 +172,14 @@ class ReactionNetwork:
     @property
     def has_events(self) -> bool:
         return bool(self.events)
+
+    @property
+    def time_varying(self) -> bool:
+        """Whether propensities change between firings or assignments wait for a delay (rate
+        rules, time in a law, delayed events): then :func:`sbml_met.simulate` runs the
+        piecewise-deterministic engine :mod:`sbml_met.pdmp`."""
+        return bool(self.rate_rules) or any(r.time_varying for r in self.reactions) or any(
+            e.delay is not None for e in self.events)
 
     def species_index(self, species_id: str) -> int:
         """Position of a species in the state vector (raises UnknownIdError)."""
@@ -213,7 +241,7 @@ class ReactionNetwork:
             if s.has_only_substance_units:
                 env[s.id] = rows[i]
             else:
-                env[s.id] = rows[i] / self.compartments[s.compartment]
+                env[s.id] = rows[i] / env[s.compartment]  # a size a rate rule drives is in env
         for rule in self.rules:
             env[rule.variable] = rule.math(env) if callable(rule.math) else rule.math
         return env
@@ -235,10 +263,13 @@ class ReactionNetwork:
         """Propensities (n_reactions, m) for species rows (n_species, m) under the environment
         ``base`` (from :meth:`parameter_environment`); no checks, rules not applied: the fast
         path for engines. :meth:`propensities` is the checked, state-major one."""
-        env = self._env(rows, time, base)
+        return self.propensities_in(self._env(rows, time, base), rows.shape[1], out)
+
+    def propensities_in(self, env: dict, m: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Propensities (n_reactions, m) in an environment from :meth:`environment` of m states."""
         values = [rate(env) if callable(rate) else rate for rate in self._rates]
         if out is None:
-            shape = np.broadcast_shapes((rows.shape[1],), *(np.shape(v) for v in values))
+            shape = np.broadcast_shapes((m,), *(np.shape(v) for v in values))
             out = np.empty((len(values),) + shape, dtype=float)
         for r, v in enumerate(values):
             out[r] = v

@@ -1,0 +1,434 @@
+"""Exact simulation of networks whose propensities vary between firings (piecewise-deterministic).
+
+Rate rules (parameters, compartment sizes or species amounts driven by an ODE), ``time`` in a rate
+law (circadian forcing, ramps) and delayed events make a network a piecewise-deterministic Markov
+process: between firings the continuous part follows its ODE, so the propensities a_r(t) change
+with it. The next firing time T of a trajectory that last changed at t_k solves
+
+    Lambda(T) = integral from t_k to T of a_0(s) ds = E,   E ~ Exp(1)
+
+(the time-change representation of the jump process), and the channel that fires is r with
+probability a_r(T) / a_0(T). Gillespie's direct method is the special case of constant a_0.
+
+How: the continuous variables and Lambda are integrated together by the Dormand-Prince 5(4)
+Runge-Kutta pair with adaptive steps (relative tolerance ``RTOL``); a step whose Lambda passes E is
+redone with a step length moved by Newton's method (d Lambda / dt = a_0) until Lambda = E to
+``1e-9 (1 + E)``, each iterate a full step from the last accepted point, so the state at a firing is
+integrated, not interpolated. No bound on the propensities is needed, and the answer is exact up
+to the integrator's tolerance (far below sampling noise at any n a computer can run).
+
+Events: a time trigger ``time >= c`` stops every trajectory at c; triggers on counts are evaluated
+after every change and fire on a false -> true transition; triggers on continuous variables are
+checked after every step and located by bisection of the step (to 1e-9 in time). A triggered
+event with a delay d is a scheduled assignment: its values are computed at the trigger time
+(SBML's useValuesFromTriggerTime; else at execution) and applied at t + d, per trajectory.
+
+Trajectories advance side by side with numpy, each with its own clock and step length. All
+random numbers come from one generator per block, so a seed gives the same numbers whatever the
+number of workers (:func:`sbml_met.simulate` splits n into fixed, independently seeded blocks).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import NegativeCountError, PropensityError, Unsupported, UnsupportedSBMLError
+from .network import Event, ReactionNetwork
+from .results import SSAResult
+
+RTOL = 1e-8  # relative error per step of the continuous variables and of Lambda
+ATOL = 1e-10
+T_TOL = 1e-9  # bisection width for a trigger on continuous variables (relative to 1 + t)
+
+# Dormand-Prince 5(4): nodes, stage weights, 5th-order weights and the error weights (5th - 4th)
+_C = np.array([0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0, 1.0])
+_A = [
+    [],
+    [1 / 5],
+    [3 / 40, 9 / 40],
+    [44 / 45, -56 / 15, 32 / 9],
+    [19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729],
+    [9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656],
+    [35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84],
+]
+_B5 = np.array([35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84, 0.0])
+_B4 = np.array([5179 / 57600, 0.0, 7571 / 16695, 393 / 640, -92097 / 339200, 187 / 2100, 1 / 40])
+_ERR = _B5 - _B4
+
+
+def simulate_pdmp(net: ReactionNetwork, times: np.ndarray, n: int, seed: int | None,
+                  progress: bool = False) -> SSAResult:
+    """``n`` exact trajectories of a time-varying ``net`` recorded at ``times`` (sorted)."""
+    from .support import check_support
+
+    check_support(net, "ssa")
+    engine = _Engine(net, np.asarray(times, dtype=float), int(n), np.random.default_rng(seed), progress)
+    return SSAResult(net.species, engine.rec, engine.run(), method="ssa", seed=seed, model=net.name)
+
+
+def simulate_pdmp_path(net: ReactionNetwork, t_end: float, seed: int | None) -> SSAResult:
+    """One trajectory with every firing and event recorded (``simulate(..., record="events")``)."""
+    engine = _Engine(net, np.array([0.0, float(t_end)]), 1, np.random.default_rng(seed), False)
+    engine.path = ([], [], [])
+    final = engine.run()[0, -1]
+    times, states, fired = engine.path
+    times = [0.0] + times + [float(t_end)]
+    states = [engine.out[0, 0]] + states + [final]
+    fired = [-1] + fired + [-1]
+    return SSAResult(net.species, np.array(times), np.array(states)[None], method="ssa", seed=seed,
+                     model=net.name, fired=np.array(fired), reactions=net.reaction_ids)
+
+
+@dataclass
+class _Scheduled:
+    """Delayed executions of one event: per trajectory the time due (inf: none) and the values
+    computed at the trigger (None: computed when it executes)."""
+
+    event: int
+    due: np.ndarray  # (n,)
+    values: list[np.ndarray] | None
+
+
+class _Engine:
+    """The lock-step PDMP simulation of ``n`` trajectories; ``run()`` gives states (n, K, S)."""
+
+    def __init__(self, net: ReactionNetwork, times: np.ndarray, n: int, rng: np.random.Generator,
+                 progress: bool):
+        self.net, self.n, self.rng, self.progress = net, n, rng, progress
+        self.rec = times
+        self.base = net.parameter_environment()
+        self.nu = net.stoichiometry.astype(float)  # (R, S)
+        # the parameters a trajectory may change (rate rules, event assignments), one row each
+        assigned = [p for e in net.events for p, _ in e.parameter_assignments]
+        self.pnames = list(dict.fromkeys([r.variable for r in net.rate_rules if r.species_index is None]
+                                         + assigned))
+        self.prow = {p: q for q, p in enumerate(self.pnames)}
+        # continuous variables: row j of Z is rate rule j (its species row or parameter row), last Lambda
+        self.z_rows = [("x", r.species_index) if r.species_index is not None else ("p", self.prow[r.variable])
+                       for r in net.rate_rules]
+        self.time_events = [k for k, e in enumerate(net.events) if e.trigger_time is not None]
+        self.state_events = [k for k, e in enumerate(net.events) if e.trigger_time is None]
+        self.continuous_triggers = bool(self.state_events) and (bool(net.rate_rules) or any(
+            r.time_varying for r in net.reactions))
+        self.out = np.empty((n, times.size, net.n_species))
+        self.path: tuple[list, list, list] | None = None
+
+    # ------------------------------------------------------------------------------- state
+    def _start(self) -> None:
+        n, net = self.n, self.net
+        self.X = np.repeat(np.asarray(net.initial_state, dtype=float)[:, None], n, axis=1)
+        self.P = np.array([np.full(n, float(self.base[p])) for p in self.pnames]).reshape(len(self.pnames), n)
+        self.t = np.zeros(n)
+        self.L = np.zeros(n)
+        self.E = self.rng.standard_exponential(n)
+        self.h = np.full(n, max(float(self.rec[-1]), 1e-6) / 64)
+        self.h_next = np.full(n, np.nan)  # a step length forced by Newton's method (nan: none)
+        self.trigger_hi = np.full(n, np.inf)  # bisection bound on a continuous trigger's time
+        self.next_rec = np.zeros(n, dtype=np.int64)
+        self.time_done = np.zeros((len(self.time_events), n), dtype=bool)
+        self.prev = np.zeros((len(self.state_events), n), dtype=bool)
+        self.scheduled: list[_Scheduled] = []
+        every = np.arange(n)
+        for j, k in enumerate(self.state_events):
+            self.prev[j] = self.net.events[k].initial_value
+        for j, k in enumerate(self.time_events):  # true at 0 with initialValue true: no transition
+            ev = net.events[k]
+            self.time_done[j] = ev.trigger_time <= 0.0 and ev.initial_value
+        self._after_change(every)
+
+    def _env(self, cols: np.ndarray, X: np.ndarray | None = None, P: np.ndarray | None = None,
+             t: np.ndarray | None = None) -> dict:
+        """Every SBML symbol's value for trajectories ``cols`` (optionally at other species rows
+        ``X``, parameter rows ``P`` and times ``t`` of those columns), assignment rules applied."""
+        base = dict(self.base)
+        P = self.P[:, cols] if P is None else P
+        base.update({p: P[q] for q, p in enumerate(self.pnames)})
+        return self.net.environment(self.X[:, cols] if X is None else X, self.t[cols] if t is None else t, base)
+
+    # ------------------------------------------------------------------------------- driver
+    def run(self) -> np.ndarray:
+        if self.n == 0 or self.rec.size == 0:
+            return self.out
+        self._start()
+        bar = _bar(self.progress, float(self.rec[-1]))
+        steps = 0
+        while True:
+            active = np.flatnonzero(self.next_rec < self.rec.size)
+            if not active.size:
+                break
+            stop = self._stop_time(active)
+            at = self.t[active] >= stop
+            if at.any():
+                self._at_stops(active[at])
+                continue
+            self._step(active, stop)
+            steps += 1
+            if bar is not None and steps % 100 == 0:
+                bar.update(float(self.t[active].min()) - bar.n)
+        if bar is not None:
+            bar.close()
+        return self.out
+
+    def _stop_time(self, cols: np.ndarray) -> np.ndarray:
+        """Where trajectories ``cols`` must stop next: a recording time, a time trigger, a
+        scheduled (delayed) execution."""
+        stop = self.rec[np.minimum(self.next_rec[cols], self.rec.size - 1)]
+        for j, k in enumerate(self.time_events):
+            c = self.net.events[k].trigger_time
+            stop = np.where(~self.time_done[j, cols], np.minimum(stop, c), stop)
+        for s in self.scheduled:
+            stop = np.minimum(stop, s.due[cols])
+        return stop
+
+    def _at_stops(self, cols: np.ndarray) -> None:
+        """Trajectories ``cols`` sit at a stop: execute what is due, then record."""
+        t = self.t[cols]
+        for j, k in enumerate(self.time_events):
+            due = ~self.time_done[j, cols] & (self.net.events[k].trigger_time <= t)
+            if due.any():
+                self.time_done[j, cols[due]] = True
+                self._triggered(k, cols[due])
+        for s in list(self.scheduled):
+            due = s.due[cols] <= t
+            if due.any():
+                hit = cols[due]
+                values = None if s.values is None else [v[hit] for v in s.values]
+                s.due[hit] = np.inf
+                self._execute(s.event, hit, values)
+        self.scheduled = [s for s in self.scheduled if np.isfinite(s.due).any()]
+        self._record(cols)
+
+    def _record(self, cols: np.ndarray) -> None:
+        """Record trajectories ``cols`` at each of their recording times <= their clock."""
+        K = self.rec.size
+        while True:
+            k = self.next_rec[cols]
+            hit = (k < K) & (self.rec[np.minimum(k, K - 1)] <= self.t[cols])
+            if not hit.any():
+                return
+            c = cols[hit]
+            rows = self.X[:, c].copy()
+            base = dict(self.base)
+            base.update({p: self.P[q, c] for q, p in enumerate(self.pnames)})
+            self.net.apply_rules(rows, self.t[c], base)
+            self.out[c, self.next_rec[c]] = rows.T
+            self.next_rec[c] += 1
+
+    # ------------------------------------------------------------------------------- integration
+    def _derivatives(self, cols: np.ndarray, Z: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(dZ/dt, propensities) of trajectories ``cols`` at continuous values ``Z`` and times ``t``."""
+        X, P = self.X[:, cols], self.P[:, cols]
+        if self.z_rows:
+            X, P = X.copy(), P.copy()
+            for j, (kind, row) in enumerate(self.z_rows):
+                (X if kind == "x" else P)[row] = Z[j]
+        env = self._env(cols, X, P, t)
+        a = self.net.propensities_in(env, cols.size)
+        if not np.all(np.isfinite(a) & (a >= 0)):
+            self._bad_propensity(a, X, t)
+        dz = np.empty_like(Z)
+        for j, rule in enumerate(self.net.rate_rules):
+            dz[j] = (rule.math(env) if callable(rule.math) else rule.math) * rule.amount_factor
+        dz[-1] = a.sum(axis=0)
+        if not np.all(np.isfinite(dz)):
+            bad = self.net.rate_rules[int(np.flatnonzero(~np.isfinite(dz).all(axis=1))[0])].variable
+            raise UnsupportedSBMLError([Unsupported(bad, "rate rule whose value is not finite")])
+        return dz, a
+
+    def _gather_z(self, cols: np.ndarray) -> np.ndarray:
+        rows = [(self.X if kind == "x" else self.P)[row, cols] for kind, row in self.z_rows]
+        return np.array(rows + [self.L[cols]])
+
+    def _scatter_z(self, cols: np.ndarray, Z: np.ndarray) -> None:
+        for j, (kind, row) in enumerate(self.z_rows):
+            (self.X if kind == "x" else self.P)[row, cols] = Z[j]
+        self.L[cols] = Z[-1]
+
+    def _dp_step(self, cols, Z0, t0, h, k1):
+        """One Dormand-Prince step of length ``h``: (Z at t0 + h, error norm, propensities there)."""
+        ks = [k1]
+        a_end = None
+        for i in range(1, 7):
+            Zi = Z0 + h * sum(w * k for w, k in zip(_A[i], ks) if w)
+            k, a = self._derivatives(cols, Zi, t0 + _C[i] * h)
+            ks.append(k)
+            a_end = a
+        Z5 = Z0 + h * sum(w * k for w, k in zip(_B5, ks) if w)
+        err = h * sum(w * k for w, k in zip(_ERR, ks))
+        scale = ATOL + RTOL * np.maximum(np.abs(Z0), np.abs(Z5))
+        return Z5, np.sqrt(np.mean((err / scale) ** 2, axis=0)), a_end
+
+    def _step(self, cols: np.ndarray, stop: np.ndarray) -> None:
+        """One integration step of every trajectory in ``cols`` towards its next firing or stop."""
+        t0 = self.t[cols]
+        Z0 = self._gather_z(cols)
+        k1, _ = self._derivatives(cols, Z0, t0)
+        E = self.E[cols]
+        h, room = self._step_length(cols, t0, stop, (E - Z0[-1]), k1[-1])
+        Z5, err, a_end = self._dp_step(cols, Z0, t0, h, k1)
+        ok = err <= 1.0
+        over = ok & (Z5[-1] > E + 1e-9 * (1.0 + E))
+        with np.errstate(divide="ignore", invalid="ignore"):  # Newton on the step length: Lambda(h) = E
+            newton = h - (Z5[-1] - E) / a_end.sum(axis=0)
+        self.h_next[cols] = np.where(over, np.where((newton > 0) & (newton < h), newton, h / 2), np.nan)
+        grow = 0.9 * np.maximum(err, 1e-30) ** -0.2
+        h_ctrl = self.h[cols]
+        self.h[cols] = np.where(~ok, h * np.maximum(grow, 0.2), np.where(
+            over, h_ctrl, np.where(grow >= 5.0, np.maximum(h_ctrl, 5.0 * h), h * grow)))
+        accept = ok & ~over
+        t_new = np.where(h >= room, stop, t0 + h)
+        if self.continuous_triggers and accept.any():
+            accept[accept] = self._bisect_triggers(cols[accept], Z5[:, accept], t_new[accept], t0[accept])
+        if not accept.any():
+            return
+        acc, Z5, a_end = cols[accept], Z5[:, accept], a_end[:, accept]
+        self._scatter_z(acc, Z5)
+        self.t[acc] = t_new[accept]
+        fire = Z5[-1] >= self.E[acc] - 1e-9 * (1.0 + self.E[acc])
+        if self.continuous_triggers:
+            self._continuous_events(acc)
+        if fire.any():
+            self._fire(acc[fire], a_end[:, fire])
+
+    def _step_length(self, cols, t0, stop, gap, a0) -> tuple[np.ndarray, np.ndarray]:
+        """(step length, room to the stop): the controller's length, at most the firing guess
+        gap / a0, a Newton length where the last try passed the firing, half the interval where a
+        trigger on continuous variables is being bisected, never past the stop."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            guess = np.where(a0 > 0, gap / a0, np.inf)
+        forced = self.h_next[cols]
+        h = np.where(np.isnan(forced), np.minimum(self.h[cols], guess), forced)
+        hi = self.trigger_hi[cols] - t0
+        bisect = np.where(hi > T_TOL * (1 + np.abs(t0)), hi / 2, hi)
+        h = np.where(np.isfinite(hi), np.minimum(h, bisect), h)
+        room = stop - t0
+        return np.minimum(np.maximum(h, 1e-300), room), room
+
+    def _bisect_triggers(self, cols, Z, t_new, t0) -> np.ndarray:
+        """Which accepted steps stand: a step across which a trigger on continuous variables turns
+        true is kept only when shorter than T_TOL; longer ones halve (bisection of the crossing)."""
+        X, P = self.X[:, cols].copy(), self.P[:, cols].copy()
+        for j, (kind, row) in enumerate(self.z_rows):
+            (X if kind == "x" else P)[row] = Z[j]
+        env = self._env(cols, X, P, t_new)
+        flipped = np.zeros(cols.size, dtype=bool)
+        for j, k in enumerate(self.state_events):
+            flipped |= _truth(self.net.events[k].trigger, env, cols.size) & ~self.prev[j, cols]
+        wide = flipped & (t_new - t0 > T_TOL * (1 + np.abs(t0)))
+        self.trigger_hi[cols[wide]] = t_new[wide]
+        self.h_next[cols[wide]] = np.nan
+        self.trigger_hi[cols[~flipped]] = np.where(self.trigger_hi[cols[~flipped]] > t_new[~flipped],
+                                                   self.trigger_hi[cols[~flipped]], np.inf)
+        return ~wide
+
+    def _continuous_events(self, cols: np.ndarray) -> None:
+        """After a step: fire state events whose trigger turned true (located to T_TOL)."""
+        self.trigger_hi[cols] = np.where(self.t[cols] >= self.trigger_hi[cols], np.inf, self.trigger_hi[cols])
+        self._after_change(cols)
+
+    # ------------------------------------------------------------------------------- jumps
+    def _fire(self, cols: np.ndarray, a: np.ndarray) -> None:
+        """Fire one reaction in each trajectory of ``cols`` (propensities ``a`` at the firing)."""
+        c = np.cumsum(a, axis=0)
+        u = self.rng.random(cols.size) * c[-1]
+        r = np.minimum((c <= u).sum(axis=0), a.shape[0] - 1)
+        self.X[:, cols] += self.nu[r].T
+        if (self.X[:, cols] < 0).any():
+            i, j = (int(v[0]) for v in np.nonzero(self.X[:, cols] < 0))
+            raise NegativeCountError(self.net.reactions[r[j]].id, self.net.species[i],
+                                     float(self.X[i, cols[j]] - self.nu[r[j], i]), float(self.t[cols[j]]))
+        self.L[cols] = 0.0
+        self.E[cols] = self.rng.standard_exponential(cols.size)
+        self.trigger_hi[cols] = np.inf
+        if self.path is not None:
+            self.path[0].append(float(self.t[0]))
+            self.path[2].append(int(r[0]))
+        self._after_change(cols)
+        if self.path is not None:
+            self.path[1].append(self.X[:, 0].copy())
+
+    def _after_change(self, cols: np.ndarray) -> None:
+        """Fire state events whose trigger went from false to true on trajectories ``cols``."""
+        if not self.state_events:
+            return
+        env = self._env(cols)
+        for j, k in enumerate(self.state_events):
+            now = _truth(self.net.events[k].trigger, env, cols.size)
+            fire = now & ~self.prev[j, cols]
+            self.prev[j, cols] = now
+            if fire.any():
+                self._triggered(k, cols[fire])
+                env = self._env(cols)
+
+    def _triggered(self, k: int, cols: np.ndarray) -> None:
+        """Event ``k`` triggered on ``cols``: execute now, or schedule at t + delay."""
+        ev = self.net.events[k]
+        if ev.delay is None:
+            self._execute(k, cols, None)
+            return
+        env = self._env(cols)
+        delay = np.broadcast_to(np.asarray(ev.delay(env) if callable(ev.delay) else ev.delay, dtype=float),
+                                (cols.size,))
+        if not np.all(np.isfinite(delay) & (delay >= 0)):
+            raise UnsupportedSBMLError([Unsupported(ev.id, f"event delay {float(delay.min()):g} (must be >= 0)")])
+        values = self._values(ev, env, cols.size) if ev.use_trigger_values else None
+        slot = next((s for s in self.scheduled if s.event == k and np.isinf(s.due[cols]).all()), None)
+        if slot is None:
+            width = len(ev.assignments) + len(ev.parameter_assignments)
+            slot = _Scheduled(k, np.full(self.n, np.inf), None if values is None else
+                              [np.zeros(self.n) for _ in range(width)])
+            self.scheduled.append(slot)
+        slot.due[cols] = self.t[cols] + delay
+        if values is not None:
+            for store, v in zip(slot.values, values):
+                store[cols] = v
+
+    def _values(self, ev: Event, env: dict, m: int) -> list[np.ndarray]:
+        """The values of ``ev``'s assignments (species as amounts, then parameters) in ``env``."""
+        out = [np.broadcast_to(np.asarray(f(env) if callable(f) else f, dtype=float) * factor, (m,)).copy()
+               for _, f, factor in ev.assignments]
+        out += [np.broadcast_to(np.asarray(f(env) if callable(f) else f, dtype=float), (m,)).copy()
+                for _, f in ev.parameter_assignments]
+        return out
+
+    def _execute(self, k: int, cols: np.ndarray, values: list[np.ndarray] | None) -> None:
+        """Apply event ``k``'s assignments on ``cols`` (values computed now when None)."""
+        ev = self.net.events[k]
+        if values is None:
+            values = self._values(ev, self._env(cols), cols.size)
+        for (i, _, _), v in zip(ev.assignments, values):
+            if not self.net.species_info[i].continuous:
+                if not np.all(np.isfinite(v) & (v >= 0)) or not np.allclose(v, np.round(v)):
+                    bad = float(v[~(np.isfinite(v) & (v >= 0) & np.isclose(v, np.round(v)))][0])
+                    raise UnsupportedSBMLError([Unsupported(
+                        ev.id, f"assigns {bad:g} to species '{self.net.species[i]}', not a count >= 0")])
+                v = np.round(v)
+            self.X[i, cols] = v
+        for (p, _), v in zip(ev.parameter_assignments, values[len(ev.assignments):]):
+            self.P[self.prow[p], cols] = v
+        if self.path is not None:
+            self.path[0].append(float(self.t[0]))
+            self.path[1].append(self.X[:, 0].copy())
+            self.path[2].append(-1)
+        self._after_change(cols)
+
+    def _bad_propensity(self, a: np.ndarray, X: np.ndarray, t: np.ndarray):
+        bad = ~(np.isfinite(a) & (a >= 0))
+        r, col = (int(v[0]) for v in np.nonzero(bad))
+        state = dict(zip(self.net.species, X[:, col].tolist()))
+        raise PropensityError(self.net.reactions[r].id, float(a[r, col]), state, float(t[col]))
+
+
+def _truth(trigger, env: dict, m: int) -> np.ndarray:
+    """A trigger's value on m states as booleans."""
+    value = trigger(env) if callable(trigger) else trigger
+    return np.broadcast_to(np.asarray(value) != 0, (m,)).copy()
+
+
+def _bar(enabled: bool, total: float):
+    from .ssa import progress_bar
+
+    return progress_bar(enabled, total)
