@@ -72,7 +72,7 @@ class Programs:
 
 def compile_network(net) -> Programs | None:
     """Bytecode for every propensity of ``net``, or None where the compiled kernel must not run it."""
-    if net.events or any(r.species_index is not None for r in net.rules):
+    if net.events or net.time_varying or any(r.species_index is not None for r in net.rules):
         return None
     try:
         return _Translator(net).programs()

@@ -15,6 +15,9 @@ active trajectory at once, draws its waiting time and reaction, and records the 
 times it passes. The algorithm is exact, not an approximation: it is Gillespie's direct method run
 for many trajectories side by side.
 
+Networks whose propensities vary between firings (rate rules, time in a law, delayed events) run
+on the piecewise-deterministic engine :mod:`sbml_met.pdmp` instead, exact as well.
+
 Events: a trigger ``time >= c`` splits the run at c (memorylessness makes stopping a trajectory at c
 and restarting it exact); state triggers are checked after every firing and fire on a false -> true
 transition, with assignments evaluated before any is applied.
@@ -80,6 +83,10 @@ def simulate(
     if record == "events":
         if int(n) != 1:
             raise InvalidArgumentError("record='events' records one trajectory: use n=1")
+        if network.time_varying or network.events:
+            from .pdmp import simulate_pdmp_path
+
+            return simulate_pdmp_path(network, float(grid[-1]), seed)
         return _simulate_events(network, float(grid[-1]), np.random.default_rng(seed), seed)
     if int(n) > BLOCK:
         return _in_blocks(network, grid, int(n), seed, progress, kernel, method, epsilon, client, workers)
@@ -115,6 +122,10 @@ def _one_block(network, grid, n, seed, progress, kernel, method, epsilon) -> SSA
         from .tau_leap import simulate_tau_leap
 
         return simulate_tau_leap(network, grid, n=n, seed=seed, epsilon=epsilon, progress=progress)
+    if network.time_varying and kernel != "compiled":
+        from .pdmp import simulate_pdmp
+
+        return simulate_pdmp(network, grid, n, seed, progress)
     compiled = None if kernel == "vectorised" else compiled_kernel(network)
     if kernel == "compiled" and compiled is None:
         raise InvalidArgumentError(

@@ -6,9 +6,10 @@ As GillesPy2's solvers do, every engine of sbml-met declares the features of a n
 feature outside the set, each with the engines that do support it. The error subclasses
 :class:`~sbml_met.errors.UnsupportedSBMLError`, so ``except UnsupportedSBMLError`` still catches it.
 
-Rate rules, laws that depend on time and non-integer stoichiometry are declared too, unsupported by
-every engine: the loader refuses them (one UnsupportedSBMLError listing every such element), so a
-:class:`~sbml_met.network.ReactionNetwork` never carries them.
+Rate rules, laws that depend on time (or on a rate-rule variable) and delayed events make the
+propensities vary between firings: only the exact SSA follows them (its piecewise-deterministic
+engine, :mod:`sbml_met.pdmp`); every other engine refuses them here. Non-integer stoichiometry is
+declared too, unsupported by every engine: the loader refuses it.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ FEATURES = MappingProxyType({
     "parameter_rules": "parameter defined by an assignment rule",
     "reversible_reactions": "reversible reaction (run as forward and reverse channels)",
     "rate_rules": "rate rule",
-    "time_dependent_laws": "rate law that depends on time",
+    "time_dependent_laws": "rate law that depends on time (or on a rate-rule variable)",
+    "delayed_events": "event with a delay",
     "non_integer_stoichiometry": "non-integer stoichiometry",
 })
 
@@ -47,6 +49,7 @@ class FeatureSet:
     reversible_reactions: bool = True
     rate_rules: bool = False
     time_dependent_laws: bool = False
+    delayed_events: bool = False
     non_integer_stoichiometry: bool = False
 
     def supports(self, feature: str) -> bool:
@@ -61,10 +64,12 @@ class FeatureSet:
 
 
 _EVENTS = dict(time_events=True, state_events=True, event_parameter_assignments=True)
+_TIME_VARYING = dict(rate_rules=True, time_dependent_laws=True, delayed_events=True)
 
 ENGINES = MappingProxyType({s.engine: s for s in (
-    FeatureSet("ssa", "exact SSA (sbml_met.simulate)", **_EVENTS),
-    FeatureSet("ssa-path", "exact SSA recording every jump (simulate(..., record='events'))"),
+    FeatureSet("ssa", "exact SSA (sbml_met.simulate)", **_EVENTS, **_TIME_VARYING),
+    FeatureSet("ssa-path", "exact SSA recording every jump (simulate(..., record='events'))",
+               **_EVENTS, **_TIME_VARYING),
     FeatureSet("tau-leap", "adaptive tau-leaping (simulate(..., method='tau-leap'), compiled kernel)",
                species_rules=False),
     FeatureSet("fsp", "finite state projection (solve_fsp, FSPSolver, posterior of a network)"),
@@ -83,9 +88,15 @@ def network_features(network: ReactionNetwork) -> list[tuple[str, str]]:
         used.append((ev.id, "time_events" if ev.trigger_time is not None else "state_events"))
         if ev.parameter_assignments:
             used.append((ev.id, "event_parameter_assignments"))
+        if ev.delay is not None:
+            used.append((ev.id, "delayed_events"))
     for rule in network.rules:
         used.append((rule.variable, "species_rules" if rule.species_index is not None else "parameter_rules"))
+    for rule in network.rate_rules:
+        used.append((rule.variable, "rate_rules"))
     for rx in network.reactions:
+        if rx.time_varying:
+            used.append((rx.id, "time_dependent_laws"))
         if rx.id.endswith("__reverse"):  # the loader's reverse channel of a reversible reaction
             used.append((rx.id[: -len("__reverse")], "reversible_reactions"))
     return used

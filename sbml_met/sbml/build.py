@@ -63,6 +63,7 @@ class _Builder(_RulesAndEvents):
         self.forward_only: list[str] = []  # reversible reactions whose net law is never negative
         self.unset_species: list[str] = []  # species without any initial value: start at 0
         self.nonnegative = None  # the sign analysis's symbol callback, built on first use
+        self.time_varying_ids: set[str] = set()  # reactions whose law reads time or a rate-rule variable
 
     def unsupported(self, element_id: str, feature: str) -> None:
         self.reasons.append(Unsupported(element_id or "(no id)", feature))
@@ -112,7 +113,9 @@ class _Builder(_RulesAndEvents):
 
         reactions, rates = self._reactions(params)
         self.known |= {k for k in params}
+        reactions = self._mark_time_varying(reactions)
         rules = self._rules(self.rules_by_var, species, compartments)  # in dependency order
+        rate_rules = self._rate_rules(species, compartments)
         ias = self._initial_assignments(init_assign, compartments)
         events = self._events(species, compartments)
         self._raise_collected(species, x0, init_assign)
@@ -134,6 +137,7 @@ class _Builder(_RulesAndEvents):
             initial_state=readonly(x0_arr),
             events=tuple(events),
             rules=tuple(rules),
+            rate_rules=tuple(rate_rules),
             _rates=tuple(rates),
             _initial_assignments=tuple(ias),
             notes=self._notes(),
@@ -157,7 +161,7 @@ class _Builder(_RulesAndEvents):
         compartments: dict[str, float] = {}
         for i in range(m.getNumCompartments()):
             c = m.getCompartment(i)
-            if not c.getConstant() or c.getId() in self.rules_by_var:
+            if (not c.getConstant() and c.getId() not in self.rate_rules_by_var) or c.getId() in self.rules_by_var:
                 self.unsupported(c.getId(), "compartment whose size changes")
             size = c.getSize() if c.isSetSize() else 1.0
             if not np.isfinite(size) or size <= 0:
@@ -200,7 +204,8 @@ class _Builder(_RulesAndEvents):
                     self.unset_species.append(sid)
             species.append(
                 Species(sid, comp, bool(s.getHasOnlySubstanceUnits()), bool(s.getBoundaryCondition()),
-                        bool(s.getConstant()), rule=sid in self.rules_by_var)
+                        bool(s.getConstant()), rule=sid in self.rules_by_var,
+                        continuous=sid in self.rate_rules_by_var)
             )
             x0.append(amount)
         return species, x0
@@ -213,7 +218,7 @@ class _Builder(_RulesAndEvents):
             raise SBMLParseError(f"invalid model:\n{shown}", tuple(self.parse_errors))
         if self.reasons:
             for s, v in zip(species, x0):
-                if s.id not in init_assign and not s.rule and np.isfinite(v):
+                if s.id not in init_assign and not (s.rule or s.continuous) and np.isfinite(v):
                     self._check_count(s.id, v)
             raise UnsupportedSBMLError(self.reasons)
 
@@ -225,7 +230,7 @@ class _Builder(_RulesAndEvents):
         if self.round_counts:
             _round_converted_counts(species, rows[:, 0])
         for s, v in zip(species, rows[:, 0]):
-            if s.rule:
+            if s.rule or s.continuous:
                 continue
             self._check_count(s.id, v)
         if self.reasons:
@@ -286,7 +291,7 @@ class _Builder(_RulesAndEvents):
                 if v < 0:
                     self.unsupported(rid, f"piecewise rate law with a negative branch ({v:g})")
             if self._time_dependent(math):
-                self.unsupported(rid, "rate law that depends on time (propensities must be constant between firings)")
+                self.time_varying_ids.add(rid)
             if rx.getReversible():
                 channels = self._net_law_channels(rid, math, local, params)
                 if channels is None:
@@ -303,6 +308,13 @@ class _Builder(_RulesAndEvents):
             reactions.append(Reaction(rid, reactants, products, _formula(math, local)))
             rates.append(self.compile(math, rid, local))
         return reactions, rates
+
+    def _mark_time_varying(self, reactions: list[Reaction]) -> list[Reaction]:
+        """Flag the channels of reactions whose law reads time or a rate-rule variable (their
+        propensities change between firings: the time-varying engine runs the network)."""
+        varying = self.time_varying_ids
+        return [replace(r, time_varying=True) if r.id in varying or r.id.split("__")[0] in varying else r
+                for r in reactions]
 
     def _net_law_channels(self, rid: str, math: libsbml.ASTNode, local: dict[str, str], params):
         """(forward, reverse) laws of a reversible reaction whose law is SBML's net rate (reverse

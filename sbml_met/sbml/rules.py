@@ -8,7 +8,7 @@ from typing import Any
 import libsbml
 
 from .._math import TIME, names_in, node_type
-from ..network import Event, Rule, Species
+from ..network import Event, RateRule, Rule, Species
 
 
 class _RulesAndEvents:
@@ -16,9 +16,11 @@ class _RulesAndEvents:
     and events (it relies on the builder's ``model``, ``compile``, ``unsupported`` and id sets)."""
 
     def _assignment_rules(self) -> dict[str, libsbml.Rule]:
-        """Assignment rules by variable; algebraic and rate rules are reported."""
+        """Assignment rules by variable; rate rules go to ``self.rate_rules_by_var`` (the
+        time-varying engine integrates them); algebraic rules are reported."""
         m = self.model
         rules_by_var = {}
+        self.rate_rules_by_var: dict[str, libsbml.Rule] = {}
         for i in range(m.getNumRules()):
             r = m.getRule(i)
             if r.isAlgebraic():
@@ -26,7 +28,7 @@ class _RulesAndEvents:
                 self.unsupported(r.getId() or r.getMetaId() or f"algebraicRule[{i}]",
                                  f"algebraic rule 0 = {formula}")
             elif r.isRate():
-                self.unsupported(r.getVariable(), "rate rule")
+                self.rate_rules_by_var[r.getVariable()] = r
             else:
                 rules_by_var[r.getVariable()] = r
         return rules_by_var
@@ -43,8 +45,10 @@ class _RulesAndEvents:
         return ias
 
     def _time_dependent(self, node: libsbml.ASTNode, seen: frozenset = frozenset()) -> bool:
+        """Whether ``node`` reads time or a rate-rule variable, directly or through assignment
+        rules: then its value changes between firings."""
         names = names_in(node)
-        if TIME in names:
+        if TIME in names or names & set(self.rate_rules_by_var):
             return True
         for n in names - seen:
             rule = self.rules_by_var.get(n)
@@ -74,6 +78,25 @@ class _RulesAndEvents:
                 self.unsupported(var, "assignment rule to something that is not a species or parameter")
         return rules
 
+    def _rate_rules(self, species: list[Species], compartments) -> list[RateRule]:
+        """Compiled rate rules on parameters, compartment sizes and species (as amount rates)."""
+        index = {s.id: i for i, s in enumerate(species)}
+        out: list[RateRule] = []
+        for var, r in self.rate_rules_by_var.items():
+            math = self.compile(r.getMath(), var)
+            if var in index:
+                s = species[index[var]]
+                if not s.has_only_substance_units and s.compartment in self.rate_rules_by_var:
+                    self.unsupported(var, f"rate rule on a concentration in compartment "
+                                          f"'{s.compartment}', whose size a rate rule changes")
+                factor = 1.0 if s.has_only_substance_units else compartments.get(s.compartment, 1.0)
+                out.append(RateRule(var, math, index[var], factor))
+            elif var in self.known:
+                out.append(RateRule(var, math, None))
+            else:
+                self.unsupported(var, "rate rule on something that is not a species, parameter or compartment")
+        return out
+
     def _events(self, species: list[Species], compartments) -> list[Event]:
         m = self.model
         index = {s.id: i for i, s in enumerate(species)}
@@ -83,9 +106,8 @@ class _RulesAndEvents:
         for i in range(m.getNumEvents()):
             ev = m.getEvent(i)
             eid = ev.getId() or f"event{i}"
-            if ev.isSetDelay():
-                self.unsupported(eid, "event with a delay")
             trig = ev.getTrigger()
+            delay = self._event_delay(ev, eid)
             if trig is None or trig.getMath() is None:
                 self.parse_errors.append(f"{eid}: event without a trigger")
                 continue
@@ -109,8 +131,19 @@ class _RulesAndEvents:
                 assigns.append((index[var], self.compile(ea.getMath(), eid), factor))
             initial_value = bool(trig.getInitialValue()) if trig.isSetInitialValue() else True
             events.append(Event(eid, self.compile(tmath, eid), trigger_time, initial_value, tuple(assigns),
-                                tuple(param_assigns)))
+                                tuple(param_assigns), delay=delay,
+                                use_trigger_values=bool(ev.getUseValuesFromTriggerTime())))
         return events
+
+    def _event_delay(self, ev: libsbml.Event, eid: str):
+        """The compiled delay of ``ev`` (None: none). A trigger that is not persistent could
+        cancel a scheduled execution, which the engines do not follow: reported."""
+        if not ev.isSetDelay() or ev.getDelay().getMath() is None:
+            return None
+        trig = ev.getTrigger()
+        if trig is not None and trig.isSetPersistent() and not trig.getPersistent():
+            self.unsupported(eid, "event with a delay and a trigger that is not persistent")
+        return self.compile(ev.getDelay().getMath(), eid)
 
     def _event_sets_parameter(self, eid: str, var: str, ea, trigger_time: float | None) -> bool:
         """Whether an event assignment to a non-species is a supported parameter change (a pure
