@@ -16,6 +16,7 @@ import sbml_met
 from sbml_met import biomodels
 from sbml_met.errors import BioModelsError, InvalidArgumentError, UnsupportedSBMLError
 from sbml_met.sbml import antimony_to_sbml, load_sbml, to_counts
+from sbml_met.support import check_support
 
 DATA = Path(__file__).parent / "data" / "biomodels"
 REPRESSILATOR = "BIOMD0000000012"
@@ -175,13 +176,14 @@ def test_base_url_default_and_override(monkeypatch):
     assert biomodels.base_url() == "http://127.0.0.1:9"
 
 
-def test_ode_entry_lists_every_blocking_feature(server, tmp_path):
+def test_ode_entry_loads_with_its_rate_rules_and_other_engines_name_them(server, tmp_path):
     body = (DATA / f"{TYSON}.xml").read_bytes()
     server.entry(TYSON, f"{TYSON}_url.xml", body)
+    net = sbml_met.load_biomodel(TYSON, cache_dir=tmp_path / "cache", backoff=0.01)
+    assert [r.variable for r in net.rate_rules] == ["u", "v"]
     with pytest.raises(UnsupportedSBMLError) as info:
-        sbml_met.load_biomodel(TYSON, cache_dir=tmp_path / "cache", backoff=0.01)
-    reasons = {(r.element_id, r.feature) for r in info.value.reasons}
-    assert reasons == {("u", "rate rule"), ("v", "rate rule")}
+        check_support(net, "fsp")
+    assert {"u", "v"} <= {r.element_id for r in info.value.reasons}
 
 
 # ------------------------------------------------------------------------------- to_counts
@@ -255,12 +257,9 @@ def test_to_counts_scales_non_mass_action_laws_by_particle_number():
     assert a == pytest.approx([10 / 1.5, 10 / 5, 20], rel=1e-12)
 
 
-def test_to_counts_on_a_real_ode_entry_reports_rate_rules_too():
-    with pytest.raises(UnsupportedSBMLError) as info:
-        sbml_met.load_sbml(DATA / f"{TYSON}.xml", volume=100)
-    reasons = {(r.element_id, r.feature) for r in info.value.reasons}
-    assert ("u", "rate rule") in reasons and ("v", "rate rule") in reasons
-    assert not any("mass action" in r[1] for r in reasons)  # non-mass-action laws now convert
+def test_to_counts_on_a_real_ode_entry_keeps_its_rate_rules():
+    net = sbml_met.load_sbml(DATA / f"{TYSON}.xml", volume=100)  # non-mass-action laws convert
+    assert [r.variable for r in net.rate_rules] == ["u", "v"] and net.time_varying
 
 
 def test_to_counts_rejects_bad_volume():
