@@ -62,6 +62,11 @@ class RunReport:
         return "\n".join(lines)
 
 
+def one_line(error: Exception) -> str:
+    """An error's whole message on one line (a note must say every reason, not only the first)."""
+    return " ".join(part.strip() for part in str(error).splitlines() if part.strip())
+
+
 def _subset(result: SSAResult | Distribution, times: np.ndarray) -> SSAResult | Distribution:
     """The result at the grid times nearest ``times`` (for validation on the report times)."""
     idx = [int(np.argmin(np.abs(result.times - t))) for t in times]
@@ -200,7 +205,7 @@ def _run_engines(net: ReactionNetwork, grid: np.ndarray, report: RunReport, say,
 
         dense["fsp"] = _timed(report, "FSP", lambda: solve_fsp(net, grid, max_states=fsp_max_states))
     except SbmlMetError as e:
-        report.notes.append(f"FSP skipped: {str(e).splitlines()[0]}")
+        report.notes.append(f"FSP skipped: {one_line(e)}")
 
     say(f"[4/5] Master Equation Transformer ({met})")
     met_result = _timed(report, "MET", lambda: _met_for_run(net, grid, report, met, met_minutes, box, seed))
@@ -222,7 +227,7 @@ def _validate_engines(net: ReactionNetwork, grid: np.ndarray, shown: np.ndarray,
         ref_dense = _timed(report, "Tellurium reference",
                            lambda: run_gillespie(net, grid, n=n_reference, seed=seed + 1000))
     except SbmlMetError as e:
-        report.notes.append(f"validation skipped: {str(e).splitlines()[0]}")
+        report.notes.append(f"validation skipped: {one_line(e)}")
         return []
     reference = _subset(ref_dense, shown)
     validations = []
@@ -264,7 +269,7 @@ def _met_for_run(net: ReactionNetwork, times: np.ndarray, report: RunReport, spe
         else:
             model = met.load(spec, network=net)
     except (SbmlMetError, OSError) as e:
-        report.notes.append(f"MET skipped: {str(e).splitlines()[0]}")
+        report.notes.append(f"MET skipped: {one_line(e)}")
         return None
     problem = _met_mismatch(model, net, times)
     if problem:

@@ -186,3 +186,35 @@ def test_an_ode_model_runs_as_its_ode():
 def test_poisson_laws_at_twenty_thousand(name):
     res = sbml_met.simulate(load(name), GRID, n=20_000, seed=21)
     poisson_checks(res, exact_lambda(MODELS[name][1], GRID), 20_000, max_h=0.025)
+
+
+def test_sbml_met_run_on_a_time_varying_model_says_what_it_skipped(tmp_path):
+    """`sbml-met run` with default engines: the exact SSA runs; FSP, MET (and libroadrunner's
+    gillespie, which refuses rate rules) are skipped with every reason stated."""
+    import json
+
+    import pandas as pd
+
+    from sbml_met.cli import main
+
+    model = tmp_path / "forced.ant"
+    model.write_text("""model forced
+      species X = 0
+      J0: => X; a*(1 + sin(w*time))
+      J1: X => ; g*X
+      a' = -r*a
+      E1: at 2 after (time > 5): g = 2
+      a = 10; r = 0.1; w = 1; g = 1
+    end
+    """)
+    out = tmp_path / "out"
+    assert main(["run", str(model), "--out", str(out), "--n", "400", "--n-reference", "400",
+                 "--no-figures"]) == 0
+    notes = " ".join(json.loads((out / "run.json").read_text())["notes"])
+    for words in ("FSP skipped", "MET skipped", "validation skipped", "rate rule", "depends on time", "delay"):
+        assert words in notes, words
+    moments = pd.read_csv(out / "moments.csv").query("method == 'ssa' and species == 'X'")
+    lam = exact_lambda(lambda t: 10 * np.exp(-0.1 * t) * (1 + np.sin(t)), [1.0, 5.0])
+    for t, want in zip([1.0, 5.0], lam):
+        got = moments[np.isclose(moments.time, t)]["mean"].iloc[0]
+        assert abs(got - want) < 5 * np.sqrt(want / 400)
