@@ -1,7 +1,6 @@
 """Rate laws as stack-machine bytecode, for the compiled per-trajectory SSA kernel.
 
-Each channel's rate law is read back from SBML math (libsbml's AST: the source document's kinetic
-law where the channel is the reaction as written, else the parsed formula of the split channel)
+Each channel's rate law is read from SBML math (libsbml's AST, as the loader made it: ``Reaction.math``)
 and translated node by node into postfix instructions ``(opcode, argument)``; no string is ever
 evaluated as code. Folding of numeric constants follows :mod:`sbml_met._math`, so the programs
 compute what the vectorised closures compute. A network the translator cannot express (events,
@@ -126,8 +125,10 @@ class _Translator:
                         np.array(factor_ptr, dtype=np.int64), tuple(reads), depth)
 
     def law(self, rx) -> Code | float:
-        """The channel's law: the document's own AST when the text matches (exact numbers), else
-        the parsed formula text (a split channel of a reversible reaction)."""
+        """The channel's law: its AST (local parameters named reaction.param), else the
+        document's own AST when the text matches, else the parsed formula text."""
+        if rx.math is not None:
+            return self.node(rx.math, lambda name: name)
         node, local = self._document_law(rx)
         if node is None:
             names = {}

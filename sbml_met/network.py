@@ -43,13 +43,16 @@ class Species:
 
 @dataclass(frozen=True)
 class Reaction:
-    """One (irreversible) reaction channel: stoichiometry by species id and its rate law text."""
+    """One (irreversible) reaction channel: stoichiometry by species id, its rate law as text and
+    as libsbml math (local parameters named ``reaction.param``; what engines translate, never the
+    text: libsbml's formula parser would read a species ``Pi`` as the constant pi)."""
 
     id: str
     reactants: tuple[tuple[str, int], ...]
     products: tuple[tuple[str, int], ...]
     rate_law: str
     time_varying: bool = False  # the law reads time or a rate-rule variable (directly or via rules)
+    math: Any = field(default=None, compare=False, repr=False)  # libsbml.ASTNode | None
 
     def equation(self) -> str:
         side = lambda terms: " + ".join(  # noqa: E731

@@ -120,9 +120,6 @@ UNSUPPORTED = {
     "non-integer initial amount": (sbml(species='<species id="X" compartment="c" initialAmount="2.5" '
                                         'hasOnlySubstanceUnits="true" boundaryCondition="false" constant="false"/>'),
                                    "X", "whole number"),
-    "reversible law that does not split into non-negative parts": (
-        sbml(reactions=reaction(law="<apply><times/><ci>k</ci><apply><ln/><ci>X</ci></apply></apply>",
-                                attrs='reversible="true" fast="false"')), "R", "two irreversible reactions"),
     "reaction without kinetic law": (sbml(reactions=reaction(kinetic=False)), "R", "kinetic law"),
     "parameter without value": (sbml(params='<parameter id="k" constant="true"/>'), "k", "without a value"),
     "compartment that changes": (sbml(compartment='<compartment id="c" size="1" constant="false"/>'),

@@ -15,7 +15,7 @@ from ..errors import SBMLParseError, Unsupported, UnsupportedSBMLError
 from ..network import Reaction, ReactionNetwork, Species, evaluate_initial_assignments, readonly
 from .convert import to_counts
 from .reading import antimony_to_sbml, read_document
-from .reversible import _nonnegative_symbols, _split_law
+from .reversible import reversible_channels
 from .rules import _RulesAndEvents
 from .units import _default_moles_as_counts, _round_converted_counts, molecules_per_substance_unit
 
@@ -62,8 +62,8 @@ class _Builder(_RulesAndEvents):
         self.parse_errors: list[str] = []
         self.forward_only: list[str] = []  # reversible reactions whose net law is never negative
         self.unset_species: list[str] = []  # species without any initial value: start at 0
-        self.nonnegative = None  # the sign analysis's symbol callback, built on first use
         self.time_varying_ids: set[str] = set()  # reactions whose law reads time or a rate-rule variable
+        self.net_rate: list[str] = []  # reversible reactions simulated as one channel at the net rate
 
     def unsupported(self, element_id: str, feature: str) -> None:
         self.reasons.append(Unsupported(element_id or "(no id)", feature))
@@ -241,8 +241,12 @@ class _Builder(_RulesAndEvents):
         """One line each on how the model was read where SBML's meaning needed a choice."""
         notes = []
         if self.forward_only:
-            notes.append(f"reversible in SBML, simulated forward only (net rate law never negative): "
+            notes.append(f"reversible in SBML, simulated forward only (net rate law never negative on whole counts): "
                          f"{', '.join(self.forward_only)}")
+        if self.net_rate:
+            notes.append(f"reversible in SBML, one channel at the net rate law (forward where it is "
+                         f"positive, reverse where negative; not a mass-action split): "
+                         f"{', '.join(self.net_rate)}")
         if self.unset_species:
             notes.append(f"no initial amount in the SBML, starting at 0 (as libroadrunner and COPASI "
                          f"do): {', '.join(self.unset_species)}")
@@ -293,19 +297,10 @@ class _Builder(_RulesAndEvents):
             if self._time_dependent(math):
                 self.time_varying_ids.add(rid)
             if rx.getReversible():
-                channels = self._net_law_channels(rid, math, local, params)
-                if channels is None:
-                    continue
-                fwd, rev = channels
-                reactions.append(Reaction(rid, reactants, products, _formula(fwd, local)))
-                rates.append(self.compile(fwd, rid, local))
-                if rev is None:
-                    self.forward_only.append(rid)
-                else:
-                    reactions.append(Reaction(f"{rid}__reverse", products, reactants, _formula(rev, local)))
-                    rates.append(self.compile(rev, rid, local))
+                self._reversible(rx, reactants, products, local, params, reactions, rates)
                 continue
-            reactions.append(Reaction(rid, reactants, products, _formula(math, local)))
+            reactions.append(Reaction(rid, reactants, products, _formula(math, local),
+                                      math=_renamed(math, local)))
             rates.append(self.compile(math, rid, local))
         return reactions, rates
 
@@ -316,20 +311,21 @@ class _Builder(_RulesAndEvents):
         return [replace(r, time_varying=True) if r.id in varying or r.id.split("__")[0] in varying else r
                 for r in reactions]
 
-    def _net_law_channels(self, rid: str, math: libsbml.ASTNode, local: dict[str, str], params):
-        """(forward, reverse) laws of a reversible reaction whose law is SBML's net rate (reverse
-        None when the law is never negative), or None after reporting a law that does not split."""
-        if self.nonnegative is None:
-            self.nonnegative = _nonnegative_symbols(self.model)
-        split = _split_law(self.model, math, self.nonnegative({name: params[key] for name, key in local.items()}))
-        if split is None:
-            self.unsupported(
-                rid,
-                f"reversible reaction whose net rate law '{libsbml.formulaToL3String(math)}' is "
-                "neither non-negative nor a sum of signed products of non-negative factors; write "
-                "it as two irreversible reactions ('=>' in Antimony) with non-negative laws",
-            )
-        return split
+    def _reversible(self, rx, reactants, products, local: dict[str, str], params, reactions, rates) -> None:
+        """Append the channels of a reversible reaction (see :mod:`sbml_met.sbml.reversible`)."""
+        rid = rx.getId()
+        ch = reversible_channels(self.model, rx, {name: params[key] for name, key in local.items()})
+        reactions.append(Reaction(rid, reactants, products, _formula(ch.forward, local),
+                                  math=_renamed(ch.forward, local)))
+        rates.append(self.compile(ch.forward, rid, local))
+        if ch.reverse is None:
+            self.forward_only.append(rid)
+            return
+        if ch.net:
+            self.net_rate.append(rid)
+        reactions.append(Reaction(f"{rid}__reverse", products, reactants, _formula(ch.reverse, local),
+                                  math=_renamed(ch.reverse, local)))
+        rates.append(self.compile(ch.reverse, rid, local))
 
     def _refs(self, rx, refs, rid) -> tuple[tuple[str, int], ...]:
         out: dict[str, int] = {}
@@ -352,11 +348,14 @@ class _Builder(_RulesAndEvents):
         return tuple(out.items())
 
 
-def _formula(node: libsbml.ASTNode, local: dict[str, str]) -> str:
-    """Rate law text with local parameters written as reaction.param."""
-    if not local:
-        return libsbml.formulaToL3String(node)
+def _renamed(node: libsbml.ASTNode, local: dict[str, str]) -> libsbml.ASTNode:
+    """A copy of a rate law with local parameters renamed reaction.param (the network's keys)."""
     copy = node.deepCopy()
     for name, key in local.items():
         copy.renameSIdRefs(name, key)
-    return libsbml.formulaToL3String(copy)
+    return copy
+
+
+def _formula(node: libsbml.ASTNode, local: dict[str, str]) -> str:
+    """Rate law text with local parameters written as reaction.param."""
+    return libsbml.formulaToL3String(_renamed(node, local))
