@@ -10,7 +10,22 @@ from dataclasses import dataclass
 
 
 class SbmlMetError(Exception):
-    """Base class of every error raised by sbml-met on bad input or an impossible request."""
+    """Base class of every error raised by sbml-met on bad input or an impossible request.
+
+    Every one pickles with its message and attributes (worker processes, Dask), whatever its
+    ``__init__`` takes: an error raised in a worker reaches the caller as the same typed error."""
+
+    def __reduce__(self):
+        return (_rebuild_error, (type(self), self.args, dict(self.__dict__)))
+
+
+def _rebuild_error(cls: type, args: tuple, state: dict) -> SbmlMetError:
+    """An error of class ``cls`` with ``args`` and attributes ``state``, without calling its
+    ``__init__`` (whose arguments differ from the message it stores)."""
+    err = cls.__new__(cls)
+    BaseException.__init__(err, *args)
+    err.__dict__.update(state)
+    return err
 
 
 class SBMLParseError(SbmlMetError):
@@ -43,16 +58,6 @@ class UnsupportedSBMLError(SbmlMetError):
             message = (f"the model uses {len(self.reasons)} {noun} that exact stochastic simulation "
                        f"cannot honour:\n{lines}")
         super().__init__(message)
-
-    def __reduce__(self):  # pickle (worker processes, Dask) with the reasons, not only the text
-        return (UnsupportedSBMLError._rebuild, (type(self), self.__dict__, str(self)))
-
-    @staticmethod
-    def _rebuild(cls, state: dict, message: str) -> "UnsupportedSBMLError":
-        err = cls.__new__(cls)
-        Exception.__init__(err, message)
-        err.__dict__.update(state)
-        return err
 
     @property
     def element_id(self) -> str:
