@@ -11,7 +11,6 @@ import numpy as np
 
 from .._math import TIME, names_in, node_type
 from .._laws import signed_terms, sum_of_terms
-from ..errors import SBMLParseError
 from .reading import read_document
 from .reversible import _nonnegative_symbols
 from .units import _warn_rounding, _whole_count
@@ -67,7 +66,7 @@ def _keep_model_units(m: libsbml.Model, sizes: dict[str, float], substance_only:
             continue
         new = _in_model_units(math, sizes, substance_only, vol)
         if target in substance_only:
-            new = libsbml.parseL3Formula(f"{vol!r} * ({libsbml.formulaToL3String(new)})")
+            new = _apply(libsbml.AST_TIMES, _number(vol), new)
         owner.setMath(new)
 
 
@@ -100,12 +99,8 @@ def _convert_rate_laws(m: libsbml.Model, vol: float, sizes, species, substance_o
         if kl is None or kl.getMath() is None:
             continue  # reported when loading
         local = {kl.getParameter(j).getId(): kl.getParameter(j).getValue() for j in range(kl.getNumParameters())}
-        formula = _counts_rate_law(kl.getMath(), vol, sizes, species, substance_only,
-                                   dynamic - set(local), nonneg(local))
-        new = libsbml.parseL3Formula(formula)
-        if new is None:  # pragma: no cover - we wrote the formula ourselves
-            raise SBMLParseError(f"{rx.getId()}: could not write the converted rate law {formula!r}")
-        kl.setMath(new)
+        kl.setMath(_counts_rate_law(kl.getMath(), vol, sizes, species, substance_only,
+                                    dynamic - set(local), nonneg(local)))
 
 
 def _convert_initial_amounts(m: libsbml.Model, species, sizes, vol: float, rounded: list[str]) -> None:
@@ -158,19 +153,45 @@ def _math_outside_kinetic_laws(m: libsbml.Model) -> list[tuple[Any, str | None]]
     return out
 
 
-def _counts_rate_law(math, vol, sizes, species, substance_only, dynamic, nonneg) -> str:
+def _counts_rate_law(math, vol, sizes, species, substance_only, dynamic, nonneg) -> libsbml.ASTNode:
     """The count-based rate law (see to_counts): mass-action terms keep the combinatorial
     propensity, any other law is scaled by particle number, vol * f(n / vol)."""
     terms = signed_terms(math, nonneg)
     if terms is not None:
-        texts = [(x.sign, _counts_law(sum_of_terms([x]), vol, sizes, species, substance_only, dynamic))
-                 for x in terms]
-        if all(t is not None for _, t in texts):
-            pos = " + ".join(t for sign, t in texts if sign > 0) or "0"
-            neg = " + ".join(t for sign, t in texts if sign < 0)
-            return f"({pos}) - ({neg})" if neg else pos
-    scaled = _in_model_units(math, sizes, substance_only, vol)
-    return f"{vol!r} * ({libsbml.formulaToL3String(scaled)})"
+        laws = [(x.sign, _counts_law(sum_of_terms([x]), vol, sizes, species, substance_only, dynamic))
+                for x in terms]
+        if all(law is not None for _, law in laws):
+            pos = _sum([law for sign, law in laws if sign > 0])
+            neg = [law for sign, law in laws if sign < 0]
+            return _apply(libsbml.AST_MINUS, pos, _sum(neg)) if neg else pos
+    return _apply(libsbml.AST_TIMES, _number(vol), _in_model_units(math, sizes, substance_only, vol))
+
+
+def _number(value: float) -> libsbml.ASTNode:
+    node = libsbml.ASTNode(libsbml.AST_REAL)
+    node.setValue(float(value))
+    return node
+
+
+def _name(name: str) -> libsbml.ASTNode:
+    node = libsbml.ASTNode(libsbml.AST_NAME)
+    node.setName(name)
+    return node
+
+
+def _apply(op: int, *children: libsbml.ASTNode) -> libsbml.ASTNode:
+    """A new AST node ``op`` over ``children`` (taken over, not copied)."""
+    node = libsbml.ASTNode(op)
+    for child in children:
+        node.addChild(child)
+    return node
+
+
+def _sum(nodes: list[libsbml.ASTNode]) -> libsbml.ASTNode:
+    """The sum of ``nodes`` (0 for none, the node itself for one)."""
+    if not nodes:
+        return _number(0.0)
+    return nodes[0] if len(nodes) == 1 else _apply(libsbml.AST_PLUS, *nodes)
 
 
 def _in_model_units(math: libsbml.ASTNode, sizes: dict[str, float], substance_only: set[str],
@@ -185,7 +206,7 @@ def _in_model_units(math: libsbml.ASTNode, sizes: dict[str, float], substance_on
 def _divide_names(node: libsbml.ASTNode, names: set[str], divisor: float) -> libsbml.ASTNode:
     """``node`` with every name in ``names`` replaced by (name / divisor); may return a new root."""
     if node_type(node) == libsbml.AST_NAME and node.getName() in names:
-        return libsbml.parseL3Formula(f"({node.getName()} / {divisor!r})")
+        return _apply(libsbml.AST_DIVIDE, node.deepCopy(), _number(divisor))
     for i in range(node.getNumChildren()):
         child = node.getChild(i)
         new = _divide_names(child, names, divisor)
@@ -194,7 +215,7 @@ def _divide_names(node: libsbml.ASTNode, names: set[str], divisor: float) -> lib
     return node
 
 
-def _counts_law(node, vol, sizes, species, substance_only, dynamic) -> str | None:
+def _counts_law(node, vol, sizes, species, substance_only, dynamic) -> libsbml.ASTNode | None:
     """The count-based form of one mass-action term (see to_counts), or None if not mass action."""
     powers: dict[str, int] = {}
     constants: list[tuple[libsbml.ASTNode, int]] = []
@@ -228,27 +249,33 @@ def _counts_law(node, vol, sizes, species, substance_only, dynamic) -> str | Non
 
     if not walk(node, 1) or any(p < 0 for p in powers.values()):
         return None
-    coef = vol
-    factors = []
-    for n, sign in constants:
-        copy = n.deepCopy()
-        _numeric_compartments(copy, sizes)
-        text = libsbml.formulaToL3String(copy)
-        try:
-            value = float(text)
-        except ValueError:
-            factors.append(f"({text})" if sign > 0 else f"1/({text})")
-            continue
-        coef = coef * value if sign > 0 else coef / value
+    coef, factors = _constant_factors(constants, sizes, vol)
     for sid, p in sorted(powers.items()):
         comp = species[sid].getCompartment()
         for j in range(p):
             if sid in substance_only:
                 coef /= vol  # the symbol is now a count, was count / volume
-                factors.append(sid if j == 0 else f"({sid} - {j})")
+                offset = _number(j)
             else:
-                factors.append(sid if j == 0 else f"({sid} - {j}/{comp})")
-    return " * ".join([f"{coef:.17g}"] + factors)
+                offset = _apply(libsbml.AST_DIVIDE, _number(j), _name(comp))
+            factors.append(_name(sid) if j == 0 else _apply(libsbml.AST_MINUS, _name(sid), offset))
+    return _apply(libsbml.AST_TIMES, _number(coef), *factors)
+
+
+def _constant_factors(constants: list[tuple[libsbml.ASTNode, int]], sizes: dict[str, float],
+                      vol: float) -> tuple[float, list[libsbml.ASTNode]]:
+    """``vol`` times the numeric constants of a term (a sign -1 divides), and its other constant
+    factors as ASTs (compartments at their original sizes; a divisor as 1/(factor))."""
+    coef, factors = vol, []
+    for n, sign in constants:
+        copy = n.deepCopy()
+        _numeric_compartments(copy, sizes)
+        if not copy.isNumber():
+            factors.append(copy if sign > 0 else _apply(libsbml.AST_DIVIDE, _number(1.0), copy))
+            continue
+        value = float(copy.getValue())
+        coef = coef * value if sign > 0 else coef / value
+    return coef, factors
 
 
 def _numeric_compartments(node: libsbml.ASTNode, sizes: dict[str, float]) -> None:
