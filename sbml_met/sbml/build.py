@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
+from pathlib import Path
 from types import MappingProxyType
 
 import libsbml
@@ -22,13 +23,17 @@ from .units import _default_moles_as_counts, _round_converted_counts, molecules_
 UNSUPPORTED_PACKAGES = ("comp", "distrib", "arrays", "multi", "spatial", "qual", "dyn")
 
 
-def load_antimony(text: str) -> ReactionNetwork:
-    """Build a ReactionNetwork from Antimony text (converted to SBML first)."""
-    return load_sbml(antimony_to_sbml(text))
+def load_antimony(text: str | os.PathLike, volume: float | None = None) -> ReactionNetwork:
+    """Build a ReactionNetwork from Antimony text or a ``.ant`` path (converted to SBML first);
+    ``volume`` as in :func:`load_sbml`."""
+    if isinstance(text, os.PathLike) or (len(text) < 4096 and "\n" not in text and Path(text).is_file()):
+        text = Path(text).read_text(errors="replace")
+    return load_sbml(antimony_to_sbml(text), volume=volume)
 
 
 def load_sbml(source: str | os.PathLike, volume: float | None = None) -> ReactionNetwork:
-    """Build a ReactionNetwork from an SBML file path or SBML string.
+    """Build a ReactionNetwork from an SBML file path or SBML string (Antimony text or a ``.ant``
+    path is converted first, as :func:`load_antimony` does).
 
     Raises SBMLParseError for unreadable or invalid SBML and UnsupportedSBMLError (listing every
     reason) for features that exact stochastic simulation cannot honour. ``volume`` converts a
@@ -258,12 +263,13 @@ class _Builder(_RulesAndEvents):
         elif v > 2.0**53:
             self.unsupported(sid, f"initial count {v:.3g} is beyond 2^53, where float64 cannot count "
                                   "single molecules: load with a smaller volume= (molecules per "
-                                  "unit of substance) so that counts are in the range a cell holds")
+                                  "unit of substance; the CLI flag --volume) so that counts are in "
+                                  "the range a cell holds")
         elif abs(v - round(v)) > 1e-9 * max(1.0, abs(v)) or (v != 0 and round(v) == 0):
             self.unsupported(
                 sid,
                 f"initial amount {v:g} is not a whole number of molecules (convert species in "
-                "concentration units with load_sbml(..., volume=...))",
+                "concentration units with load_sbml(..., volume=...), or the CLI flag --volume)",
             )
 
     def _reactions(self, params: dict[str, float]):

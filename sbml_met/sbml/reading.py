@@ -11,15 +11,12 @@ from ..errors import SBMLParseError
 
 
 def read_document(source: str | os.PathLike) -> libsbml.SBMLDocument:
-    """Read SBML from a path or an SBML string and check it with libsbml (errors only)."""
-    text = str(source)
-    if isinstance(source, os.PathLike) or (not text.lstrip().startswith("<") and len(text) < 4096):
-        path = Path(source)
-        if not path.is_file():
-            raise SBMLParseError(f"no such SBML file: {path}")
-        doc = libsbml.readSBMLFromFile(str(path))
-    else:
-        doc = libsbml.readSBMLFromString(text)
+    """Read SBML from a path or an SBML string and check it with libsbml (errors only).
+
+    Antimony (a ``.ant`` file, or text that is neither XML nor a path) is converted first, as
+    :func:`~sbml_met.sbml.load_antimony` does; a missing file is an SBMLParseError."""
+    path = _xml_file(source)
+    doc = libsbml.readSBMLFromFile(str(path)) if path else libsbml.readSBMLFromString(sbml_text(source))
     _raise_on_errors(doc, "reading")
     if doc.getModel() is None:
         raise SBMLParseError("the SBML document has no <model>")
@@ -28,6 +25,50 @@ def read_document(source: str | os.PathLike) -> libsbml.SBMLDocument:
     doc.checkConsistency()
     _raise_on_errors(doc, "validating")
     return doc
+
+
+def sbml_text(source: str | os.PathLike) -> str:
+    """SBML text of ``source``: an SBML or Antimony file path, SBML text, or Antimony text."""
+    text = str(source)
+    if isinstance(source, os.PathLike) or (not text.lstrip().startswith("<") and _could_be_path(text)):
+        path = Path(source)
+        if path.is_file():
+            content = path.read_text(errors="replace")
+            return content if content.lstrip().startswith("<") else _antimony_or_error(content, str(path))
+        if isinstance(source, os.PathLike) or not _looks_like_antimony(text):
+            raise SBMLParseError(f"no such SBML file: {path} (load_sbml reads a path to an SBML or "
+                                 "Antimony file, SBML text or Antimony text)")
+    return text if text.lstrip().startswith("<") else _antimony_or_error(text, "the text given")
+
+
+def _xml_file(source: str | os.PathLike) -> Path | None:
+    """``source`` as the path of an existing XML (SBML) file, else None."""
+    text = str(source)
+    if not isinstance(source, os.PathLike) and (text.lstrip().startswith("<") or not _could_be_path(text)):
+        return None
+    path = Path(source)
+    if not path.is_file():
+        return None
+    with open(path, "rb") as f:
+        return path if f.read(4096).lstrip().startswith(b"<") else None
+
+
+def _could_be_path(text: str) -> bool:
+    return len(text) < 4096 and "\n" not in text
+
+
+def _looks_like_antimony(text: str) -> bool:
+    """Text with the marks of an Antimony model (a reaction arrow, an assignment, a statement end)."""
+    return any(mark in text for mark in ("->", "=>", "=", ";", "\n"))
+
+
+def _antimony_or_error(text: str, where: str) -> str:
+    """SBML of Antimony ``text``; an SBMLParseError naming ``where`` and load_antimony otherwise."""
+    try:
+        return antimony_to_sbml(text)
+    except SBMLParseError as e:
+        raise SBMLParseError(f"{where} is neither SBML (XML) nor valid Antimony: {e} (load_antimony(...) "
+                             "reads Antimony, load_sbml(...) SBML or Antimony)") from None
 
 
 def _raise_on_errors(doc: libsbml.SBMLDocument, stage: str) -> None:

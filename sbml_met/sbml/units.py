@@ -111,5 +111,5 @@ def _whole_count(sid: str, amount: float, moved: list[str]) -> float:
 def _warn_rounding(moved: list[str], stacklevel: int, lead: str) -> None:
     if moved:
         warnings.warn(CountRoundingWarning(
-            f"{lead} by more than 1%: {', '.join(moved)}; a larger volume= keeps them closer to the "
+            f"{lead} by more than 1%: {', '.join(moved)}; a larger volume= (CLI: --volume) keeps them closer to the "
             "model's amounts"), stacklevel=stacklevel + 1)
