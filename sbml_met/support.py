@@ -7,8 +7,9 @@ feature outside the set, each with the engines that do support it. The error sub
 :class:`~sbml_met.errors.UnsupportedSBMLError`, so ``except UnsupportedSBMLError`` still catches it.
 
 Rate rules, laws that depend on time (or on a rate-rule variable) and delayed events make the
-propensities vary between firings: only the exact SSA follows them (its piecewise-deterministic
-engine, :mod:`sbml_met.pdmp`); every other engine refuses them here. Non-integer stoichiometry is
+propensities vary between firings: the exact SSA follows them (its piecewise-deterministic
+engine, :mod:`sbml_met.pdmp`) and tau-leaping (:mod:`sbml_met._tau_events`); every other engine
+refuses them here. Non-integer stoichiometry is
 declared too, unsupported by every engine: the loader refuses it.
 """
 
@@ -70,8 +71,8 @@ ENGINES = MappingProxyType({s.engine: s for s in (
     FeatureSet("ssa", "exact SSA (sbml_met.simulate)", **_EVENTS, **_TIME_VARYING),
     FeatureSet("ssa-path", "exact SSA recording every jump (simulate(..., record='events'))",
                **_EVENTS, **_TIME_VARYING),
-    FeatureSet("tau-leap", "adaptive tau-leaping (simulate(..., method='tau-leap'), compiled kernel)",
-               species_rules=False),
+    FeatureSet("tau-leap", "adaptive tau-leaping (simulate(..., method='tau-leap'))", **_EVENTS,
+               **_TIME_VARYING),
     FeatureSet("fsp", "finite state projection (solve_fsp, FSPSolver, posterior of a network)"),
     FeatureSet("met-fsp", "MET training from FSP distributions (teacher 'fsp')"),
     FeatureSet("met-ssa", "MET training from SSA draws (teacher 'ssa')"),

@@ -12,6 +12,10 @@ time, so the grid is recorded exactly where the path is. Errors shrink with ``ep
 stationary means, SDs and marginals of tests/test_tau_leap.py match the exact SSA within sampling
 noise, while a transient lags (explicit leaping: a decay at rate k runs about epsilon * k * t / 2
 behind, relative). Use the exact SSA where that matters.
+
+Networks with SBML events, species assignment rules, rate rules, time in a law or delays leap on
+the vectorised engine :mod:`sbml_met._tau_events` instead: leaps stop at event times, triggers,
+scheduled executions and recording times, and rules are re-evaluated on every state.
 """
 
 from __future__ import annotations
@@ -30,9 +34,8 @@ def simulate_tau_leap(net: ReactionNetwork, times: Any, n: int = 1000, seed: int
                       epsilon: float = 0.03, progress: bool | None = None) -> SSAResult:
     """``n`` tau-leaping trajectories of ``net`` recorded at ``times`` (``method="tau-leap"``).
 
-    Needs the compiled kernel: a network within the declared feature set of engine "tau-leap"
-    (:mod:`sbml_met.support`: no SBML events, no species defined by assignment rules) whose laws
-    the kernel reads. The same seed gives the same numbers.
+    Plain networks leap on the compiled kernel; networks with events, species assignment rules or
+    rates that vary in time on :mod:`sbml_met._tau_events`. The same seed gives the same numbers.
     """
     from .ssa import compiled_kernel, progress_bar
 
@@ -42,6 +45,10 @@ def simulate_tau_leap(net: ReactionNetwork, times: Any, n: int = 1000, seed: int
     if int(n) < 1:
         raise InvalidArgumentError(f"n must be >= 1, got {n}")
     grid = check_times(times)
+    if net.events or net.time_varying or any(r.species_index is not None for r in net.rules):
+        from ._tau_events import simulate_event_leaping
+
+        return simulate_event_leaping(net, grid, int(n), seed, float(epsilon), bool(progress))
     kernel = compiled_kernel(net)
     if kernel is None:
         raise InvalidArgumentError(

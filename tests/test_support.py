@@ -38,11 +38,11 @@ def test_every_engine_declares_a_feature_set():
     for engine in ("ssa", "tau-leap", "fsp", "met-fsp", "met-ssa", "van", "infer"):
         spec = feature_set(engine)
         assert spec.engine == engine and set(spec.supported) <= set(FEATURES)
-        # the loader refuses non-integer stoichiometry for every engine; only the SSA follows rates
-        # that vary between firings (sbml_met.pdmp)
+        # the loader refuses non-integer stoichiometry for every engine; only the SSA (sbml_met.pdmp)
+        # and tau-leaping (sbml_met._tau_events) follow rates that vary between firings
         assert not spec.non_integer_stoichiometry
         varying = (spec.rate_rules, spec.time_dependent_laws, spec.delayed_events)
-        assert all(varying) if engine == "ssa" else not any(varying)
+        assert all(varying) if engine in ("ssa", "tau-leap") else not any(varying)
     assert feature_set("ssa").state_events and not feature_set("fsp").state_events
     with pytest.raises(InvalidArgumentError, match="unknown engine 'nope'"):
         feature_set("nope")
@@ -65,35 +65,35 @@ def test_fsp_refuses_every_event_in_one_error_and_ssa_accepts_them():
     assert "changes a parameter value" in text and "species counts" in text
     assert text.count("supported by: ssa") == 3
     check_support(net, "ssa")  # no error
-    assert engines_for(net) == ["ssa", "ssa-path"]  # record="events" runs events too (sbml_met.pdmp)
+    assert engines_for(net) == ["ssa", "ssa-path", "tau-leap"]  # record="events" runs events too (sbml_met.pdmp)
     res = sbml_met.simulate(net, [0, 4, 6], n=20, seed=1)
     assert np.all(res.states[:, 2, 0] <= 10)  # T1 emptied X at time 5
 
 
-def test_tau_leap_names_the_event_and_the_species_rule():
+def test_tau_leap_runs_the_event_and_the_species_rule_the_van_names_the_event():
     net = sbml_met.load_antimony(EVENT_AND_RULE)
-    with pytest.raises(UnsupportedByEngineError) as info:
-        sbml_met.simulate(net, [0, 1], n=5, method="tau-leap")
-    assert [r.element_id for r in info.value.reasons] == ["E1", "Y"]
-    assert "assignment rule" in str(info.value) and "fsp" in info.value.advice[1]
+    res = sbml_met.simulate(net, [0, 4.9, 5, 6], n=5, method="tau-leap", seed=1)
+    assert res.method == "tau-leap" and np.all(res.states[:, 2, 0] == 0)  # E1 emptied X at 5
+    assert np.array_equal(res.states[:, :, 1], 2 * res.states[:, :, 0])  # Y := 2*X on every state
     with pytest.raises(UnsupportedByEngineError, match="E1") as info:
         check_support(net, "van")
     assert [r.element_id for r in info.value.reasons] == ["E1"]  # the VAN honours the rule
+    assert "tau-leap" in info.value.advice[0]
 
 
-def test_time_varying_parts_are_refused_by_every_engine_but_the_ssa_with_every_reason():
+def test_time_varying_parts_are_refused_by_every_engine_but_ssa_and_tau_leap_with_every_reason():
     net = sbml_met.load_antimony("species X\nR1: => X; k*(1 + sin(time))\nR2: X => ; g*X\ng' = 0.1\n"
                                  "E1: at 2 after (time >= 5): X = 0\nk = 1; g = 1; X = 0")
     assert net.time_varying
     assert set(network_features(net)) >= {("g", "rate_rules"), ("R1", "time_dependent_laws"),
                                           ("R2", "time_dependent_laws"), ("E1", "delayed_events")}
-    for engine in ("fsp", "tau-leap", "met-fsp", "met-ssa", "van", "infer"):
+    for engine in ("fsp", "met-fsp", "met-ssa", "van", "infer"):
         with pytest.raises(UnsupportedByEngineError) as info:
             check_support(net, engine)
         assert {r.element_id for r in info.value.reasons} == {"E1", "g", "R1", "R2"}
         text = str(info.value)
         assert "rate rule" in text and "depends on time" in text and "delay" in text
-    assert engines_for(net) == ["ssa", "ssa-path"]
+    assert engines_for(net) == ["ssa", "ssa-path", "tau-leap"]
 
 
 def test_a_plain_network_runs_everywhere():
