@@ -77,6 +77,36 @@ def write_output(df, out: str | None, force: bool) -> None:
     print(f"wrote {len(df)} rows to {path}", file=sys.stderr)
 
 
+VOLUME_HELP = ("molecules per unit of substance, converting a model in concentrations to counts; auto: "
+               "the model's own counts where they are whole numbers of at most 10^6 molecules, else a "
+               "suggested volume (stated in the output)")
+
+
+def _add_volume(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--volume", default=None, metavar="V|auto", help=VOLUME_HELP)
+
+
+def load_cli_model(args):
+    """The MODEL argument loaded with --volume; a note on stderr says how auto chose."""
+    net = load_model(args.model, volume=getattr(args, "volume", None))
+    for note in net.notes:
+        if note.startswith("--volume"):
+            print(f"sbml-met {args.command}: {note}", file=sys.stderr)
+    return net
+
+
+def check_out_first(args) -> None:
+    """Refuse a table --out that exists (without --force) or has another extension than .csv or
+    .parquet before any work is done (run's --out is a folder, train's a checkpoint)."""
+    out = getattr(args, "out", None)
+    if not out or args.command == "run":
+        return
+    if args.command != "train" and Path(out).suffix.lower() not in (".csv", ".parquet"):
+        raise InvalidArgumentError(f"cannot write {out}: use a .csv or .parquet file name")
+    if Path(out).exists() and not getattr(args, "force", False):
+        raise FileExistsError(f"{out} exists; pass --force to replace it")
+
+
 def _add_variants(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", metavar="ID=VALUE", help="parameter value (repeatable)")
     p.add_argument("--init", action="append", metavar="ID=COUNT", help="initial count (repeatable)")
@@ -84,7 +114,7 @@ def _add_variants(p: argparse.ArgumentParser) -> None:
 
 def model_with_variants(args):
     """The MODEL argument loaded, with --set parameter values and --init counts applied."""
-    net = load_model(args.model)
+    net = load_cli_model(args)
     if args.set:
         net = net.with_parameters(parse_assignments(args.set))
     if args.init:
@@ -98,6 +128,7 @@ def _model_parser(sub, name: str, help_: str) -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("--times", required=True, help="start:stop:points, or a list 1,3,40")
     _add_variants(p)
+    _add_volume(p)
     return p
 
 
@@ -118,19 +149,29 @@ def _add_out(p: argparse.ArgumentParser, required: bool = False) -> None:
 def add_info(sub):
     p = sub.add_parser("info", help="describe a model: species, reactions, rate laws, parameters")
     p.add_argument("model", help="bundled name, SBML/Antimony path, or BioModels id")
+    _add_volume(p)
     p.set_defaults(func=cmd_info)
 
 
 def cmd_info(args) -> int:
     import pandas as pd
 
-    net = load_model(args.model)
+    net = load_cli_model(args)
     print(net)
+    summary = net.summary()
     with pd.option_context("display.max_colwidth", 80, "display.width", 160):
         print()
         print(net.species_frame().to_string(index=False))
         print()
-        print(net.summary().to_string(index=False))
+        print(summary.to_string(index=False))
+    negative = summary[~(summary["initial_propensity"] >= 0)]
+    if len(negative):
+        listed = ", ".join(f"{r} ({a:g})" for r, a in zip(negative["reaction"], negative["initial_propensity"]))
+        print(f"sbml-met info: error: negative or undefined propensity at the initial state: {listed}; a "
+              "propensity is a rate of firing and must be >= 0: check the signs of these rate laws and of "
+              "their parameters",
+              file=sys.stderr)
+        return 2
     return 0
 
 
@@ -142,11 +183,34 @@ def add_simulate(sub):
     _add_table_out(p, ("trajectories", "moments", "marginals"), "every trajectory, long format", cmd_simulate)
 
 
+def announce_cost(net, times, n: int, command: str) -> float:
+    """Print (stderr) the expected events per trajectory and the expected seconds of ``n`` exact
+    SSA trajectories when over 2 s, so that no long call starts in silence; the seconds."""
+    from .cost import describe_seconds, estimate_cost, kernel_kind
+    from .parallel import available_workers
+
+    if len(times) == 0 or float(np.max(times)) <= 0:
+        return 0.0
+    cost = estimate_cost(net, float(np.max(times)))
+    seconds = cost.ssa_seconds(n, available_workers(), kernel_kind(net))
+    if np.isfinite(seconds) and seconds > 2:
+        print(f"sbml-met {command}: expected {cost.events:,.3g} reaction events per trajectory; {n:,} "
+              f"exact SSA trajectories: {describe_seconds(seconds)} (estimate; Ctrl-C stops)",
+              file=sys.stderr, flush=True)
+    return seconds
+
+
 def cmd_simulate(args) -> int:
-    from .ssa import simulate
+    from .ssa import estimated_progress, simulate
 
     net = model_with_variants(args)
-    result = simulate(net, parse_times(args.times), n=args.n, seed=args.seed)
+    times = parse_times(args.times)
+    if args.n < 1:
+        raise InvalidArgumentError(f"--n must be >= 1, got {args.n}")
+    seconds = announce_cost(net, times, args.n, "simulate")
+    terminal = sys.stderr.isatty()
+    with estimated_progress(seconds, terminal and args.n < 100 and seconds > 3):
+        result = simulate(net, times, n=args.n, seed=args.seed, progress=terminal and args.n >= 100)
     # printing every trajectory helps nobody: without --out the moments are shown instead
     kind = "moments" if args.out is None and args.table == "trajectories" else args.table
     table = {"trajectories": result.to_frame, "moments": result.moments,
@@ -205,6 +269,7 @@ def add_validate(sub):
     p.add_argument("--times", required=True, help="start:stop:points, or a list 1,3,40")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--processes", type=int, default=None, help="roadrunner worker processes (default: all cores)")
+    _add_volume(p)
     _add_out(p)
     p.set_defaults(func=cmd_validate)
 
@@ -212,7 +277,7 @@ def add_validate(sub):
 def cmd_validate(args) -> int:
     from .validation import validate
 
-    net = load_model(args.model)
+    net = load_cli_model(args)
     times = parse_times(args.times)
     if args.n < 2:
         raise InvalidArgumentError(f"--n must be at least 2, got {args.n}")
@@ -280,6 +345,7 @@ def add_train(sub):
                    help="Dask scheduler (tcp://HOST:PORT) whose workers compute the teacher data")
     p.add_argument("--out", required=True, help="checkpoint file to write (.met)")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    _add_volume(p)
     p.set_defaults(func=cmd_train)
 
 
@@ -302,7 +368,7 @@ def cmd_train(args) -> int:
 
     from .met.distributed import init_from_env, train_distributed, world
 
-    net = load_model(args.model)
+    net = load_cli_model(args)
     if _Path(args.out).exists() and not args.force:
         raise FileExistsError(f"{args.out} exists; pass --force to replace it")
     lo, sep, hi = args.times.partition(":")
@@ -383,10 +449,19 @@ def add_run(sub):
     p = sub.add_parser("run", help="the main job: SSA, FSP, MET and Tellurium validation, tables and figures")
     p.add_argument("model", help="bundled name, SBML/Antimony path, or BioModels id")
     p.add_argument("--out", default=None, help="output folder (default ./sbml-met-output/MODEL/)")
-    p.add_argument("--times", default=None, help="simulation grid start:stop:points (default per model)")
+    p.add_argument("--times", default=None,
+                   help="simulation grid start:stop:points (default: the model's SED-ML time course, else "
+                        "long enough for its deterministic solution to settle or oscillate three times)")
     p.add_argument("--report-times", default=None, help="times compared and validated, e.g. 1,3,10,40")
-    p.add_argument("--n", type=int, default=10_000, help="SSA trajectories")
-    p.add_argument("--n-reference", type=int, default=10_000, help="Tellurium reference trajectories")
+    p.add_argument("--n", type=int, default=None,
+                   help="SSA trajectories (default 10,000, fewer where they would take over 3 minutes)")
+    p.add_argument("--n-reference", type=int, default=None,
+                   help="Tellurium reference trajectories (default 10,000, fewer where they would take "
+                        "over 3 minutes)")
+    p.add_argument("--method", choices=("auto", "direct", "tau-leap"), default="auto",
+                   help="SSA method: auto (exact, or tau-leaping where exact SSA would take over 3 "
+                        "minutes; said so), direct (always exact), tau-leap")
+    _add_volume(p)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--no-figures", action="store_true")
     p.add_argument("--force", action="store_true", help="write into a folder holding other files")
@@ -404,7 +479,8 @@ def _run_command(args) -> str:
     import shlex
 
     words = ["sbml-met", "run", args.model]
-    for flag in ("out", "times", "report_times", "n", "n_reference", "seed", "met", "met_minutes"):
+    for flag in ("out", "times", "report_times", "n", "n_reference", "seed", "method", "volume", "met",
+                 "met_minutes"):
         if getattr(args, flag) is not None:
             words += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
     for item in args.box or ():
@@ -421,7 +497,8 @@ def cmd_run(args) -> int:
                  report_times=parse_times(args.report_times) if args.report_times else None,
                  n=args.n, n_reference=args.n_reference, seed=args.seed,
                  figures=not args.no_figures, force=args.force, command=_run_command(args),
-                 met=args.met, met_minutes=args.met_minutes, box=_parse_ranges(args.box, "--box") or None)
+                 met=args.met, met_minutes=args.met_minutes, box=_parse_ranges(args.box, "--box") or None,
+                 volume=args.volume, method=args.method)
     print(report.text())
     print(f"open {report.out_dir / 'report.html'} in a browser for the figures and tables")
     return 0 if report.ok else 1
@@ -434,13 +511,15 @@ def add_infer(sub):
     p.add_argument("data", help="CSV/Parquet of cells: time + one column per observed species (or species/count)")
     p.add_argument("--free", action="append", required=True, metavar="ID", help="free parameter (repeatable)")
     p.add_argument("--prior", action="append", metavar="ID=LOW:HIGH",
-                   help="log-uniform prior range (default with --met: the MET's training box)")
+                   help="log-uniform prior range, required for every --free parameter unless --met gives "
+                        "it (its training box)")
     p.add_argument("--met", default=None, help="MET checkpoint (.met file or bundled name): fast likelihood; "
                                                "default: exact FSP likelihood")
     p.add_argument("--samples", type=int, default=None, help="thin the posterior draws to N")
     p.add_argument("--steps", type=int, default=1000, help="MCMC steps per walker (half discarded)")
     p.add_argument("--walkers", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
+    _add_volume(p)
     _add_out(p, required=True)
     p.set_defaults(func=cmd_infer)
 
@@ -449,7 +528,7 @@ def cmd_infer(args) -> int:
     from .infer import posterior
     from .io import read_table
 
-    net = load_model(args.model)
+    net = load_cli_model(args)
     if Path(args.out).exists() and not args.force:
         raise FileExistsError(f"{args.out} exists; pass --force to replace it")
     if not Path(args.data).is_file():
@@ -471,7 +550,9 @@ def cmd_infer(args) -> int:
         elif args.met and pid in model.box:
             prior[pid] = model.box[pid]
         else:
-            raise InvalidArgumentError(f"give a prior range for '{pid}': --prior {pid}=LOW:HIGH")
+            raise InvalidArgumentError(
+                f"give a prior range for '{pid}': --prior {pid}=LOW:HIGH (needed for every --free parameter "
+                "unless --met names a MET whose training box covers it)")
     res = posterior(model, data, prior, n_steps=args.steps, n_walkers=args.walkers, samples=args.samples,
                     seed=args.seed)
     write_output(res.samples, args.out, args.force)
@@ -496,6 +577,7 @@ def add_sweep(sub):
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="Dask scheduler (tcp://HOST:PORT) to run the points on instead")
     _add_variants(p)
+    _add_volume(p)
     _add_out(p)
     p.set_defaults(func=cmd_sweep)
 
@@ -504,6 +586,14 @@ def cmd_sweep(args) -> int:
     from .io import read_table
     from .sweeps import sweep
 
+    if args.method == "met" and not args.met:
+        raise InvalidArgumentError("--method met needs --met CHECKPOINT: a .met file written by 'sbml-met train' "
+                                   "or the name of a bundled MET (toggle_switch, autoregulation)")
+    if args.method == "ssa" and (args.n is None or args.n < 1):
+        raise InvalidArgumentError("--method ssa needs --n N, the number of trajectories per point (e.g. --n 1000)")
+    if args.met and args.method != "met":
+        raise InvalidArgumentError(f"--met is used by --method met; drop it or use --method met (got --method "
+                                   f"{args.method})")
     net = model_with_variants(args)
     points = read_table(args.points)
     met = _load_met(args.met, net) if args.met else None
@@ -557,6 +647,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        check_out_first(args)
         return int(args.func(args) or 0)
     except SbmlMetError as e:
         print(f"sbml-met {args.command}: error: {e}", file=sys.stderr)

@@ -80,7 +80,7 @@ class METExplorer:
     def _build(self, nx: int, ny: int, vmin: float) -> None:
         from matplotlib.colors import LogNorm
 
-        from .plot import Figure
+        from .plot import METHOD_COLOURS, Figure
 
         fig = Figure(figsize=(9.5, 4.2), layout="constrained")
         grid = fig.add_gridspec(2, 2, width_ratios=(1.25, 1))
@@ -92,8 +92,8 @@ class METExplorer:
         fig.colorbar(self.image, ax=self.ax_joint, label="probability", shrink=0.9)
         self.ax_joint.set_xlabel(f"{self.x} (count)")
         self.ax_joint.set_ylabel(f"{self.y} (count)")
-        (self.line_x,) = self.ax_x.step(np.arange(nx), np.zeros(nx), where="mid", color="C0")
-        (self.line_y,) = self.ax_y.step(np.arange(ny), np.zeros(ny), where="mid", color="C1")
+        (self.line_x,) = self.ax_x.step(np.arange(nx), np.zeros(nx), where="mid", color=METHOD_COLOURS["met"])
+        (self.line_y,) = self.ax_y.step(np.arange(ny), np.zeros(ny), where="mid", color=METHOD_COLOURS["met"])
         for ax, s, n in ((self.ax_x, self.x, nx), (self.ax_y, self.y, ny)):
             ax.set_xlim(-0.5, n - 0.5)
             ax.set_xlabel(f"{s} (count)")

@@ -285,9 +285,51 @@ def solve_fsp(
     tol = float(tol)
     if not (0 < tol < 1):
         raise InvalidArgumentError(f"tol must lie in (0, 1), got {tol}")
+    _refuse_if_too_large(network, float(grid[-1]), max_states)
     space = _Space(network, max_states)
     space.explore(np.arange(1), [None])
     return _adaptive(space, grid, tol, None, method="fsp")
+
+
+def estimate_states(network: ReactionNetwork, t_end: float) -> tuple[float, dict[str, int]] | None:
+    """A low estimate of the states the adaptive FSP needs on ``[0, t_end]``, known before any is
+    built: each changing species spans its deterministic range (libroadrunner) plus +-2 standard
+    deviations (Poisson: 2 sqrt(count)) around it (a species that stays within [0, 1]: 2 counts);
+    conservation laws leave ``D - c`` free
+    directions, so the product runs over the ``D - c`` narrowest spans. Returns (estimate, span
+    per species), or None where there is no deterministic solution."""
+    from .window import deterministic_solution
+
+    nu = np.asarray(network.stoichiometry, dtype=float)
+    dims = [i for i in np.flatnonzero(network.dynamic_species) if nu.size and np.any(nu[:, i] != 0)]
+    if not dims or t_end <= 0:
+        return None
+    try:
+        _, x = deterministic_solution(network, t_end, 401)
+    except Exception:  # no deterministic solution: no estimate, the adaptive FSP decides
+        return None
+    x = np.maximum(x[:, dims], 0.0)
+    if not np.all(np.isfinite(x)):
+        return None
+    spans = np.where(x.max(axis=0) <= 1.0, 2.0, np.ptp(x, axis=0) + 4.0 * np.sqrt(x.max(axis=0)) + 1.0)
+    free = int(np.linalg.matrix_rank(nu[:, dims])) if len(nu) else 0
+    estimate = float(np.prod(np.sort(spans)[:free])) if free else 1.0
+    return estimate, {network.species[i]: int(round(w)) for i, w in zip(dims, spans)}
+
+
+def _refuse_if_too_large(network: ReactionNetwork, t_end: float, max_states: int) -> None:
+    """StateSpaceTooLargeError at once (before building anything) where the estimate exceeds
+    ``max_states``."""
+    found = estimate_states(network, t_end)
+    if found is None or found[0] <= max_states:
+        return
+    estimate, spans = found
+    widest = ", ".join(f"{s} ~{w:,}" for s, w in sorted(spans.items(), key=lambda kv: -kv[1])[:4])
+    raise StateSpaceTooLargeError(
+        f"FSP of model '{network.name}' up to t = {t_end:g} would need at least about {estimate:.2g} states "
+        f"(counts each species spans: {widest}), more than max_states={max_states:,}; use the SSA "
+        "(simulate, or sbml-met run, which does), a shorter time span, or fewer molecules "
+        "(a smaller volume=, --volume)")
 
 
 def _adaptive(space: _Space, grid: np.ndarray, tol: float, params: Mapping[str, Any] | None,

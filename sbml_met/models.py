@@ -15,27 +15,112 @@ from .errors import UnknownIdError
 from .network import ReactionNetwork
 
 
-def load_model(spec: str) -> ReactionNetwork:
+AUTO_MAX_COUNT = 1e6  # --volume auto keeps a model's own counts up to this many molecules
+
+
+def load_model(spec: str, volume: float | str | None = None) -> ReactionNetwork:
     """A bundled model name, an SBML/Antimony file path, or a BioModels id (one resolver for the
-    command line, ``run`` and notebooks)."""
+    command line, ``run`` and notebooks).
+
+    ``volume`` converts amounts in concentration units to molecule counts (see
+    :func:`sbml_met.sbml.to_counts`); ``"auto"`` keeps the model's own counts where they are whole
+    numbers of at most ``AUTO_MAX_COUNT`` molecules (initially and in the deterministic solution),
+    else converts with :func:`sbml_met.sbml.suggest_volume`; a note on the network says which."""
+    if isinstance(volume, str):
+        if volume.strip().lower() == "auto":
+            return _load_auto(spec)
+        volume = _volume_number(volume)
+    return _load(spec, volume)
+
+
+def _volume_number(text: str) -> float:
     from .errors import InvalidArgumentError
-    from .sbml import load_antimony, load_sbml
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (value > 0 and value < float("inf")):
+        raise InvalidArgumentError(f"bad volume {text!r}: give a number > 0 (molecules per unit of "
+                                   "substance, e.g. --volume 1000) or auto")
+    return value
+
+
+def _load(spec: str, volume: float | None) -> ReactionNetwork:
+    from .errors import InvalidArgumentError
+    from .sbml import load_sbml
 
     if spec in list():
-        return load(spec)
-    path = Path(spec)
-    if path.is_file():
-        if path.suffix in (".ant", ".antimony", ".txt"):
-            return load_antimony(path.read_text())
-        return load_sbml(path)
+        return load(spec) if volume is None else load_sbml(path(spec), volume=volume)
+    source = model_source(spec)
+    if isinstance(source, str):  # Antimony, as SBML text
+        return load_sbml(source) if volume is None else load_sbml(source, volume=volume)
+    if source is not None:
+        return load_sbml(source) if volume is None else load_sbml(source, volume=volume)
     if spec.upper().startswith(("BIOMD", "MODEL")):
         from .biomodels import load_biomodel
 
-        return load_biomodel(spec)
+        return load_biomodel(spec, volume=volume)
     raise InvalidArgumentError(
         f"no model {spec!r}: give a bundled name ({', '.join(list())}), an SBML file path, "
         "or a BioModels id (BIOMD...)"
     )
+
+
+def model_source(spec: str) -> Path | str | None:
+    """Where the SBML of ``spec`` comes from: a file path (a bundled model's or a BioModels
+    entry's cached file included), SBML text converted from an Antimony file, or None."""
+    from .sbml import antimony_to_sbml
+
+    if spec in list():
+        return path(spec)
+    p = Path(spec)
+    if p.is_file():
+        if p.suffix in (".ant", ".antimony", ".txt"):
+            return antimony_to_sbml(p.read_text())
+        return p
+    if spec.upper().startswith(("BIOMD", "MODEL")):
+        from .biomodels import fetch
+
+        return fetch(spec)
+    return None
+
+
+def _load_auto(spec: str) -> ReactionNetwork:
+    """``load_model(spec, volume="auto")``: the model's own counts when they fit, else converted."""
+    from dataclasses import replace
+
+    from .errors import SbmlMetError
+    from .sbml import suggest_volume
+
+    try:
+        net = _load(spec, None)
+    except SbmlMetError as e:
+        if "volume" not in str(e):
+            raise
+        why = "its amounts are not whole numbers of molecules"
+    else:
+        peak = _peak_count(net)
+        if peak <= AUTO_MAX_COUNT:
+            return replace(net, notes=net.notes + (
+                f"--volume auto: counts as the model gives them (at most {peak:.3g} molecules, "
+                "initially and in its deterministic solution); no conversion",))
+        why = f"its counts reach {peak:.3g} molecules"
+    source = model_source(spec)
+    volume = suggest_volume(source)
+    net = _load(spec, volume)
+    return replace(net, notes=net.notes + (
+        f"--volume auto: volume={volume:g} molecules per unit of substance ({why}; this volume puts "
+        "the median species near 300 molecules)",))
+
+
+def _peak_count(net: ReactionNetwork) -> float:
+    """The largest count of ``net`` initially and in its deterministic solution over its window."""
+    from .window import deterministic_window
+
+    peak = float(max(net.initial_state.max(initial=0.0), 0.0))
+    window = deterministic_window(net)
+    return max(peak, window.peak or 0.0)
 
 
 def _folder() -> Path:

@@ -362,7 +362,7 @@ class ReactionNetwork:
                 "reaction": [r.id for r in self.reactions],
                 "equation": [r.equation() for r in self.reactions],
                 "rate_law": [r.rate_law for r in self.reactions],
-                "initial_propensity": list(a0),
+                "initial_propensity": list(np.asarray(a0, dtype=float) + 0.0),  # -0.0 prints as 0.0
             }
         )
 

@@ -23,7 +23,24 @@ from .results import Distribution, SSAResult, as_distribution
 if TYPE_CHECKING:
     from matplotlib.figure import Figure as _MplFigure
 
-__all__ = ["Figure", "marginals", "trajectories", "moments", "distributions", "joint"]
+__all__ = ["Figure", "METHOD_COLOURS", "method_colour", "marginals", "trajectories", "moments", "distributions",
+           "joint"]
+
+# One colour per method in every figure, report and notebook (Okabe-Ito: safe for colour-blind
+# readers); the exact solution (FSP, analytic) is black and drawn on top.
+METHOD_COLOURS = {"ssa": "#0072B2", "fsp": "#000000", "met": "#E69F00", "tellurium": "#009E73"}
+_ALIASES = {"tau-leap": "ssa", "tau": "ssa", "direct": "ssa", "exact": "fsp", "analytic": "fsp", "cme": "fsp",
+            "roadrunner": "tellurium", "libroadrunner": "tellurium", "gillespie": "tellurium"}
+_OTHER_COLOURS = ("#CC79A7", "#D55E00", "#56B4E9", "#F0E442", "#999999")
+MAX_BINS = 60  # a marginal with more distinct counts is drawn as a histogram on shared bins
+
+
+def method_colour(label: str, k: int = 0) -> str:
+    """The colour of the method a label names by its first word (SSA, tau-leap, FSP, exact,
+    MET, Tellurium, roadrunner ...); ``k`` picks among the other colours for anything else."""
+    word = str(label).split(" ")[0].strip("()[],:").lower()
+    key = _ALIASES.get(word, word)
+    return METHOD_COLOURS.get(key, _OTHER_COLOURS[k % len(_OTHER_COLOURS)])
 
 
 @functools.lru_cache(maxsize=None)
@@ -108,11 +125,11 @@ def _is_exact(label: str, exact: str | None) -> bool:
 
 def _ordered(refs: list[tuple[str, Any]], exact: str | None) -> list[tuple[str, Any, dict]]:
     """References with their line style, the exact one last (drawn on top) in black."""
-    styled, k = [], 1
+    styled, k = [], 0
     for label, ref in refs:
         if _is_exact(label, exact):
             continue
-        styled.append((label, ref, dict(color=f"C{k}", lw=2.4, alpha=0.8, zorder=3)))
+        styled.append((label, ref, dict(color=method_colour(label, k), lw=2.4, alpha=0.8, zorder=3)))
         k += 1
     styled += [(label, ref, dict(color="black", lw=1.3, zorder=6)) for label, ref in refs if _is_exact(label, exact)]
     return styled
@@ -144,8 +161,11 @@ def marginals(
     ``result`` is drawn as bars (an SSAResult as its empirical distribution), each ``reference``
     (a result, a list, or a {label: result} dict, e.g. FSP or MET) as a histogram outline (steps,
     never lines through counts between the integers). The exact reference (label ``exact``, or one
-    named fsp/exact/analytic) is a thin black line drawn on top. Defaults: every species, the last
-    time; ``label`` names ``result`` in the legend. One legend for the figure. Returns the Figure.
+    named fsp/exact/analytic) is a thin black line drawn on top. Each method has its colour
+    (:data:`METHOD_COLOURS`). A panel whose counts span more than ``MAX_BINS`` values is drawn as a
+    histogram on bins shared by every method (the y axis says the bin width). Defaults: every
+    species, the last time; ``label`` names ``result`` in the legend. One legend for the figure.
+    Returns the Figure.
     """
     dist = as_distribution(result)
     species_list = _as_list(species) or list(dist.species)
@@ -156,30 +176,62 @@ def marginals(
         for c, t in enumerate(time_list):
             ax = axes[r, c]
             m = dist.marginal(s, t)
-            pmfs = [(label or _label(result), m, dict(color="C0", alpha=0.5))]
+            name = label or _label(result)
+            pmfs = [(name, m, dict(color=method_colour(name), alpha=0.5))]
             pmfs += [(ref_label, ref.marginal(s, t), style) for ref_label, ref, style in refs]
+            width = 1
             if max(len(x) for _, x, _ in pmfs) <= 2:
                 _dodged_bars(ax, pmfs)
             else:
-                _bars_and_outlines(ax, pmfs)
+                width = _bars_and_outlines(ax, pmfs)
             ax.set_xlabel(f"{s} (count)")
-            ax.set_ylabel("probability")
+            ax.set_ylabel("probability" if width == 1 else f"probability per {width} counts")
             ax.set_title(f"{s}, t = {t:g}")
     if refs:
         _figure_legend(fig, axes)
     return fig
 
 
-def _bars_and_outlines(ax, pmfs: list[tuple[str, pd.Series, dict]]) -> None:
-    """The first pmf as bars, the others as histogram outlines (steps), in their order."""
-    (label, m, style), rest = pmfs[0], pmfs[1:]
-    ax.bar(m.index.to_numpy(), m.to_numpy(), width=1.0, label=label, edgecolor="none", **style)
-    for ref_label, rm, ref_style in rest:
-        ax.step(rm.index.to_numpy(), rm.to_numpy(), where="mid", label=ref_label, **ref_style)
+def _bars_and_outlines(ax, pmfs: list[tuple[str, pd.Series, dict]]) -> int:
+    """The first pmf as bars, the others as histogram outlines, in their order: one bar per count,
+    or on shared bins of ``width`` counts where the counts span more than MAX_BINS values.
+    Returns ``width``."""
     from matplotlib.ticker import MaxNLocator
 
+    edges, width = shared_bins([m for _, m, _ in pmfs])
+    (label, m, style), rest = pmfs[0], pmfs[1:]
+    if width == 1:
+        ax.bar(m.index.to_numpy(), m.to_numpy(), width=1.0, label=label, edgecolor="none", **style)
+        for ref_label, rm, ref_style in rest:
+            ax.step(rm.index.to_numpy(), rm.to_numpy(), where="mid", label=ref_label, **ref_style)
+        _count_range(ax, [x for _, x, _ in pmfs])
+    else:
+        ax.bar(edges[:-1], binned(m, edges), width=width, align="edge", label=label, edgecolor="none", **style)
+        for ref_label, rm, ref_style in rest:
+            ax.stairs(binned(rm, edges), edges, label=ref_label, **ref_style)
+        ax.set_xlim(edges[0], edges[-1])
     ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
-    _count_range(ax, [x for _, x, _ in pmfs])
+    return width
+
+
+def shared_bins(pmfs: list[pd.Series], max_bins: int = MAX_BINS, rel: float = 1e-3) -> tuple[np.ndarray, int]:
+    """Bin edges (integer counts, each bin [edge, next edge)) shared by ``pmfs`` over the counts
+    where some pmf exceeds ``rel`` times the largest probability, and the bin width: 1 where
+    those counts span at most ``max_bins`` values."""
+    top = max((float(m.max()) for m in pmfs if len(m)), default=0.0)
+    seen = [np.asarray(m.index[m.to_numpy() > rel * top]) for m in pmfs if len(m)]
+    counts = np.concatenate(seen) if seen else np.array([0])
+    lo, hi = int(counts.min()), int(counts.max())
+    width = max(1, -(-(hi - lo + 1) // max_bins))
+    edges = np.arange(lo, hi + width + 1, width, dtype=float)
+    return edges, width
+
+
+def binned(pmf: pd.Series, edges: np.ndarray) -> np.ndarray:
+    """The probability of each bin [edges[k], edges[k + 1]) of ``pmf`` (counts -> probability)."""
+    k = np.searchsorted(edges, pmf.index.to_numpy(float), side="right") - 1
+    inside = (k >= 0) & (k < len(edges) - 1)
+    return np.bincount(k[inside], weights=pmf.to_numpy(float)[inside], minlength=len(edges) - 1)
 
 
 def _dodged_bars(ax, pmfs: list[tuple[str, pd.Series, dict]]) -> None:
@@ -206,19 +258,21 @@ def _count_range(ax, pmfs: list[pd.Series], rel: float = 1e-3) -> None:
 
 
 def trajectories(ssa_result: SSAResult | Sequence[SSAResult], n: int = 20,
-                 species: str | Sequence[str] | None = None, time_label: str = "time"):
+                 species: str | Sequence[str] | None = None, time_label: str = "time",
+                 of: int | None = None):
     """The first ``n`` trajectories, one panel per species (rows); returns the Figure.
 
     ``ssa_result`` is an ensemble on a time grid (counts held until the next recorded time), or a
     list of single trajectories recorded with ``simulate(..., n=1, record="events")``, drawn as
-    steps at the exact jump times."""
+    steps at the exact jump times. ``of``: the size of the ensemble they stand for (the title
+    then says "k of ``of``"; default: how many were given)."""
     runs = list(ssa_result) if isinstance(ssa_result, (list, tuple)) else [ssa_result]
     if not runs or not all(isinstance(r, SSAResult) for r in runs):
         raise InvalidArgumentError(f"trajectories needs an SSAResult or a list of them, got {type(ssa_result).__name__}")
     if int(n) < 1:
         raise InvalidArgumentError(f"n must be >= 1, got {n}")
     paths = [(r.times, r.states[j]) for r in runs for j in range(r.n)][: int(n)]
-    total = sum(r.n for r in runs)
+    total = sum(r.n for r in runs) if of is None else int(of)
     events = all(r.fired is not None for r in runs)
     first = runs[0]
     species_list = _as_list(species) or list(first.species)
@@ -236,7 +290,7 @@ def trajectories(ssa_result: SSAResult | Sequence[SSAResult], n: int = 20,
             ax.set_ylabel(f"{s} (count)")
             ax.set_title(s, fontsize="medium")
         ax.set_xlabel(time_label)
-    fig.suptitle(f"{len(paths)} of {total} trajectories ({how}; one colour per trajectory)", fontsize="medium")
+    fig.suptitle(f"{len(paths)} of {total:,} trajectories ({how}; one colour per trajectory)", fontsize="medium")
     return fig
 
 
@@ -274,8 +328,9 @@ def _moments_table(result: Any) -> pd.DataFrame:
 def moments(result: Any, reference: Any = None, species: str | Sequence[str] | None = None,
             bands: bool = True, exact: str | None = None, time_label: str = "time", label: str | None = None):
     """Mean over time, one panel per species (rows); with ``bands``, a +-1 standard deviation band
-    (cut at 0: counts are never negative) around ``result``'s mean. Each ``reference`` is a line of
-    its own colour, the exact one (see :func:`marginals`) thin, black and on top. A mean +- SD says
+    (cut at 0: counts are never negative) around ``result``'s mean and dotted +-1 SD lines around
+    each reference's. Each ``reference`` is a line of its method's colour, the exact one (see
+    :func:`marginals`) thin, black and on top. A mean +- SD says
     little about bimodal or 0/1 species: :func:`distributions` draws their whole distribution.
     Returns the Figure."""
     table = _moments_table(result)
@@ -289,17 +344,24 @@ def moments(result: Any, reference: Any = None, species: str | Sequence[str] | N
             _missing(s, list(dict.fromkeys(table["species"])))
         t, mean = part["time"].to_numpy(float), part["mean"].to_numpy(float)
         name = label or _label(result)
-        ax.plot(t, mean, "-", color="C0", lw=2.4, alpha=0.8, label=name, zorder=2)
+        colour = method_colour(name)
+        ax.plot(t, mean, "-", color=colour, lw=2.4, alpha=0.8, label=name, zorder=2)
         if bands and "std" in part:
             std = part["std"].to_numpy(float)
-            ax.fill_between(t, np.clip(mean - std, 0.0, None), mean + std, color="C0", alpha=0.2, lw=0,
-                            label=f"{name} +-1 std")
+            ax.fill_between(t, np.clip(mean - std, 0.0, None), mean + std, color=colour, alpha=0.2, lw=0,
+                            label=f"{name} ±1 SD")
         for ref_label, tab, style in refs:
             ref = tab[tab["species"] == s].sort_values("time")
-            ax.plot(ref["time"].to_numpy(float), ref["mean"].to_numpy(float), "-", label=ref_label, **style)
+            rt, rm = ref["time"].to_numpy(float), ref["mean"].to_numpy(float)
+            ax.plot(rt, rm, "-", label=ref_label, **style)
+            if bands and "std" in ref:
+                rs = ref["std"].to_numpy(float)
+                for edge in (np.clip(rm - rs, 0.0, None), rm + rs):
+                    ax.plot(rt, edge, ":", **{**style, "lw": 1.0})
         ax.set_xlabel(time_label)
         ax.set_ylabel(f"mean {s} (count)")
-        ax.set_title(f"{s}: mean" + (" +- 1 std" if bands else ""))
+        ax.set_title(f"{s}: mean" + (" ±1 SD (band; dotted for the other methods)" if bands and refs else
+                                     " ±1 SD" if bands else ""), fontsize="medium")
     if refs:
         _figure_legend(fig, axes)
     return fig
@@ -333,7 +395,7 @@ def distributions(results: dict[str, Any], species: str | Sequence[str] | None =
     ``results`` maps labels to results on (dense) time grids. A 0/1 species is drawn as P(= 1)
     over time, one line per method. Any other species as a density heat map P(count, t) of the
     exact result (``exact``, or the one named fsp/exact/analytic, else the first; log colour
-    scale over three decades), with each method's median (solid) and 5% / 95% quantiles (dotted) over it; the
+    scale over three decades, purple: no method's colour), with each method's median (solid) and 5% / 95% quantiles (dotted) over it; the
     exact one black and on top. Returns the Figure."""
     labelled = _ordered(list(results.items()), exact)
     if not any(style["color"] == "black" for *_, style in labelled):
@@ -372,7 +434,7 @@ def _density_panel(fig, ax, s: str, mats: list, quantiles: tuple[float, float, f
     grid = np.ma.masked_less_equal(P.T, 0.0)
     later = P[1:] if len(P) > 1 else P  # the initial point mass would wash out the colour scale
     high = float(later.max()) if later.size else 1.0
-    mesh = ax.pcolormesh(edges_t, edges_k, grid, cmap="Blues", norm=LogNorm(vmin=high * 1e-3, vmax=high, clip=True),
+    mesh = ax.pcolormesh(edges_t, edges_k, grid, cmap="Purples", norm=LogNorm(vmin=high * 1e-3, vmax=high, clip=True),
                          shading="flat", zorder=0)
     fig.colorbar(mesh, ax=ax, label=f"P({s} = count), {mats[-1][0]}", pad=0.01)
     lo, mid, hi = quantiles
@@ -383,7 +445,7 @@ def _density_panel(fig, ax, s: str, mats: list, quantiles: tuple[float, float, f
     ax.set_ylabel(f"{s} (count)")
     seen = np.flatnonzero(P.max(axis=0) > high * 1e-3)
     ax.set_ylim(-1.5, (seen.max() if seen.size else P.shape[1] - 1) * 1.05 + 0.5)
-    ax.set_title(f"{s}: probability (blue), median (solid), {lo:.0%} and {hi:.0%} quantiles (dotted)",
+    ax.set_title(f"{s}: probability (purple), median (solid), {lo:.0%} and {hi:.0%} quantiles (dotted)",
                  fontsize="medium")
 
 

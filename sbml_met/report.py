@@ -34,11 +34,16 @@ table.prov td { text-align: left; }
 
 CAPTIONS = {
     "marginals.png": "Marginal distributions at the report times: SSA as bars, every other method as an "
-                     "outline, the exact FSP solution thin and black on top; 0/1 species as bars side by side.",
+                     "outline, the exact FSP solution thin and black on top; 0/1 species as bars side by side; "
+                     "species with many distinct counts as histograms on bins shared by every method. "
+                     "Boundary and constant species are left out.",
     "distributions.png": "Each species' whole distribution over time on the SSA's grid: the exact probability "
-                         "(blue, log scale) with every method's median and 5%/95% quantiles; 0/1 species as P(= 1).",
-    "moments.png": "Means over time, every method on the same grid (the exact one black, on top).",
-    "trajectories.png": "Single SSA trajectories, drawn as steps at every reaction event.",
+                         "(purple, log scale) with every method's median and 5%/95% quantiles; 0/1 species as "
+                         "P(= 1).",
+    "moments.png": "Means over time, every method on the same grid (the exact one black, on top), with "
+                   "±1 SD: a band around the SSA, dotted lines around the others.",
+    "trajectories.png": "A few SSA trajectories of the run's ensemble: steps at every reaction event where "
+                        "trajectories have few events, else counts held between the grid times.",
 }
 
 
@@ -65,6 +70,8 @@ def _image(path: Path) -> str:
 
 
 def _verdicts(report: Any) -> str:
+    from .plot import method_colour  # the figures' colour of each method, beside its name
+
     if not report.verdicts:
         return "<p>No validation (no Tellurium reference).</p>"
     rows = []
@@ -73,7 +80,9 @@ def _verdicts(report: Any) -> str:
         part = val[val["method"] == method] if val is not None and "method" in val else pd.DataFrame()
         failed = int((part["verdict"] != "ok").sum()) if len(part) else 0
         cls, word = ("ok", "agrees with Tellurium") if ok else ("bad", "DISAGREES with Tellurium")
-        rows.append(f'<tr><td>{html.escape(method)}</td><td class="{cls}">{word}</td>'
+        swatch = (f'<span style="display:inline-block;width:0.8em;height:0.8em;margin-right:0.4em;'
+                  f'background:{method_colour(method)}"></span>')
+        rows.append(f'<tr><td>{swatch}{html.escape(method)}</td><td class="{cls}">{word}</td>'
                     f"<td>{len(part) - failed} of {len(part)}</td></tr>")
     return ("<table><tr><th>method</th><th>verdict</th><th>checks passed</th></tr>" + "".join(rows)
             + "</table>")
@@ -115,6 +124,7 @@ def render_html(report: Any, net: Any, figures: list[Path], provenance: dict[str
         f"{html.escape(report.model)}</title><style>{STYLE}</style></head><body>",
         f"<h1>sbml-met run: {html.escape(report.model)}</h1>",
         f"<p>{html.escape(_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'))}</p>", banner,
+        (f"<p>Time window: {html.escape(report.window)}.</p>" if getattr(report, "window", "") else ""),
         "<h2>Verdicts</h2>", _verdicts(report), (f"<ul>{notes}</ul>" if notes else ""),
         "<h2>Figures</h2>", "".join(_image(f) for f in figures),
         "<h2>Moments at the report times</h2>", _moments(report, list(provenance.get("report times", []))),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import time as _time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -33,6 +33,103 @@ DEFAULT_TIMES: dict[str, tuple[float, tuple[float, ...]]] = {
 }
 
 
+RUN_METHODS = ("auto", "direct", "tau-leap")
+N_DEFAULT = 10_000  # SSA and Tellurium trajectories, where they fit the budgets
+SSA_BUDGET_S = 180.0  # seconds of SSA above which "auto" leaps or takes fewer trajectories
+REFERENCE_BUDGET_S = 180.0  # seconds of libroadrunner above which the reference takes fewer
+N_MIN, N_MIN_REFERENCE = 500, 20
+EVENT_PATHS_MAX = 20_000  # events per trajectory up to which trajectories.png records every event
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """How ``run`` simulates, decided before it starts: the SSA method, the sample sizes, the
+    expected cost (``lines``: printed first; ``notes``: every choice the user did not make)."""
+
+    method: str  # "direct" (exact SSA) or "tau-leap"
+    n: int
+    n_reference: int
+    cost: Any
+    lines: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    @property
+    def method_label(self) -> str:
+        return "exact SSA (direct method)" if self.method == "direct" else "tau-leaping (approximate)"
+
+
+def plan_run(net: ReactionNetwork, grid: np.ndarray, n: int | None = None, n_reference: int | None = None,
+             method: str = "auto", workers: int | None = None) -> RunPlan:
+    """The run's SSA method and sample sizes from the expected events per trajectory (the
+    deterministic propensities over the window): exact SSA of ``n`` (default 10,000) trajectories
+    unless that exceeds ``SSA_BUDGET_S``, then tau-leaping (timed on a few trajectories first)
+    where it is faster, else fewer trajectories (only when ``n`` was not given); the Tellurium
+    reference takes fewer than ``n_reference`` (default 10,000) where they exceed
+    ``REFERENCE_BUDGET_S``."""
+    from .cost import describe_seconds as about
+    from .cost import estimate_cost, kernel_kind
+    from .parallel import available_workers
+
+    workers = workers or available_workers()
+    cost = estimate_cost(net, float(grid[-1]))
+    kernel = kernel_kind(net)
+    n_ssa = n_first = N_DEFAULT if n is None else int(n)
+    lines = [f"expected {cost.events:,.3g} reaction events per trajectory (deterministic propensities "
+             f"over the window)" if np.isfinite(cost.events) else
+             "expected events per trajectory unknown (no deterministic solution)"]
+    notes: list[str] = []
+    exact = _seconds(net, grid, n_ssa, workers, "direct", cost) if method != "tau-leap" else None
+    if exact is None:
+        exact = cost.ssa_seconds(n_ssa, workers, kernel)
+    chosen = "tau-leap" if method == "tau-leap" else "direct"
+    if method == "auto" and exact > SSA_BUDGET_S:
+        leap = _seconds(net, grid, n_ssa, workers, "tau-leap", cost)
+        if leap is not None and leap < exact / 2:
+            chosen = "tau-leap"
+            notes.append(f"exact SSA of {n_ssa:,} trajectories would take {about(exact)}: tau-leaping instead "
+                         f"({about(leap)}; --method direct forces exact SSA)")
+            if n is None and leap > SSA_BUDGET_S:
+                n_ssa = max(N_MIN, int(n_ssa * SSA_BUDGET_S / leap))
+                notes.append(f"{n_ssa:,} tau-leaping trajectories (10,000 would take {about(leap)}; --n forces more)")
+        elif n is None:
+            n_ssa = max(N_MIN, int(n_ssa * SSA_BUDGET_S / exact))
+            notes.append(f"exact SSA of 10,000 trajectories would take {about(exact)}: {n_ssa:,} trajectories "
+                         "instead (--n forces more)")
+    if chosen == "direct":
+        lines.append(f"exact SSA of {n_ssa:,} trajectories on {workers} processes: {about(exact * n_ssa / n_first)}")
+    n_ref = N_DEFAULT if n_reference is None else int(n_reference)
+    ref = cost.reference_seconds(n_ref, workers)
+    if n_reference is None and ref > REFERENCE_BUDGET_S:
+        n_ref = max(N_MIN_REFERENCE, int(n_ref * REFERENCE_BUDGET_S / ref))
+        notes.append(f"Tellurium reference of 10,000 trajectories would take {about(ref)}: {n_ref:,} "
+                     "trajectories instead (--n-reference forces more)")
+    lines.append(f"Tellurium reference of {n_ref:,} trajectories: {about(cost.reference_seconds(n_ref, workers))}")
+    return RunPlan(chosen, n_ssa, n_ref, cost, tuple(lines + notes), tuple(notes))
+
+
+def _seconds(net: ReactionNetwork, grid: np.ndarray, n: int, workers: int, method: str, cost: Any,
+             budget: float = 1.0) -> float | None:
+    """Seconds for ``n`` trajectories of ``method`` ("direct" or "tau-leap"), timed here on a few
+    (after one that compiles the kernel; about ``budget`` seconds in all): the machine's speed now,
+    for this model's laws. Where one trajectory would take over 5 s by the events estimate, that
+    estimate alone; None where ``method`` does not run this network."""
+    from .cost import SSA_SECONDS_PER_EVENT, kernel_kind
+    from .ssa import simulate
+
+    guess = cost.events * SSA_SECONDS_PER_EVENT[kernel_kind(net)] if np.isfinite(cost.events) else 1e-3
+    spread = max(1, min(workers, -(-n // 2500)))
+    if method == "direct" and guess > 5.0:
+        return n * guess / spread
+    pilot = int(np.clip(budget / max(guess, 1e-9), 2, 200))
+    try:
+        simulate(net, grid, n=1, seed=0, method=method, workers=1, progress=False)
+        t0 = _time.perf_counter()
+        simulate(net, grid, n=pilot, seed=1, method=method, workers=1, progress=False)
+    except SbmlMetError:
+        return None
+    return n * (_time.perf_counter() - t0) / pilot / spread
+
+
 @dataclass
 class RunReport:
     """What ``run`` did: the tables it wrote, the validation verdicts, timings and notes."""
@@ -45,6 +142,7 @@ class RunReport:
     notes: list[str] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
     met: dict[str, Any] = field(default_factory=dict)  # where the MET came from, its held-out accuracy
+    window: str = ""  # how the time window was chosen
 
     @property
     def ok(self) -> bool:
@@ -53,6 +151,8 @@ class RunReport:
 
     def text(self) -> str:
         lines = [f"sbml-met run: {self.model}"]
+        if self.window:
+            lines.append(f"  time window: {self.window}")
         for step, sec in self.timings.items():
             lines.append(f"  {step:<28s} {sec:7.1f} s")
         for method, ok in self.verdicts.items():
@@ -96,11 +196,15 @@ def time_label(net: ReactionNetwork) -> str:
     return f"time ({ {'second': 's', 'dimensionless': 'dimensionless'}.get(unit, unit)})"
 
 
-def _prepare_folder(out_dir: Path, force: bool) -> None:
-    """Refuse to write into a folder holding files that an earlier run did not write."""
+def _prepare_folder(out_dir: Path, force: bool, create: bool = True) -> None:
+    """Refuse to write into a folder holding files that an earlier run did not write (or into
+    a path that is a file)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FileExistsError(f"{out_dir} is a file, not a folder; give --out a folder")
     if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / MANIFEST).exists() and not force:
         raise FileExistsError(f"{out_dir} holds files sbml-met did not write; pass --force to use it")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if create:
+        out_dir.mkdir(parents=True, exist_ok=True)
 
 
 def run(
@@ -108,8 +212,8 @@ def run(
     out_dir: str | Path | None = None,
     times: Any = None,
     report_times: Any = None,
-    n: int = 10_000,
-    n_reference: int = 10_000,
+    n: int | None = None,
+    n_reference: int | None = None,
     seed: int = 1,
     fsp_max_states: int = 300_000,
     figures: bool = True,
@@ -119,68 +223,110 @@ def run(
     met: str = "auto",
     met_minutes: float = 10.0,
     box: Mapping[str, tuple[float, float]] | None = None,
+    volume: float | str | None = None,
+    method: str = "auto",
 ) -> RunReport:
     """Run every engine on ``model`` (bundled name, path, BioModels id, or a ReactionNetwork).
 
     ``met``: "auto" (a bundled or cached MET that covers the model, else one trained within
     ``met_minutes`` over ``box``, default each rate parameter x/÷ 3, and cached), "off", or a
     checkpoint path / bundled name. Writes tables, figures, ``report.html`` (``command``: the
-    command line it records; default the Python call) and ``run.json`` into ``out_dir``."""
+    command line it records; default the Python call) and ``run.json`` into ``out_dir``.
+
+    Chosen from the model unless given: the window (``times``; see :mod:`sbml_met.window`), the
+    volume (``volume``: a number, "auto" or None for the model as written), the SSA method
+    (``method`` "auto": exact SSA, or tau-leaping where exact SSA of ``n`` trajectories would
+    exceed ``SSA_BUDGET_S``; "direct" forces exact, "tau-leap" forces leaping) and the sample
+    sizes (``n``, ``n_reference``: 10,000, or fewer where that would exceed the budget)."""
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     t_start = _time.perf_counter()
-    net, name = _resolve_model(model)
-    grid, shown = _time_grids(name, times, report_times, n, n_reference)
-    out = Path(out_dir) if out_dir is not None else Path("sbml-met-output") / name
+    if method not in RUN_METHODS:
+        raise InvalidArgumentError(f"unknown method {method!r}; choose one of: {', '.join(RUN_METHODS)}")
+    for label, value in (("n", n), ("n_reference", n_reference)):
+        if value is not None and int(value) < 1:
+            raise InvalidArgumentError(f"{label} must be >= 1, got {value}")
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        _prepare_folder(out, force, create=False)  # refuse before any work
+    net, name, source = _resolve_model(model, volume)
+    window = _window(net, name, source, times, report_times)
+    grid, shown = window.grid, np.asarray(window.report_times)
+    out = out if out is not None else Path("sbml-met-output") / name
     _prepare_folder(out, force)
     report = RunReport(name, out)
+    report.window = window.how
+    report.notes.extend(n_ for n_ in net.notes if n_.startswith("--volume"))
 
-    say(f"[1/5] {name}: {net.n_species} species, {net.n_reactions} reactions")
+    say(f"[1/5] {name}: {net.n_species} species, {net.n_reactions} reactions; window {grid[0]:g} to "
+        f"{grid[-1]:g} ({window.how})")
+    for note in (n_ for n_ in net.notes if n_.startswith("--volume")):
+        say(f"      {note}")
     report.tables["summary"] = net.summary()
-    dense = _run_engines(net, grid, report, say, n, seed, fsp_max_states, met, met_minutes, box)
+    plan = plan_run(net, grid, n, n_reference, method)
+    for line in plan.lines:
+        say(f"      {line}")
+    report.notes.extend(plan.notes)
+    n, n_reference = plan.n, plan.n_reference
+    dense = _run_engines(net, grid, report, say, plan, seed, fsp_max_states, met, met_minutes, box)
     validations = _validate_engines(net, grid, shown, dense, report, say, n_reference, seed)
 
     _tables(report, dense, shown, validations)
     for key, table in report.tables.items():
         report.files.append(write_table(table, out / f"{key}.csv", overwrite=True))
     if figures:
-        report.files.extend(_timed(report, "figures", lambda: _figures(net, dense, shown, out, seed)))
+        report.files.extend(_timed(report, "figures", lambda: _figures(net, dense, shown, out, seed, plan)))
     report.timings["total"] = _time.perf_counter() - t_start
     provenance = {"command": command or f"sbml_met.run.run({name!r}, n={n}, n_reference={n_reference}, seed={seed})",
                   "seed": seed, "SSA trajectories": n, "Tellurium trajectories": n_reference,
                   "time grid": f"{len(grid)} times from {grid[0]:g} to {grid[-1]:g}",
+                  "time window": window.how, "SSA method": plan.method_label,
                   "report times": [float(t) for t in shown], "output folder": str(out.resolve())}
     if report.met:
         provenance["MET"] = _met_line(report.met)
     report.files.append(_write_html(report, net, provenance, out))
     manifest = {"model": name, "ok": report.ok, "verdicts": report.verdicts, "timings": report.timings,
                 "files": [p.name for p in report.files], "notes": report.notes, "seed": seed, "n": n,
-                "n_reference": n_reference, "times": shown.tolist(), "grid": grid.tolist(), "met": report.met}
+                "n_reference": n_reference, "times": shown.tolist(), "grid": grid.tolist(), "met": report.met,
+                "window": window.how, "method": plan.method}
     atomic_write(out / MANIFEST, lambda p: p.write_text(json.dumps(manifest, indent=2)), overwrite=True)
     return report
 
 
-def _resolve_model(model: str | ReactionNetwork) -> tuple[ReactionNetwork, str]:
-    """The network and the name the run goes by (a file's stem for a path)."""
-    from .models import load_model  # one resolver for names, paths and BioModels ids
+def _resolve_model(model: str | ReactionNetwork, volume: float | str | None = None
+                   ) -> tuple[ReactionNetwork, str, Any]:
+    """The network, the name the run goes by (a file's stem for a path) and its SBML source
+    (a path, or None)."""
+    from .models import load_model, model_source  # one resolver for names, paths and BioModels ids
 
-    net = model if isinstance(model, ReactionNetwork) else load_model(str(model))
-    name = str(model) if not isinstance(model, ReactionNetwork) else net.name
-    name = Path(name).stem if Path(name).suffix in (".xml", ".sbml", ".ant") else name
-    return net, name
+    if isinstance(model, ReactionNetwork):
+        return model, model.name, None
+    net = load_model(str(model), volume=volume)
+    name = Path(str(model)).stem if Path(str(model)).suffix in (".xml", ".sbml", ".ant") else str(model)
+    source = model_source(str(model))
+    return net, name, source if isinstance(source, Path) else None
 
 
-def _time_grids(name: str, times: Any, report_times: Any, n: int, n_reference: int) -> tuple[np.ndarray, np.ndarray]:
-    """The grid every engine runs on and the grid times nearest the report times."""
-    t_end, default_report = DEFAULT_TIMES.get(name, (10.0, None))
-    grid = check_times(times) if times is not None else np.linspace(0.0, t_end, int(t_end) + 1 if t_end <= 100 else 101)
-    if int(n) < 1 or int(n_reference) < 1:
-        raise InvalidArgumentError("n and n_reference must be >= 1")
+def _window(net: ReactionNetwork, name: str, source: Any, times: Any, report_times: Any) -> "Window":
+    """The grid and report times: as given, the MET paper's for a bundled model, else from the
+    model (its SED-ML time course or its deterministic solution)."""
+    from .window import Window, choose_window
+
+    if times is not None:
+        grid = check_times(times)
+        window = Window(grid, (), f"as given (--times), {grid[0]:g} to {grid[-1]:g}", "given")
+    elif name in DEFAULT_TIMES and isinstance(source, Path) and source.parent.name == "sbml_models":
+        t_end, shown = DEFAULT_TIMES[name]
+        grid = np.linspace(0.0, t_end, int(t_end) + 1)
+        window = Window(grid, shown, f"the MET paper's times for the bundled {name}, 0 to {t_end:g}", "given")
+    else:
+        window = choose_window(net, source)
+    grid = window.grid
     if report_times is None:
         positive = grid[grid > 0]
-        report_times = default_report or (tuple(np.quantile(positive, [0.1, 0.33, 0.66, 1.0]))
-                                          if positive.size else (grid[-1],))
-    shown = np.array(sorted({float(grid[np.argmin(np.abs(grid - t))]) for t in report_times}))
-    return grid, shown
+        report_times = window.report_times or (tuple(np.quantile(positive, [0.1, 0.33, 0.66, 1.0]))
+                                               if positive.size else (grid[-1],))
+    shown = tuple(sorted({float(grid[np.argmin(np.abs(grid - t))]) for t in report_times}))
+    return replace(window, report_times=shown)
 
 
 def _timed(report: RunReport, step: str, fn: Callable[[], Any]) -> Any:
@@ -191,13 +337,16 @@ def _timed(report: RunReport, step: str, fn: Callable[[], Any]) -> Any:
     return value
 
 
-def _run_engines(net: ReactionNetwork, grid: np.ndarray, report: RunReport, say, n: int, seed: int,
+def _run_engines(net: ReactionNetwork, grid: np.ndarray, report: RunReport, say, plan: RunPlan, seed: int,
                  fsp_max_states: int, met: str, met_minutes: float, box) -> dict[str, Any]:
-    """SSA, FSP where feasible and the MET where one is at hand, each on ``grid`` (by engine)."""
+    """SSA (or tau-leaping, as planned), FSP where feasible and the MET where one is at hand,
+    each on ``grid`` (by engine)."""
     from .ssa import simulate
 
-    say(f"[2/5] exact SSA, {n} trajectories on {len(grid)} times")
-    dense: dict[str, Any] = {"ssa": _timed(report, "SSA", lambda: simulate(net, grid, n=n, seed=seed))}
+    what = "exact SSA" if plan.method == "direct" else "tau-leaping"
+    say(f"[2/5] {what}, {plan.n:,} trajectories on {len(grid)} times")
+    dense: dict[str, Any] = {"ssa": _timed(report, "SSA", lambda: simulate(net, grid, n=plan.n, seed=seed,
+                                                                            method=plan.method))}
 
     say(f"[3/5] finite state projection (exact CME) on the {len(grid)} times")
     try:
@@ -348,11 +497,22 @@ def _tables(report: RunReport, dense: dict[str, Any], shown: np.ndarray, validat
 def _labels(dense: dict[str, Any]) -> dict[str, str]:
     """Legend names: SSA (n=...), FSP (exact), MET, Tellurium (n=...)."""
     names = {"ssa": "SSA", "fsp": "FSP (exact)", "met": "MET", "tellurium": "Tellurium"}
+    if "ssa" in dense and getattr(dense["ssa"], "method", "ssa") == "tau-leap":
+        names["ssa"] = "SSA tau-leap"
     return {k: names.get(k, k) + (f" (n={v.n:,})" if isinstance(v, SSAResult) else "") for k, v in dense.items()}
 
 
+def changing_species(net: ReactionNetwork, ssa: SSAResult) -> list[str]:
+    """Species worth a distribution panel: not boundary or constant, and not the same count in
+    every trajectory at every time (every species when none changes)."""
+    fixed = {s.id for s in net.species_info if s.boundary or s.constant}
+    moving = [s for i, s in enumerate(ssa.species)
+              if s not in fixed and float(np.ptp(ssa.states[:, :, i])) > 0]
+    return moving or list(ssa.species)
+
+
 def _figures(net: ReactionNetwork, dense: dict[str, Any], times: np.ndarray, out: Path, seed: int,
-             n_paths: int = 10) -> list[Path]:
+             plan: RunPlan | None = None, n_paths: int = 10) -> list[Path]:
     """marginals.png, moments.png, distributions.png and trajectories.png (steps at event times)."""
     from . import plot
     from .ssa import simulate
@@ -361,16 +521,22 @@ def _figures(net: ReactionNetwork, dense: dict[str, Any], times: np.ndarray, out
     exact = names.get("fsp")
     others = {names[k]: v for k, v in dense.items() if k != "ssa"}
     t_end = float(dense["ssa"].times[-1])
-    paths = [simulate(net, [0.0, t_end], n=1, seed=seed + 10_000 + k, record="events") for k in range(n_paths)]
+    events = plan.cost.events if plan is not None else 0.0
+    if plan is None or (plan.method == "direct" and np.isfinite(events) and events <= EVENT_PATHS_MAX):
+        paths = [simulate(net, [0.0, t_end], n=1, seed=seed + 10_000 + k, record="events") for k in range(n_paths)]
+    else:  # too many events to record one by one: the ensemble's first trajectories on the grid
+        paths = dense["ssa"]
+    species = changing_species(net, dense["ssa"])
     figs = {
-        "marginals.png": plot.marginals(_subset(dense["ssa"], times), times=list(times), exact=exact,
-                                        reference={k: _subset(v, times) for k, v in others.items()} or None,
-                                        label=names["ssa"]),
-        "moments.png": plot.moments(dense["ssa"], reference=others or None, bands=False, exact=exact,
-                                    time_label=tl, label=names["ssa"]),
-        "distributions.png": plot.distributions({names[k]: v for k, v in dense.items()}, exact=exact,
-                                                time_label=tl),
-        "trajectories.png": plot.trajectories(paths, n=n_paths, time_label=tl),
+        "marginals.png": plot.marginals(_subset(dense["ssa"], times), species=species, times=list(times),
+                                        exact=exact, label=names["ssa"],
+                                        reference={k: _subset(v, times) for k, v in others.items()} or None),
+        "moments.png": plot.moments(dense["ssa"], reference=others or None, species=species, bands=True,
+                                    exact=exact, time_label=tl, label=names["ssa"]),
+        "distributions.png": plot.distributions({names[k]: v for k, v in dense.items()}, species=species,
+                                                exact=exact, time_label=tl),
+        "trajectories.png": plot.trajectories(paths, n=n_paths, species=species, time_label=tl,
+                                              of=dense["ssa"].n),
     }
     written = []
     for fname, fig in figs.items():

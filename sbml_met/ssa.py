@@ -503,6 +503,44 @@ def progress_bar(enabled: bool, total: float):
                 bar_format="{l_bar}{bar}| t={n:.3g}/{total:.3g} [{elapsed}<{remaining}]")
 
 
+class estimated_progress:
+    """A context manager: a tqdm bar on stderr that fills over ``seconds`` (an estimate, said so),
+    ticking from a thread, for calls whose own progress is coarse (one trajectory runs in one
+    call of the kernel); it stops at 99% until the work is done. Nothing when not ``enabled``."""
+
+    def __init__(self, seconds: float, enabled: bool, desc: str = "SSA"):
+        self.seconds, self.enabled, self.desc = float(seconds), bool(enabled), desc
+        self._stop, self._thread, self._bar = None, None, None
+
+    def __enter__(self):
+        if not self.enabled or not np.isfinite(self.seconds) or self.seconds <= 0:
+            return self
+        import threading
+        import time
+
+        from tqdm.auto import tqdm
+
+        self._bar = tqdm(total=100, desc=f"{self.desc} (estimated {self.seconds:.0f} s)", leave=False,
+                         bar_format="{l_bar}{bar}| [{elapsed}<{remaining}]")
+        self._stop, start = threading.Event(), time.perf_counter()
+
+        def tick():
+            while not self._stop.wait(0.5):
+                done = min(99, int(100 * (time.perf_counter() - start) / self.seconds))
+                self._bar.update(done - self._bar.n)
+
+        self._thread = threading.Thread(target=tick, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self._bar is not None:
+            self._stop.set()
+            self._thread.join()
+            self._bar.close()
+        return False
+
+
 def _simulate_events(net: ReactionNetwork, t_end: float, rng, seed) -> SSAResult:
     """One trajectory with every jump recorded (for path-likelihood inference)."""
     from .support import check_support

@@ -100,6 +100,26 @@ def _chunk_size(n_points: int, workers: int) -> int:
     return int(max(1, min(64, -(-n_points // (4 * workers)))))
 
 
+def _check_met_point(task: _Task, params: dict, init: dict) -> None:
+    """Refuse a point the MET cannot answer for, as FSP and SSA refuse it: a propensity that is
+    negative at the initial state (PropensityError), or a value outside the MET's training box
+    (it would extrapolate)."""
+    from .errors import PropensityError
+
+    net = task.network.with_parameters(params).with_initial_state(init)
+    a0 = net.propensities(net.initial_state)
+    bad = np.flatnonzero(~(a0 >= 0))
+    if bad.size:
+        r = int(bad[0])
+        raise PropensityError(net.reactions[r].id, float(a0[r]), dict(zip(net.species, net.initial_state)), 0.0)
+    box = getattr(task.met, "box", {}) or {}
+    outside = [f"{k}={v:g} (trained on [{box[k][0]:g}, {box[k][1]:g}])" for k, v in params.items()
+               if k in box and not box[k][0] <= v <= box[k][1]]
+    if outside:
+        raise InvalidArgumentError(f"outside the MET's training box: {', '.join(outside)}; use --method fsp "
+                                   "or ssa for this point, or a MET trained over this range")
+
+
 def _solve_chunk(args: tuple[_Task, list]) -> list[pd.DataFrame]:
     task, rows = args
     return [_solve_point(task, i, point, seed) for i, point, seed in rows]
@@ -121,6 +141,7 @@ def _solve_point(task: _Task, index: int, point: dict, seed: int) -> pd.DataFram
 
 def _solve(task: _Task, params: dict, init: dict, seed: int) -> pd.DataFrame:
     if task.method == "met":
+        _check_met_point(task, params, init)
         result = task.met.solve(task.times, init=init or None, **params)
     else:
         net = task.network.with_parameters(params).with_initial_state(init)

@@ -125,6 +125,8 @@ class ValidationReport:
         the reference histogram. Failing checks are titled in red. Returns a matplotlib Figure."""
         from matplotlib.figure import Figure
 
+        from .plot import METHOD_COLOURS, binned, method_colour, shared_bins
+
         all_times = list(dict.fromkeys(self.table["time"]))
         sp = list(species) if species is not None else list(dict.fromkeys(self.table["species"]))
         if times is None:
@@ -134,7 +136,7 @@ class ValidationReport:
                                                            min(max_times, len(all_times)))]
             times = sorted(dict.fromkeys(pick + [x for x in rest if x not in pick]))[:max_times]
         times = [float(x) for x in times]
-        fig = Figure(figsize=(3.2 * len(sp), 2.4 * len(times)), layout="constrained")
+        fig = Figure(figsize=(3.2 * len(sp), 2.7 * len(times)), layout="constrained")
         axes = fig.subplots(len(times), len(sp), squeeze=False)
         idx = self.table.set_index(["time", "species"])
         for r, t in enumerate(times):
@@ -143,18 +145,21 @@ class ValidationReport:
                 j = int(np.argmin(np.abs(self.reference.times - t)))
                 ref = _counts_pmf(self.reference.states[:, j, self.reference.species.index(s)])
                 res = self.result.marginal(s, t)
-                x = ref.index.union(res.index)  # the counts either side holds
-                ax.bar(x, ref.reindex(x, fill_value=0.0), width=1.0, color="0.75",
-                       label=f"roadrunner (n={self.n_reference:,})")
-                ax.step(x, res.reindex(x, fill_value=0.0), where="mid", color="C0", lw=1.5,
-                        label=self.method)
+                edges, width = shared_bins([ref, res])
+                ax.bar(edges[:-1], binned(ref, edges), width=width, align="edge", alpha=0.45,
+                       color=METHOD_COLOURS["tellurium"], label=f"Tellurium (n={self.n_reference:,})")
+                ax.stairs(binned(res, edges), edges, color=method_colour(self.method), lw=1.5, label=self.method)
                 row = idx.loc[(t, s)] if (t, s) in idx.index else None
-                colour = "red" if row is not None and row["verdict"] != "ok" else "black"
-                ax.set_title(f"{s}, t={t:g}" + (f"  H={row['hellinger']:.3f}" if row is not None else ""),
-                             fontsize=9, color=colour)
+                ok = row is None or row["verdict"] == "ok"
+                title = f"{s}, t={t:g}: " + ("agrees" if ok else str(row["verdict"]))
+                if row is not None:
+                    title += f"\n(KS distance {row['ks']:.3f}, noise floor {row['noise_floor']:.3f})"
+                ax.set_title(title, fontsize=8, color="black" if ok else "red")
+                if width > 1:
+                    ax.set_ylabel(f"probability per {width} counts")
                 if r == len(times) - 1:
                     ax.set_xlabel("count")
-                if c == 0:
+                if c == 0 and width == 1:
                     ax.set_ylabel("probability")
         axes[0, 0].legend(fontsize=7)
         fig.suptitle(f"{self.model}: {self.method} vs libroadrunner gillespie — "

@@ -1,0 +1,123 @@
+"""A model the project never saw: its window, its volume and the cost of its run, chosen from it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.signal import find_peaks
+
+from sbml_met.cost import describe_seconds, estimate_cost
+from sbml_met.errors import InvalidArgumentError
+from sbml_met.models import load_model
+from sbml_met.run import plan_run
+from sbml_met.sbml import load_antimony
+from sbml_met.window import (choose_window, deterministic_solution, nice_ceil, settling_time,
+                             sedml_time_course)
+
+GENE = """
+model gene_expression
+  J1: -> M; km
+  J2: M -> ; dm*M
+  J3: -> P; kp*M
+  J4: P -> ; dp*P
+  km = 10; dm = 1; kp = 2; dp = 0.2
+  M = 0; P = 0
+end
+"""
+
+HILL_MM = """
+model signalling
+  compartment cell = 1
+  species S in cell, P in cell, R in cell
+  J1: -> S; v0
+  J2: S -> P; Vmax*S/(Km + S)
+  J3: P -> ; kd*P
+  J4: -> R; vr*P^n/(K^n + P^n)
+  J5: R -> ; kr*R
+  v0 = 0.5; Vmax = 1.2; Km = 0.8; kd = 0.3; vr = 2; K = 1.5; n = 3; kr = 0.4
+  S = 0.37; P = 0.1; R = 0.05
+end
+"""
+
+
+def test_nice_ceil():
+    assert [nice_ceil(x) for x in (0.7, 1.0, 1.3, 2.2, 3, 7, 29, 0.031)] == [1, 1, 2, 2.5, 5, 10, 50, 0.05]
+
+
+def test_settling_time_of_an_exponential_approach():
+    t = np.linspace(0, 20, 2001)
+    x = (100 * (1 - np.exp(-t)))[:, None]
+    assert settling_time(t, x) == pytest.approx(np.log(100), abs=0.02)  # within 1% of 100
+    assert settling_time(t[:401], x[:401]) is None  # t <= 4: still moving at the end
+
+
+def test_window_of_a_tellurium_model_reaches_its_steady_state():
+    net = load_antimony(GENE)
+    w = choose_window(net)
+    assert w.kind == "steady" and "settles" in w.how
+    end = w.grid[-1]
+    p_end = 100 * (1 - (np.exp(-0.2 * end) - 0.2 * np.exp(-end)) / 0.8)  # exact P(t), steady value 100
+    assert abs(p_end - 100) < 1.0 and end <= 100  # within 1%, not absurdly long
+    assert len(w.report_times) == 4 and w.report_times[-1] == end
+
+
+def test_window_of_an_oscillator_holds_at_least_two_peaks():
+    net = load_model("repressilator")
+    w = choose_window(net)
+    assert w.kind == "oscillation"
+    t, x = deterministic_solution(net, w.grid[-1])
+    peaks = max(len(find_peaks(x[:, i], prominence=0.1 * np.ptp(x[:, i]))[0]) for i in range(x.shape[1]))
+    assert peaks >= 2
+
+
+def test_window_from_sedml_beside_the_model(tmp_path):
+    model = tmp_path / "gene.xml"
+    from sbml_met.sbml import antimony_to_sbml
+
+    model.write_text(antimony_to_sbml(GENE))
+    (tmp_path / "sim.sedml").write_text(
+        '<?xml version="1.0"?><sedML xmlns="http://sed-ml.org/sed-ml/level1/version3" level="1" version="3">'
+        '<listOfSimulations><uniformTimeCourse id="s" initialTime="0" outputStartTime="0" outputEndTime="30" '
+        'numberOfPoints="60"/></listOfSimulations><listOfModels><model id="m" source="gene.xml" '
+        'language="urn:sedml:language:sbml"/></listOfModels></sedML>')
+    assert sedml_time_course(model) == (0.0, 30.0, 60, "sim.sedml")
+    w = choose_window(load_model(str(model)), model)
+    assert w.kind == "sedml" and w.grid[-1] == 30 and len(w.grid) == 61 and "SED-ML" in w.how
+
+
+def test_volume_auto_converts_a_concentration_model_and_keeps_counts(tmp_path):
+    path = tmp_path / "signalling.ant"
+    path.write_text(HILL_MM)
+    net = load_model(str(path), volume="auto")
+    assert any("--volume auto: volume=1000" in n for n in net.notes)
+    assert np.all(net.initial_state == np.round(net.initial_state)) and net.initial_state[0] == 370
+    counts = tmp_path / "gene.ant"
+    counts.write_text(GENE)
+    kept = load_model(str(counts), volume="auto")
+    assert any("no conversion" in n for n in kept.notes)
+    assert load_model(str(path), volume="100").initial_state[0] == 37
+    with pytest.raises(InvalidArgumentError, match="--volume"):
+        load_model(str(path), volume="big")
+
+
+def test_expected_events_match_the_analytic_integral():
+    net = load_antimony("model bd\n J1: -> X; k\n J2: X -> ; d*X\n k = 10; d = 0.2; X = 0\nend")
+    T = 30.0
+    cost = estimate_cost(net, T)
+    mean_integral = 50 * (T - (1 - np.exp(-0.2 * T)) / 0.2)  # integral of E[X](t)
+    assert cost.events == pytest.approx(10 * T + 0.2 * mean_integral, rel=1e-3)
+    assert describe_seconds(30) == "about 30 s" and describe_seconds(600) == "about 10 min"
+
+
+def test_plan_leaps_where_exact_ssa_would_take_hours_and_direct_forces_exact():
+    net = load_antimony("model big\n J1: -> X; k\n J2: X -> ; d*X\n k = 1e5; d = 1; X = 100000\nend")
+    grid = np.linspace(0, 10, 11)
+    plan = plan_run(net, grid)
+    assert plan.method == "tau-leap"
+    assert any("tau-leaping instead" in note and "--method direct" in note for note in plan.notes)
+    assert plan.n_reference < 10_000 and any("--n-reference" in note for note in plan.notes)
+    forced = plan_run(net, grid, method="direct", n=20, n_reference=20)
+    assert forced.method == "direct" and forced.n == 20 and forced.n_reference == 20
+    assert any("exact SSA of 20 trajectories" in line for line in forced.lines)
+    small = plan_run(load_model("birth_death"), np.linspace(0, 50, 51))
+    assert small.method == "direct" and small.n == 10_000 and not small.notes
