@@ -291,13 +291,13 @@ def solve_fsp(
     return _adaptive(space, grid, tol, None, method="fsp")
 
 
-def estimate_states(network: ReactionNetwork, t_end: float) -> tuple[float, dict[str, int]] | None:
+def estimate_states(network: ReactionNetwork, t_end: float) -> tuple[float, dict[str, tuple[int, int]]] | None:
     """A low estimate of the states the adaptive FSP needs on ``[0, t_end]``, known before any is
     built: each changing species spans its deterministic range (libroadrunner) plus +-2 standard
     deviations (Poisson: 2 sqrt(count)) around it (a species that stays within [0, 1]: 2 counts);
     conservation laws leave ``D - c`` free
-    directions, so the product runs over the ``D - c`` narrowest spans. Returns (estimate, span
-    per species), or None where there is no deterministic solution."""
+    directions, so the product runs over the ``D - c`` narrowest spans. Returns (estimate, range
+    of counts per species), or None where there is no deterministic solution."""
     from .window import deterministic_solution
 
     nu = np.asarray(network.stoichiometry, dtype=float)
@@ -311,10 +311,13 @@ def estimate_states(network: ReactionNetwork, t_end: float) -> tuple[float, dict
     x = np.maximum(x[:, dims], 0.0)
     if not np.all(np.isfinite(x)):
         return None
-    spans = np.where(x.max(axis=0) <= 1.0, 2.0, np.ptp(x, axis=0) + 4.0 * np.sqrt(x.max(axis=0)) + 1.0)
+    top, noise = x.max(axis=0), 2.0 * np.sqrt(x.max(axis=0))
+    lo = np.where(top <= 1.0, 0.0, np.maximum(0.0, np.floor(x.min(axis=0) - noise)))
+    hi = np.where(top <= 1.0, 1.0, np.ceil(top + noise))
+    spans = hi - lo + 1
     free = int(np.linalg.matrix_rank(nu[:, dims])) if len(nu) else 0
     estimate = float(np.prod(np.sort(spans)[:free])) if free else 1.0
-    return estimate, {network.species[i]: int(round(w)) for i, w in zip(dims, spans)}
+    return estimate, {network.species[i]: (int(a), int(b)) for i, a, b in zip(dims, lo, hi)}
 
 
 def _refuse_if_too_large(network: ReactionNetwork, t_end: float, max_states: int) -> None:
@@ -323,11 +326,12 @@ def _refuse_if_too_large(network: ReactionNetwork, t_end: float, max_states: int
     found = estimate_states(network, t_end)
     if found is None or found[0] <= max_states:
         return
-    estimate, spans = found
-    widest = ", ".join(f"{s} ~{w:,}" for s, w in sorted(spans.items(), key=lambda kv: -kv[1])[:4])
+    estimate, ranges = found
+    widest = ", ".join(f"{s} in [{a:,}, {b:,}]" for s, (a, b) in
+                       sorted(ranges.items(), key=lambda kv: kv[1][0] - kv[1][1])[:4])
     raise StateSpaceTooLargeError(
         f"FSP of model '{network.name}' up to t = {t_end:g} would need at least about {estimate:.2g} states "
-        f"(counts each species spans: {widest}), more than max_states={max_states:,}; use the SSA "
+        f"(deterministic range +-2 SD: {widest}), more than max_states={max_states:,}; use the SSA "
         "(simulate, or sbml-met run, which does), a shorter time span, or fewer molecules "
         "(a smaller volume=, --volume)")
 

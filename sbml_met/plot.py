@@ -290,7 +290,7 @@ def trajectories(ssa_result: SSAResult | Sequence[SSAResult], n: int = 20,
             ax.set_ylabel(f"{s} (count)")
             ax.set_title(s, fontsize="medium")
         ax.set_xlabel(time_label)
-    fig.suptitle(f"{len(paths)} of {total:,} trajectories ({how}; one colour per trajectory)", fontsize="medium")
+    fig.suptitle(f"{len(paths)} of {total:,} trajectories\n({how}; one colour per trajectory)", fontsize="medium")
     return fig
 
 

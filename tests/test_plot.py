@@ -203,7 +203,10 @@ def test_moments_band_never_below_zero_and_every_reference_drawn(ssa, dist):
     ax = fig.axes[0]
     band = ax.collections[0].get_paths()[0].vertices
     assert band[:, 1].min() >= 0.0
-    assert [line.get_label() for line in ax.lines] == ["ssa (n=2)", "fsp"]
+    assert [line.get_label() for line in ax.lines if not line.get_label().startswith("_")] == ["ssa (n=2)", "fsp"]
+    dotted = [line for line in ax.lines if line.get_linestyle() == ":"]  # the reference's mean +- 1 SD
+    fsp = dist.moments().query("species == 'X'")
+    assert np.allclose(dotted[1].get_ydata(), fsp["mean"] + fsp["std"])
     assert ax.lines[-1].get_color() == "black" and ax.get_xlabel() == "time (s)"
     assert len(plot.moments(ssa, bands=False).axes[0].collections) == 0
 
@@ -280,3 +283,48 @@ def test_joint_leaves_cells_below_vmin_blank(dist):
     grid = plot.joint(dist, "X", "Y", 1.0, vmin=0.25).axes[0].images[0].get_array()
     assert np.ma.is_masked(grid[0, 0]) and np.ma.is_masked(grid[0, 1])  # 0.1 and 0.2 < vmin
     assert grid[2, 1] == pytest.approx(0.3) and grid[1, 3] == pytest.approx(0.4)
+
+
+def test_one_colour_per_method_in_every_figure(ssa, dist):
+    c = plot.METHOD_COLOURS
+    assert plot.method_colour("SSA (n=10,000)") == plot.method_colour("SSA tau-leap (n=5)") == c["ssa"]
+    assert plot.method_colour("Tellurium (n=800)") == plot.method_colour("roadrunner") == c["tellurium"]
+    assert plot.method_colour("MET") == c["met"] and plot.method_colour("FSP (exact)") == c["fsp"]
+    assert len(set(c.values())) == 4
+    refs = {"Tellurium (n=30)": ssa, "MET": dist}
+    fig = plot.moments(ssa, reference=refs, label="SSA (n=30)")
+    colours = {line.get_label(): matplotlib.colors.to_hex(line.get_color()) for line in fig.axes[0].lines}
+    assert colours["SSA (n=30)"] == c["ssa"].lower() and colours["MET"] == c["met"].lower()
+    assert colours["Tellurium (n=30)"] == c["tellurium"].lower()
+    # Tellurium alone (no FSP, no MET) keeps its colour: it is not "the next colour in the cycle"
+    fig = plot.marginals(ssa, reference={"Tellurium (n=30)": ssa}, label="SSA (n=30)")
+    steps = [line for line in fig.axes[0].lines if line.get_label() == "Tellurium (n=30)"]
+    assert matplotlib.colors.to_hex(steps[0].get_color()) == c["tellurium"].lower()
+
+
+def test_marginals_with_thousands_of_counts_are_histograms_on_shared_bins():
+    rng = np.random.default_rng(1)
+    wide = rng.poisson(3000, size=(4000, 1, 1)).astype(float)
+    result = SSAResult(("A",), np.array([5.0]), wide)
+    ref = Distribution(("A",), np.array([5.0]), (np.arange(2500, 3500)[:, None],),
+                       (poisson.pmf(np.arange(2500, 3500), 3000) / poisson.pmf(np.arange(2500, 3500), 3000).sum(),),
+                       method="fsp")
+    fig = plot.marginals(result, reference={"FSP (exact)": ref}, label="SSA (n=4,000)")
+    ax = fig.axes[0]
+    from matplotlib.patches import Rectangle
+
+    bars = [p for p in ax.patches if isinstance(p, Rectangle)]
+    assert len(bars) <= plot.MAX_BINS + 1
+    width = bars[0].get_width()
+    assert width > 1 and ax.get_ylabel() == f"probability per {int(width)} counts"
+    assert sum(p.get_height() for p in bars) == pytest.approx(1.0, abs=1e-9)
+    outline = [p for p in ax.patches if not isinstance(p, Rectangle)][0]  # FSP on the same bins
+    assert outline.get_data().values.sum() == pytest.approx(1.0, abs=1e-3)  # tails below 1e-3 of the top cut
+    edges, w = plot.shared_bins([pd.Series([0.5, 0.5], index=[0, 200])])
+    assert w == 4 and edges[0] == 0 and edges[-1] >= 201
+    assert plot.binned(pd.Series([0.5, 0.5], index=[0, 200]), edges)[[0, -1]].tolist() == [0.5, 0.5]
+
+
+def test_trajectories_say_k_of_n(ssa):
+    fig = plot.trajectories(ssa, n=3, of=10_000)
+    assert fig._suptitle.get_text().startswith("3 of 10,000 trajectories")

@@ -121,3 +121,17 @@ def test_plan_leaps_where_exact_ssa_would_take_hours_and_direct_forces_exact():
     assert any("exact SSA of 20 trajectories" in line for line in forced.lines)
     small = plan_run(load_model("birth_death"), np.linspace(0, 50, 51))
     assert small.method == "direct" and small.n == 10_000 and not small.notes
+
+
+def test_fsp_refuses_at_once_where_its_state_space_cannot_fit():
+    from sbml_met.errors import StateSpaceTooLargeError
+    from sbml_met.fsp import estimate_states, solve_fsp
+
+    net = load_antimony(HILL_MM.replace("S = 0.37", "S = 37").replace("P = 0.1", "P = 10").replace("R = 0.05", "R = 5")
+                        .replace("v0 = 0.5", "v0 = 500").replace("Km = 0.8", "Km = 80").replace("K = 1.5", "K = 1500"))
+    estimate, ranges = estimate_states(net, 50.0)
+    assert estimate > 1e6 and set(ranges) == {"S", "P", "R"}
+    with pytest.raises(StateSpaceTooLargeError, match="would need at least about"):
+        solve_fsp(net, [0.0, 50.0], max_states=300_000)  # before building any state
+    small, _ = estimate_states(load_model("birth_death"), 50.0)
+    assert 100 < small < 200  # X spans about [0, 115]: the adaptive FSP builds a few hundred states
