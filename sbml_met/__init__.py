@@ -3,6 +3,7 @@ Transformers for SBML models."""
 
 from .errors import (
     CheckpointMismatchError,
+    CountOverflowError,
     ExtrapolationWarning,
     InvalidArgumentError,
     NegativeCountError,

@@ -118,6 +118,18 @@ class NegativeCountError(SbmlMetError):
         )
 
 
+class CountOverflowError(SbmlMetError):
+    """A run took a molecule count beyond 2^53, where float64 no longer counts single molecules."""
+
+    def __init__(self, species_id: str, count: float, time: float):
+        self.species_id, self.count, self.time = species_id, count, time
+        super().__init__(
+            f"species '{species_id}' reached {count:.4g} molecules at time {time:g}, beyond 2^53 "
+            "(9.0e15), where float64 cannot count single molecules: the counts returned would be "
+            "noise. Load the model with a smaller volume= (the CLI flag --volume), or check the "
+            "model's units (an amount in mole is 6.0e23 molecules)")
+
+
 class UnknownIdError(SbmlMetError, KeyError):
     """A species, parameter or reaction id that the network does not have."""
 
@@ -143,6 +155,11 @@ class BioModelsError(SbmlMetError):
 
 class CountRoundingWarning(UserWarning):
     """Converting amounts to molecule counts rounded some initial counts by more than 1%."""
+
+
+class RuleValueWarning(UserWarning):
+    """A species defined by an assignment rule (the model's algebra, not a counted molecule)
+    took a negative value in a run."""
 
 
 class VocabularyOverflowWarning(UserWarning):

@@ -30,11 +30,27 @@ def _time_position(times: np.ndarray, time: float) -> int:
     return i
 
 
+MAX_EXACT_COUNT = 2.0**53  # beyond this float64 does not hold every whole number (nor, cast, int64)
+
+
 def _counts_column(values: np.ndarray) -> np.ndarray:
-    """Counts as int64 when every value is whole (the usual case), else float."""
-    if values.size and np.all(np.isfinite(values)) and np.all(values == np.round(values)):
+    """Counts as int64 when every value is whole and within 2^53 (the usual case), else float
+    (never a cast that overflows)."""
+    if (values.size and np.all(np.isfinite(values)) and np.all(np.abs(values) <= MAX_EXACT_COUNT)
+            and np.all(values == np.round(values))):
         return values.astype(np.int64)
     return values
+
+
+def _nullable_counts(values: np.ndarray, missing: np.ndarray) -> Any:
+    """Counts with <NA> where ``missing`` (pandas' Int64), or float with NaN there."""
+    counted = values[~missing]
+    whole = _counts_column(counted)
+    if whole.dtype == np.int64:
+        out = np.zeros(values.size, dtype=np.int64)
+        out[~missing] = whole
+        return pd.arrays.IntegerArray(out, missing.copy())
+    return np.where(missing, np.nan, values)
 
 
 @dataclass(frozen=True, eq=False)
@@ -53,6 +69,8 @@ class SSAResult:
     model: str = ""
     fired: np.ndarray | None = None
     reactions: tuple[str, ...] = ()
+    # species whose values are real numbers, not molecule counts (assignment rules: the model's algebra)
+    noncounted: tuple[str, ...] = ()
 
     @property
     def n(self) -> int:
@@ -60,16 +78,21 @@ class SSAResult:
         return int(self.states.shape[0])
 
     def to_frame(self) -> pd.DataFrame:
-        """Long table: trajectory, time, species, count."""
+        """Long table: trajectory, time, species, count. Species in ``noncounted`` (defined by
+        assignment rules: values, not molecules) have <NA> as count and their value in a
+        ``value`` column, which only such models' tables have."""
         n, nt, ns = self.states.shape
-        return pd.DataFrame(
-            {
-                "trajectory": np.repeat(np.arange(n), nt * ns),
-                "time": np.tile(np.repeat(self.times, ns), n),
-                "species": np.tile(np.array(self.species, dtype=object), n * nt),
-                "count": _counts_column(self.states.reshape(-1)),
-            }
-        )
+        flat = self.states.reshape(-1)
+        frame = {
+            "trajectory": np.repeat(np.arange(n), nt * ns),
+            "time": np.tile(np.repeat(self.times, ns), n),
+            "species": np.tile(np.array(self.species, dtype=object), n * nt),
+        }
+        if not self.noncounted:
+            return pd.DataFrame({**frame, "count": _counts_column(flat)})
+        is_value = np.tile(np.isin(np.array(self.species, dtype=object), self.noncounted), n * nt)
+        return pd.DataFrame({**frame, "count": _nullable_counts(flat, is_value),
+                             "value": np.where(is_value, flat, np.nan)})
 
     def wide_frame(self) -> pd.DataFrame:
         """Wide view: one row per trajectory and time, one column per species."""
@@ -98,14 +121,16 @@ class SSAResult:
         return self.to_distribution().to_frame()
 
     def to_distribution(self) -> "Distribution":
-        """The empirical joint distribution of the ensemble at each recorded time."""
+        """The empirical joint distribution of the counted species (``noncounted`` ones left
+        out: they are functions of the counts) at each recorded time."""
+        keep = [i for i, s in enumerate(self.species) if s not in self.noncounted]
         states, probs = [], []
         for j in range(len(self.times)):
-            uniq, counts = np.unique(self.states[:, j, :], axis=0, return_counts=True)
+            uniq, counts = np.unique(self.states[:, j, keep], axis=0, return_counts=True)
             states.append(uniq)
             probs.append(counts / counts.sum())
-        return Distribution(self.species, np.asarray(self.times, dtype=float), tuple(states),
-                            tuple(probs), method=self.method, n_samples=self.n)
+        return Distribution(tuple(self.species[i] for i in keep), np.asarray(self.times, dtype=float),
+                            tuple(states), tuple(probs), method=self.method, n_samples=self.n)
 
     def plot(self, kind: str = "trajectories", **kwargs: Any):
         """Quick figure: ``kind`` is "trajectories", "moments", "marginals" or "joint"

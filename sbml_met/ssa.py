@@ -27,13 +27,16 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import warnings
+from dataclasses import replace
 from typing import Any, Mapping
 
 import numpy as np
 
-from .errors import InvalidArgumentError, NegativeCountError, PropensityError, Unsupported, UnsupportedSBMLError
+from .errors import (CountOverflowError, InvalidArgumentError, NegativeCountError, PropensityError, RuleValueWarning,
+                     Unsupported, UnsupportedSBMLError)
 from .network import ReactionNetwork, check_times
-from .results import SSAResult
+from .results import MAX_EXACT_COUNT, SSAResult
 
 METHODS = ("direct",)
 RECORDS = ("grid", "events")
@@ -66,6 +69,44 @@ def simulate(
     block b with the b-th child of ``SeedSequence(seed)``: on ``client``'s Dask workers, on
     ``workers`` local processes (default: all cores; 1: here), the numbers are the same.
     """
+    result = _simulate(network, times, n, seed, method, record, progress, kernel, epsilon, client, workers)
+    return checked_result(network, result)
+
+
+def checked_result(network: ReactionNetwork, result: SSAResult) -> SSAResult:
+    """``result`` with the species defined by assignment rules (and continuous ones, that rate
+    rules drive) marked as values, not counts (a RuleValueWarning where a rule's value turned
+    negative); a count beyond 2^53 raises CountOverflowError."""
+    info = network.species_info
+    counted = [i for i, s in enumerate(info) if not (s.rule or s.continuous)]
+    states = result.states
+    big = np.abs(states[..., counted]) >= MAX_EXACT_COUNT  # x + 1 == x from 2^53 on
+    if big.any():
+        k, j, i = (int(v[0]) for v in np.nonzero(big))
+        raise CountOverflowError(info[counted[i]].id, float(states[k, j, counted[i]]), float(result.times[j]))
+    values = tuple(s.id for s in info if s.rule or s.continuous)
+    negative = [s.id for s in info if s.rule and np.any(states[..., info.index(s)] < 0)]
+    if negative:
+        warnings.warn(RuleValueWarning(
+            f"species defined by assignment rules took negative values: {', '.join(negative)} (the "
+            "model's algebra, not molecule counts: returned in the table's value column)"), stacklevel=3)
+    return replace(result, noncounted=values) if values else result
+
+
+def _simulate(
+    network: ReactionNetwork,
+    times: Any,
+    n: int = 1000,
+    seed: int | None = None,
+    method: str = "direct",
+    record: str = "grid",
+    progress: bool | None = None,
+    kernel: str = "auto",
+    epsilon: float = 0.03,
+    client: Any = None,
+    workers: int | None = None,
+) -> SSAResult:
+    """:func:`simulate` without the checks of :func:`checked_result`."""
     if method not in METHODS + ("tau-leap",):
         raise InvalidArgumentError(
             f"unknown SSA method {method!r}; choose one of: {', '.join(METHODS + ('tau-leap',))}")

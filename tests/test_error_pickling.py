@@ -24,6 +24,7 @@ EXAMPLES = {
         "fsp", [Unsupported("E1", "state_events")], ["use the SSA"], model="m"),
     errors.PropensityError: lambda: errors.PropensityError("R", -1.5, {"A": 3.0, "B": 0.0}, 2.5),
     errors.NegativeCountError: lambda: errors.NegativeCountError("R", "A", 0.0, 1.25),
+    errors.CountOverflowError: lambda: errors.CountOverflowError("E", 6.0e23, 0.0),
     errors.UnknownIdError: lambda: errors.UnknownIdError("no species 'Q' in model 'm'"),
     errors.InvalidArgumentError: lambda: errors.InvalidArgumentError("n must be >= 1, got 0"),
     errors.StateSpaceTooLargeError: lambda: errors.StateSpaceTooLargeError("more than 10 states"),

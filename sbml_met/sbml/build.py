@@ -4,6 +4,7 @@ problem collected and reported at once in one :class:`~sbml_met.errors.Unsupport
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
@@ -12,13 +13,14 @@ import libsbml
 import numpy as np
 
 from .._math import AVOGADRO, MathCompileError, compile_math, piecewise_constants
-from ..errors import SBMLParseError, Unsupported, UnsupportedSBMLError
+from ..errors import SBMLParseError, SbmlMetError, Unsupported, UnsupportedSBMLError
 from ..network import Reaction, ReactionNetwork, Species, evaluate_initial_assignments, readonly
 from .convert import to_counts
 from .reading import antimony_to_sbml, read_document
 from .reversible import reversible_channels
 from .rules import _RulesAndEvents
-from .units import _default_moles_as_counts, _round_converted_counts, molecules_per_substance_unit
+from .units import (_default_moles_as_counts, _round_converted_counts, molecules_per_substance_unit,
+                    species_molecule_factors)
 
 UNSUPPORTED_PACKAGES = ("comp", "distrib", "arrays", "multi", "spatial", "qual", "dyn")
 
@@ -38,21 +40,50 @@ def load_sbml(source: str | os.PathLike, volume: float | None = None) -> Reactio
     Raises SBMLParseError for unreadable or invalid SBML and UnsupportedSBMLError (listing every
     reason) for features that exact stochastic simulation cannot honour. ``volume`` converts a
     mass-action model in concentration units to molecule counts first (see :func:`to_counts`).
+    Amounts in a declared substance unit (mole, mmol, ...) are converted by it, each species by
+    its own where they differ (as COPASI does).
     """
-    note, doc = None, None
+    note, doc, factors = None, None, None
     if volume is None:
         doc = read_document(source)
-        volume = molecules_per_substance_unit(doc)
-        if volume is not None:
-            note = f"amounts in the model's substance unit, converted to molecules: x {volume:.6g}"
-        elif _default_moles_as_counts(doc):
-            volume = AVOGADRO
-            note = ("amounts in mole (SBML Level 2's default substance unit: they are whole numbers "
-                    "of molecules only so), converted to molecules: x 6.02214e+23")
+        volume, factors, note = _substance_conversion(doc)
     if volume is not None:
-        doc = read_document(to_counts(source, volume=volume))
+        try:
+            doc = read_document(to_counts(source, volume=volume, species_factors=factors))
+        except UnsupportedSBMLError as e:
+            raise UnsupportedSBMLError(e.reasons + _other_reasons(read_document(source))) from None
     net = _Builder(doc if doc is not None else read_document(source), round_counts=volume is not None).build()
     return replace(net, notes=net.notes + (note,)) if note else net
+
+
+def _substance_conversion(doc: libsbml.SBMLDocument) -> tuple[float | None, dict[str, float] | None, str | None]:
+    """(molecules per unit of the model's substance, per-species factors where species differ,
+    a note) for a model read without ``volume=``; (None, None, None) where amounts are counts."""
+    factors = {sid: f or 1.0 for sid, f in species_molecule_factors(doc).items()}
+    if len(set(factors.values())) > 1:
+        common = Counter(factors.values()).most_common(1)[0][0]
+        shown = ", ".join(f"{sid} x {f:.6g}" for sid, f in factors.items() if f != common)
+        return common, factors, (f"amounts converted to molecules by each species' own substance unit: "
+                                 f"x {common:.6g}, and {shown}")
+    volume = molecules_per_substance_unit(doc)
+    if volume is not None:
+        return volume, None, f"amounts in the model's substance unit, converted to molecules: x {volume:.6g}"
+    if _default_moles_as_counts(doc):
+        return AVOGADRO, None, ("amounts in mole (SBML Level 2's default substance unit: they are whole "
+                                "numbers of molecules only so), converted to molecules: x 6.02214e+23")
+    return None, None, None
+
+
+def _other_reasons(doc: libsbml.SBMLDocument) -> tuple[Unsupported, ...]:
+    """Every reason the unconverted model is refused for, those about amounts that are not
+    molecule counts left out (converting units decides those): a refusal lists all at once."""
+    try:
+        _Builder(doc).build()
+    except UnsupportedSBMLError as e:
+        return tuple(r for r in e.reasons if "molecule" not in r.feature)
+    except SbmlMetError:
+        pass
+    return ()
 
 
 class _Builder(_RulesAndEvents):

@@ -4,19 +4,21 @@ amounts so that its species are counted molecules (``load_sbml(..., volume=...)`
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Mapping
 
 import libsbml
 import numpy as np
 
 from .._math import TIME, names_in, node_type
 from .._laws import signed_terms, sum_of_terms
+from ..errors import Unsupported, UnsupportedSBMLError
 from .reading import read_document
 from .reversible import _nonnegative_symbols
 from .units import _warn_rounding, _whole_count
 
 
-def to_counts(source: str | os.PathLike, volume: float) -> str:
+def to_counts(source: str | os.PathLike, volume: float,
+              species_factors: Mapping[str, float] | None = None) -> str:
     """SBML of a model converted from concentrations (or moles) to molecule counts.
 
     Rule: ``volume`` is the number of molecules per unit of the model's substance amount, i.e. per
@@ -28,7 +30,9 @@ def to_counts(source: str | os.PathLike, volume: float) -> str:
     n (n-1) ... (n-p+1). Any other law f (Michaelis-Menten, Hill, ...) becomes volume * f with
     compartments at their original sizes and species at their concentrations (particle-number
     scaling, as COPASI does). Parameter ids are kept, so parameter values stay in the model's
-    own units.
+    own units. ``species_factors``: molecules per unit of each species' own substance unit where
+    species differ (a "molecules" species beside mole ones): each converts by its own factor, and
+    a reaction fires at its changed species' factor times its rate (one factor per reaction).
     """
     vol = float(volume)
     if not np.isfinite(vol) or vol <= 0:
@@ -46,10 +50,11 @@ def to_counts(source: str | os.PathLike, volume: float) -> str:
         sizes[c.getId()] = float(c.getSize()) if c.isSetSize() else 1.0
     species = {m.getSpecies(i).getId(): m.getSpecies(i) for i in range(m.getNumSpecies())}
     substance_only = {sid for sid, s in species.items() if s.getHasOnlySubstanceUnits()}
-    _keep_model_units(m, sizes, substance_only, vol)
-    _convert_rate_laws(m, vol, sizes, species, substance_only)
+    ratios = {sid: f / vol for sid, f in (species_factors or {}).items() if sid in species and f != vol}
+    _keep_model_units(m, sizes, substance_only, vol, ratios)
+    _convert_rate_laws(m, vol, sizes, species, substance_only, ratios)
     rounded: list[str] = []
-    _convert_initial_amounts(m, species, sizes, vol, rounded)
+    _convert_initial_amounts(m, species, sizes, vol, rounded, ratios)
     for cid, size in sizes.items():
         m.getCompartment(cid).setSize(size * vol)
     _declare_items(m)
@@ -57,16 +62,19 @@ def to_counts(source: str | os.PathLike, volume: float) -> str:
     return libsbml.writeSBMLToString(doc)
 
 
-def _keep_model_units(m: libsbml.Model, sizes: dict[str, float], substance_only: set[str], vol: float) -> None:
+def _keep_model_units(m: libsbml.Model, sizes: dict[str, float], substance_only: set[str], vol: float,
+                      ratios: dict[str, float]) -> None:
     """Math outside kinetic laws keeps its value in the model's own units: compartments at their
-    original sizes, species in amount units at count / volume (an amount target at volume x)."""
+    original sizes, species in amount units at count / volume (an amount target at volume x;
+    a species with its own unit at its own factor, see :func:`_divisors`)."""
     for owner, target in _math_outside_kinetic_laws(m):
         math = owner.getMath()
         if math is None or target in sizes:
             continue
-        new = _in_model_units(math, sizes, substance_only, vol)
-        if target in substance_only:
-            new = _apply(libsbml.AST_TIMES, _number(vol), new)
+        new = _in_model_units(math, sizes, substance_only, vol, ratios)
+        scale = _divisors({target} & (substance_only | set(ratios)), substance_only, vol, ratios).get(target)
+        if scale is not None:
+            new = _apply(libsbml.AST_TIMES, _number(scale), new)
         owner.setMath(new)
 
 
@@ -89,21 +97,45 @@ def _state_dependent_names(m: libsbml.Model, species) -> set[str]:
     return dynamic
 
 
-def _convert_rate_laws(m: libsbml.Model, vol: float, sizes, species, substance_only) -> None:
+def _convert_rate_laws(m: libsbml.Model, vol: float, sizes, species, substance_only, ratios) -> None:
     """Every kinetic law rewritten as a propensity in molecule counts (see to_counts)."""
     dynamic = _state_dependent_names(m, species)
     nonneg = _nonnegative_symbols(m)
+    mixed: list[Unsupported] = []
     for i in range(m.getNumReactions()):
         rx = m.getReaction(i)
         kl = rx.getKineticLaw()
         if kl is None or kl.getMath() is None:
             continue  # reported when loading
         local = {kl.getParameter(j).getId(): kl.getParameter(j).getValue() for j in range(kl.getNumParameters())}
-        kl.setMath(_counts_rate_law(kl.getMath(), vol, sizes, species, substance_only,
-                                    dynamic - set(local), nonneg(local)))
+        own = _reaction_ratio(rx, species, ratios, mixed)
+        if own == 1.0 and not names_in(kl.getMath()) & set(ratios):
+            kl.setMath(_counts_rate_law(kl.getMath(), vol, sizes, species, substance_only,
+                                        dynamic - set(local), nonneg(local)))
+        else:  # species in their own units: particle-number scaling at the reaction's own factor
+            scaled = _in_model_units(kl.getMath(), sizes, substance_only, vol, ratios)
+            kl.setMath(_apply(libsbml.AST_TIMES, _number(vol * own), scaled))
+    if mixed:
+        raise UnsupportedSBMLError(mixed)
 
 
-def _convert_initial_amounts(m: libsbml.Model, species, sizes, vol: float, rounded: list[str]) -> None:
+def _reaction_ratio(rx: libsbml.Reaction, species, ratios: dict[str, float], mixed: list[Unsupported]) -> float:
+    """The factor (relative to the model's) of the species ``rx`` changes; reported in ``mixed``
+    where they differ (a firing would change them by different, fractional molecule numbers)."""
+    found = {}
+    for ref in list(rx.getListOfReactants()) + list(rx.getListOfProducts()):
+        s = species.get(ref.getSpecies())
+        if s is not None and not s.getBoundaryCondition() and not s.getConstant():
+            found[s.getId()] = ratios.get(s.getId(), 1.0)
+    if len(set(found.values())) > 1:
+        mixed.append(Unsupported(rx.getId(), "changes species declared in different substance units ("
+                                 + ", ".join(f"{sid}: x{r:g}" for sid, r in found.items()) + " relative to the "
+                                 "model's unit), so one firing cannot change each by whole molecules"))
+    return next(iter(found.values()), 1.0)
+
+
+def _convert_initial_amounts(m: libsbml.Model, species, sizes, vol: float, rounded: list[str],
+                             ratios: dict[str, float]) -> None:
     """Literal initial amounts as whole molecule counts (ids moved by more than 1% into ``rounded``)."""
     rule_math = _rule_math(m)
     for sid, s in species.items():
@@ -116,7 +148,7 @@ def _convert_initial_amounts(m: libsbml.Model, species, sizes, vol: float, round
             amount = float(s.getInitialConcentration()) * size
         else:
             continue  # reported when loading
-        count = _whole_count(sid, amount * vol, rounded)
+        count = _whole_count(sid, amount * vol * ratios.get(sid, 1.0), rounded)
         s.unsetInitialConcentration()
         s.setInitialAmount(count)
 
@@ -164,7 +196,7 @@ def _counts_rate_law(math, vol, sizes, species, substance_only, dynamic, nonneg)
             pos = _sum([law for sign, law in laws if sign > 0])
             neg = [law for sign, law in laws if sign < 0]
             return _apply(libsbml.AST_MINUS, pos, _sum(neg)) if neg else pos
-    return _apply(libsbml.AST_TIMES, _number(vol), _in_model_units(math, sizes, substance_only, vol))
+    return _apply(libsbml.AST_TIMES, _number(vol), _in_model_units(math, sizes, substance_only, vol, {}))
 
 
 def _number(value: float) -> libsbml.ASTNode:
@@ -195,21 +227,35 @@ def _sum(nodes: list[libsbml.ASTNode]) -> libsbml.ASTNode:
 
 
 def _in_model_units(math: libsbml.ASTNode, sizes: dict[str, float], substance_only: set[str],
-                    vol: float) -> libsbml.ASTNode:
+                    vol: float, ratios: dict[str, float]) -> libsbml.ASTNode:
     """A copy of ``math`` that keeps its value in the model's own units after conversion:
-    compartments at their original sizes, species in amount units at count / ``vol``."""
+    compartments at their original sizes, species in amount units at count / ``vol``, species
+    in their own units as :func:`_divisors` says."""
     new = math.deepCopy()
     _numeric_compartments(new, sizes)
-    return _divide_names(new, substance_only, vol)
+    return _divide_names(new, _divisors(names_in(new), substance_only, vol, ratios))
 
 
-def _divide_names(node: libsbml.ASTNode, names: set[str], divisor: float) -> libsbml.ASTNode:
-    """``node`` with every name in ``names`` replaced by (name / divisor); may return a new root."""
-    if node_type(node) == libsbml.AST_NAME and node.getName() in names:
-        return _apply(libsbml.AST_DIVIDE, node.deepCopy(), _number(divisor))
+def _divisors(names: set[str], substance_only: set[str], vol: float, ratios: dict[str, float]) -> dict[str, float]:
+    """What each species symbol among ``names`` is divided by to read in the model's units:
+    count -> amount (``vol`` times its ratio) for amounts, its ratio for concentrations in
+    their own unit (the compartments scale by ``vol``); species that need nothing left out."""
+    out = {}
+    for name in names:
+        if name in substance_only:
+            out[name] = vol * ratios.get(name, 1.0)
+        elif ratios.get(name, 1.0) != 1.0:
+            out[name] = ratios[name]
+    return out
+
+
+def _divide_names(node: libsbml.ASTNode, divisors: dict[str, float]) -> libsbml.ASTNode:
+    """``node`` with every name in ``divisors`` replaced by (name / divisor); may return a new root."""
+    if node_type(node) == libsbml.AST_NAME and node.getName() in divisors:
+        return _apply(libsbml.AST_DIVIDE, node.deepCopy(), _number(divisors[node.getName()]))
     for i in range(node.getNumChildren()):
         child = node.getChild(i)
-        new = _divide_names(child, names, divisor)
+        new = _divide_names(child, divisors)
         if new is not child:
             node.replaceChild(i, new, True)
     return node

@@ -50,16 +50,24 @@ def _default_moles_as_counts(doc: libsbml.SBMLDocument) -> bool:
     return bool(np.all((counts <= 1e9) & (np.abs(counts - np.round(counts)) <= 1e-4 * counts)))
 
 
-def molecules_per_substance_unit(doc: libsbml.SBMLDocument) -> float | None:
-    """Molecules in one unit of the model's declared substance unit (Avogadro's number times the
-    unit's scale for mole, mmol, umol, ...), or None where amounts are counts already (no declared
-    unit, ``item``, ``dimensionless``). Species declared in different units are refused."""
+def species_molecule_factors(doc: libsbml.SBMLDocument) -> dict[str, float | None]:
+    """Molecules per unit of each species' substance unit (its own, else the model's), None
+    where it is not declared as an amount of substance."""
     m = doc.getModel()
     factors: dict[str, float | None] = {}
     for i in range(m.getNumSpecies()):
         s = m.getSpecies(i)
         unit = s.getSubstanceUnits() or (m.getSubstanceUnits() if doc.getLevel() > 2 else "substance")
         factors[s.getId()] = _unit_molecules(m, unit)
+    return factors
+
+
+def molecules_per_substance_unit(doc: libsbml.SBMLDocument) -> float | None:
+    """Molecules in one unit of the model's declared substance unit (Avogadro's number times the
+    unit's scale for mole, mmol, umol, ...), or None where amounts are counts already (no declared
+    unit, ``item``, ``dimensionless``). Species declared in different units are refused here
+    (:func:`~sbml_met.sbml.load_sbml` converts each by its own: :func:`species_molecule_factors`)."""
+    factors = species_molecule_factors(doc)
     distinct = {f for f in factors.values()}
     if len(distinct) > 1:
         raise UnsupportedSBMLError([Unsupported(sid, f"substance unit of {f or 1:g} molecules, unlike "
