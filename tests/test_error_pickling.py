@@ -92,6 +92,7 @@ def test_cli_run_at_n_10000_reports_the_typed_error(tmp_path):
     model = tmp_path / "bad.ant"
     model.write_text(BAD)
     out = subprocess.run([sys.executable, "-m", "sbml_met", "run", str(model), "--n", "10000", "--met", "off",
+                          "--times", "0:10:11",
                           "--no-figures", "--out", str(tmp_path / "out")],
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 2, out.stderr[-2000:]
