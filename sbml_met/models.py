@@ -54,7 +54,8 @@ def _load(spec: str, volume: float | None) -> ReactionNetwork:
         return load(spec) if volume is None else load_sbml(path(spec), volume=volume)
     source = model_source(spec)
     if isinstance(source, str):  # Antimony, as SBML text
-        return load_sbml(source) if volume is None else load_sbml(source, volume=volume)
+        net = load_sbml(source) if volume is None else load_sbml(source, volume=volume)
+        return _named_after_file(net, Path(spec))
     if source is not None:
         return load_sbml(source) if volume is None else load_sbml(source, volume=volume)
     if spec.upper().startswith(("BIOMD", "MODEL")):
@@ -65,6 +66,15 @@ def _load(spec: str, volume: float | None) -> ReactionNetwork:
         f"no model {spec!r}: give a bundled name ({', '.join(list())}), an SBML file path, "
         "or a BioModels id (BIOMD...)"
     )
+
+
+def _named_after_file(net: ReactionNetwork, path: Path) -> ReactionNetwork:
+    """An Antimony file without 'model NAME ... end' names its network after the file."""
+    from dataclasses import replace
+
+    from .sbml.reading import UNNAMED_MODEL
+
+    return replace(net, name=path.stem) if net.name == UNNAMED_MODEL else net
 
 
 def model_source(spec: str) -> Path | str | None:

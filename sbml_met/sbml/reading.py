@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import libsbml
@@ -83,6 +84,27 @@ def _raise_on_errors(doc: libsbml.SBMLDocument, stage: str) -> None:
         raise SBMLParseError(f"invalid SBML ({stage}): {len(errors)} error(s):\n{shown}{more}", tuple(errors))
 
 
+UNNAMED_MODEL = "model"  # the id of Antimony text written without 'model NAME ... end'
+_NAME_WITHOUT_COLON = re.compile(r"^\s*([A-Za-z_]\w*)\s+([A-Za-z_][^;:]*?)\s*(->|=>)(.*)$")
+
+
+def _check_reaction_names(text: str, doc: libsbml.SBMLDocument) -> None:
+    """A reaction written ``J1 X -> ;`` (its name without the colon) is read by Antimony as an
+    unnamed reaction ``_J0`` of other species; refuse it, naming the line and the fix."""
+    m = doc.getModel()
+    if m is None or not any(re.fullmatch(r"_J\d+", r.getId()) for r in m.getListOfReactions()):
+        return
+    for number, line in enumerate(text.splitlines(), start=1):
+        code = line.split("//")[0].split("#")[0]
+        found = _NAME_WITHOUT_COLON.match(code)
+        if found:
+            name, left, arrow, right = found.groups()
+            raise SBMLParseError(
+                f"Antimony line {number}: '{code.strip()}' names its reaction without a colon, so Antimony "
+                f"reads '{name} {left}' as the reactants of an unnamed reaction; write "
+                f"'{name}: {left} {arrow}{right}' (or leave the name out)")
+
+
 def antimony_to_sbml(text: str, level: int = 3, version: int = 1) -> str:
     """Convert Antimony text to SBML (Level 3 Version 1 by default) with the antimony library."""
     import antimony
@@ -95,6 +117,9 @@ def antimony_to_sbml(text: str, level: int = 3, version: int = 1) -> str:
     if not sbml:
         raise SBMLParseError(f"Antimony produced no SBML: {antimony.getLastError().strip()}")
     doc = libsbml.readSBMLFromString(sbml)
+    _check_reaction_names(text, doc)
+    if module == "__main" and doc.getModel() is not None:  # no 'model NAME ... end': not "__main"
+        doc.getModel().setId(UNNAMED_MODEL)
     if (doc.getLevel(), doc.getVersion()) != (level, version):
         props = libsbml.ConversionProperties(libsbml.SBMLNamespaces(level, version))
         props.addOption("setLevelAndVersion", True)
