@@ -23,8 +23,8 @@ GRID = [0.0, 1.0, 2.5, 5.0, 6.5, 7.5, 10.0]
 MODELS = {
     "time in law": ("""
         species X = 0
-        J0: => X; k*(1 + sin(w*time))
-        J1: X => ; g*X
+        J0: -> X; k*(1 + sin(w*time))
+        J1: X -> ; g*X
         k = 10; w = 1.3; g = 1
         """, lambda t: 10 * (1 + np.sin(1.3 * t))),
     "rate rule on a parameter": ("""
@@ -200,8 +200,8 @@ def test_sbml_met_run_on_a_time_varying_model_says_what_it_skipped(tmp_path):
     model = tmp_path / "forced.ant"
     model.write_text("""model forced
       species X = 0
-      J0: => X; a*(1 + sin(w*time))
-      J1: X => ; g*X
+      J0: -> X; a*(1 + sin(w*time))
+      J1: X -> ; g*X
       a' = -r*a
       E1: at 2 after (time > 5): g = 2
       a = 10; r = 0.1; w = 1; g = 1
