@@ -62,14 +62,14 @@ class _Leaper(_Engine):
         a0 = a.sum(axis=0)
         critical = self._critical(a, X)
         tau1 = self._tau_noncritical(a, critical, X)
-        forced = self.h_next[cols]
+        forced = self.h_next[cols]  # half a rejected leap, for one try
+        self.h_next[cols] = np.nan
         tau1 = np.where(np.isnan(forced), tau1, np.minimum(tau1, forced))
         exact = (a0 > 0) & (tau1 < SSA_FACTOR / np.where(a0 > 0, a0, 1.0))
         if exact.any():
             super()._step(cols[exact], stop[exact])
         leap = ~exact
         if leap.any():
-            self.h_next[cols[leap]] = np.nan
             self._leap(cols[leap], stop[leap], Z0[:, leap], k1[:, leap], a[:, leap], critical[:, leap],
                        tau1[leap])
 
@@ -105,6 +105,7 @@ class _Leaper(_Engine):
         fired = crit[ok]
         self.L[acc] = np.where(fired, 0.0, L[ok] + a_crit[ok] * tau[ok])
         self.E[acc[fired]] = self.rng.standard_exponential(int(fired.sum()))
+        self.k_valid[acc] = False
         self._after_change(acc)
 
     def _locate_triggers(self, leap: "_Leap", ok: np.ndarray) -> None:
@@ -151,7 +152,7 @@ class _Leaper(_Engine):
         integration held its tolerance and the total propensity moved by at most epsilon)."""
         if self.smooth:
             return Z0, a, np.ones(cols.size, dtype=bool)
-        Z5, err, a_end = self._dp_step(cols, Z0, t0, tau, k1)
+        Z5, err, a_end, _ = self._dp_step(cols, Z0, t0, tau, k1)
         a0, a0_end = a.sum(axis=0), a_end.sum(axis=0)
         ok = (err <= 1.0) & (np.abs(a0_end - a0) <= self.eps * np.maximum(a0, a0_end) + 1e-12)
         grow = 0.9 * np.maximum(err, 1e-30) ** -0.2
