@@ -180,6 +180,8 @@ def add_simulate(sub):
     p = _model_parser(sub, "simulate", "exact SSA trajectories on a time grid")
     p.add_argument("--n", type=int, default=1000, help="number of trajectories")
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--method", choices=("direct", "tau-leap"), default="direct",
+                   help="direct (exact SSA, default) or tau-leap (approximate, for many molecules)")
     _add_table_out(p, ("trajectories", "moments", "marginals"), "every trajectory, long format", cmd_simulate)
 
 
@@ -194,9 +196,10 @@ def announce_cost(net, times, n: int, command: str) -> float:
     cost = estimate_cost(net, float(np.max(times)))
     seconds = cost.ssa_seconds(n, available_workers(), kernel_kind(net))
     if np.isfinite(seconds) and seconds > 2:
-        print(f"sbml-met {command}: expected {cost.events:,.3g} reaction events per trajectory; {n:,} "
-              f"exact SSA trajectories: {describe_seconds(seconds)} (estimate; Ctrl-C stops)",
-              file=sys.stderr, flush=True)
+        advice = ("; --method tau-leap or fewer molecules (--volume) is faster" if seconds > 600 else "")
+        print(f"sbml-met {command}: expected {cost.events:,.3g} reaction events per trajectory; {n:,} exact SSA "
+              f"{'trajectory' if n == 1 else 'trajectories'}: {describe_seconds(seconds)} (estimate; Ctrl-C "
+              f"stops{advice})", file=sys.stderr, flush=True)
     return seconds
 
 
@@ -207,10 +210,11 @@ def cmd_simulate(args) -> int:
     times = parse_times(args.times)
     if args.n < 1:
         raise InvalidArgumentError(f"--n must be >= 1, got {args.n}")
-    seconds = announce_cost(net, times, args.n, "simulate")
+    seconds = announce_cost(net, times, args.n, "simulate") if args.method == "direct" else 0.0
     terminal = sys.stderr.isatty()
     with estimated_progress(seconds, terminal and args.n < 100 and seconds > 3):
-        result = simulate(net, times, n=args.n, seed=args.seed, progress=terminal and args.n >= 100)
+        result = simulate(net, times, n=args.n, seed=args.seed, method=args.method,
+                          progress=terminal and (args.n >= 100 or args.method != "direct"))
     # printing every trajectory helps nobody: without --out the moments are shown instead
     kind = "moments" if args.out is None and args.table == "trajectories" else args.table
     table = {"trajectories": result.to_frame, "moments": result.moments,

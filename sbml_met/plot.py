@@ -144,8 +144,9 @@ def _figure_legend(fig, axes) -> None:
                 handles[lab] = h
                 labels.append(lab)
     if labels:
+        fits = max(1, int(fig.get_figwidth() // 2.0))  # legend entries a row holds without clipping
         fig.legend([handles[lab] for lab in labels], labels, loc="outside upper center",
-                   ncols=min(len(labels), 5), fontsize="small", frameon=False)
+                   ncols=min(len(labels), 5, fits), fontsize="small", frameon=False)
 
 
 def marginals(
