@@ -104,6 +104,28 @@ def _check_sbml(payload: bytes, model_id: str, url: str) -> None:
         raise BioModelsError(f"{model_id}: {url} returned a file that libsbml cannot read: {why}")
 
 
+def _fetch_sedml(listing: bytes, root: str, quoted: str, entry: Path, timeout: float) -> None:
+    """Best effort: the entry's SED-ML files (its simulation settings, which ``sbml-met run``
+    takes its time window from) beside the SBML file; an entry without them, or a failed
+    download, leaves the SBML alone."""
+    from .io import atomic_write
+
+    try:
+        extra = json.loads(listing.decode("utf-8")).get("additional") or []
+        names = [f["name"] for f in extra if isinstance(f, dict) and isinstance(f.get("name"), str)]
+    except (ValueError, AttributeError):
+        return
+    for name in names:
+        if not name.lower().endswith(".sedml") or "/" in name or "\\" in name or name.startswith("."):
+            continue
+        url = f"{root}/biomodels/model/download/{quoted}?filename={urllib.parse.quote(name)}"
+        try:
+            payload = _get(url, timeout, 0, 0.0)
+        except _HTTPFailure:
+            continue
+        atomic_write(entry / name, lambda p, data=payload: p.write_bytes(data), overwrite=True)
+
+
 def _main_file_name(listing: bytes, model_id: str, url: str) -> str:
     try:
         data = json.loads(listing.decode("utf-8"))
@@ -167,6 +189,7 @@ def fetch(
 
     target = entry / (name if name.lower().endswith(".xml") else f"{name}.xml")
     atomic_write(target, lambda p: p.write_bytes(payload), overwrite=True)
+    _fetch_sedml(listing, root, quoted, entry, timeout)
     for old in cached:
         if old != target:
             old.unlink(missing_ok=True)

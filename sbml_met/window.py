@@ -2,9 +2,10 @@
 
 Two sources, in this order:
 
-1. **The model's own simulation settings**: a SED-ML file beside the model (``NAME.sedml``, or any
-   ``*.sedml`` in its folder that names the model's file, as a BioModels entry's files do) with a
-   ``uniformTimeCourse``: its output end time and number of points.
+1. **The model's own simulation settings**: a SED-ML file beside the model (``NAME.sedml``, any
+   ``*.sedml`` in its folder that names the model's file, or the one SED-ML file of a folder
+   holding one model, as a BioModels entry's cache folder does) with a ``uniformTimeCourse``: its
+   output end time and number of points.
 2. **The deterministic solution** (libroadrunner's CVODE, public API): the horizon grows tenfold
    from 0.01 until every species has settled (stays within 1% of its final value, or 0.05
    molecules) in the first quarter of it; the window then ends a little after the settling time
@@ -80,6 +81,7 @@ def sedml_time_course(model_path: Path) -> tuple[float, float, int, str] | None:
     """(output start, end, number of points, file name) of the first uniformTimeCourse in a SED-ML
     file beside ``model_path`` that is about this model, or None."""
     folder = model_path.parent
+    alone = len(list(folder.glob("*.sedml"))) == 1 and len(list(folder.glob("*.xml"))) == 1  # an entry's folder
     candidates = [model_path.with_suffix(".sedml")] + sorted(folder.glob("*.sedml")) + sorted(folder.glob("*.sedx"))
     for path in dict.fromkeys(candidates):
         if not path.is_file() or path.suffix != ".sedml":
@@ -89,7 +91,8 @@ def sedml_time_course(model_path: Path) -> tuple[float, float, int, str] | None:
         except (ET.ParseError, OSError):
             continue
         sources = [el.get("source", "") for el in root.iter() if _local(el.tag) == "model"]
-        if path != model_path.with_suffix(".sedml") and not any(Path(s).name == model_path.name for s in sources):
+        if (path != model_path.with_suffix(".sedml") and not alone
+                and not any(Path(s).name == model_path.name for s in sources)):
             continue
         for el in root.iter():
             if _local(el.tag) == "uniformTimeCourse":

@@ -284,3 +284,22 @@ def test_to_counts_with_species_in_amount_units_and_a_non_unit_compartment():
     assert net.compartments["cell"] == pytest.approx(2 * vol)
     a = net.propensities(np.array([20.0, 10.0]))
     assert a == pytest.approx([3 / vol * 20 * 10, 0.5 / vol * 20 * 19])
+
+
+def test_fetch_keeps_the_entrys_sedml_and_run_takes_its_window(server, tmp_path):
+    from sbml_met.window import choose_window
+
+    body = (DATA / f"{REPRESSILATOR}.xml").read_bytes()
+    server.entry(REPRESSILATOR, f"{REPRESSILATOR}_url.xml", body)
+    listing = json.dumps({"main": [{"name": f"{REPRESSILATOR}_url.xml"}],
+                          "additional": [{"name": "extra.png"}, {"name": "sim.sedml"}]}).encode()
+    server.routes[(f"/biomodels/model/files/{REPRESSILATOR}", "format=json")] = [(200, listing, "application/json")]
+    sedml = (b'<?xml version="1.0"?><sedML xmlns="http://sed-ml.org/sed-ml/level1/version2"><listOfSimulations>'
+             b'<uniformTimeCourse id="s" initialTime="0" outputStartTime="0" outputEndTime="600" numberOfPoints="300"/>'
+             b'</listOfSimulations><listOfModels><model id="m" source="urn:miriam:biomodels.db:BIOMD0000000012"/>'
+             b'</listOfModels></sedML>')
+    server.routes[(f"/biomodels/model/download/{REPRESSILATOR}", "filename=sim.sedml")] = [(200, sedml, "application/xml")]
+    path = _fetch(REPRESSILATOR, tmp_path)
+    assert (path.parent / "sim.sedml").read_bytes() == sedml
+    window = choose_window(sbml_met.load_sbml(path), path)
+    assert window.kind == "sedml" and window.grid[-1] == 600 and "sim.sedml" in window.how
