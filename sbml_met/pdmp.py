@@ -71,17 +71,23 @@ def simulate_pdmp(net: ReactionNetwork, times: np.ndarray, n: int, seed: int | N
     return SSAResult(net.species, engine.rec, engine.run(), method="ssa", seed=seed, model=net.name)
 
 
-def simulate_pdmp_path(net: ReactionNetwork, t_end: float, seed: int | None) -> SSAResult:
-    """One trajectory with every firing and event recorded (``simulate(..., record="events")``)."""
-    engine = _Engine(net, np.array([0.0, float(t_end)]), 1, np.random.default_rng(seed), False)
+def simulate_pdmp_path(net: ReactionNetwork, t_end: float, seed: int | None,
+                       between: int = 200) -> SSAResult:
+    """One trajectory with every firing and event recorded (``simulate(..., record="events")``);
+    where rate rules drive species, also ``between`` evenly spaced states (reaction -1), so that
+    a plot of the path shows them move between firings."""
+    points = between + 1 if any(r.species_index is not None for r in net.rate_rules) else 2
+    engine = _Engine(net, np.linspace(0.0, float(t_end), points), 1, np.random.default_rng(seed), False)
     engine.path = ([], [], [])
-    final = engine.run()[0, -1]
+    grid_states = engine.run()[0]
     times, states, fired = engine.path
-    times = [0.0] + times + [float(t_end)]
-    states = [engine.out[0, 0]] + states + [final]
-    fired = [-1] + fired + [-1]
-    return SSAResult(net.species, np.array(times), np.array(states)[None], method="ssa", seed=seed,
-                     model=net.name, fired=np.array(fired), reactions=net.reaction_ids)
+    times = list(engine.rec) + times
+    states = list(grid_states) + states
+    fired = [-1] * points + fired
+    ranked = sorted(range(len(times)), key=lambda k: (times[k], k < points))  # at a tie the record last
+    return SSAResult(net.species, np.array([times[k] for k in ranked]), np.array([states[k] for k in ranked])[None],
+                     method="ssa", seed=seed, model=net.name, fired=np.array([fired[k] for k in ranked]),
+                     reactions=net.reaction_ids)
 
 
 @dataclass
@@ -214,11 +220,7 @@ class _Engine:
             if not hit.any():
                 return
             c = cols[hit]
-            rows = self.X[:, c].copy()
-            base = dict(self.base)
-            base.update({p: self.P[q, c] for q, p in enumerate(self.pnames)})
-            self.net.apply_rules(rows, self.t[c], base)
-            self.out[c, self.next_rec[c]] = rows.T
+            self.out[c, self.next_rec[c]] = self._species_now(c).T
             self.next_rec[c] += 1
 
     # ------------------------------------------------------------------------------- integration
@@ -364,7 +366,7 @@ class _Engine:
             self.path[2].append(int(r[0]))
         self._after_change(cols)
         if self.path is not None:
-            self.path[1].append(self.X[:, 0].copy())
+            self.path[1].append(self._path_state())
 
     def _after_change(self, cols: np.ndarray) -> None:
         """Fire state events whose trigger went from false to true on trajectories ``cols``."""
@@ -428,9 +430,21 @@ class _Engine:
         self.k_valid[cols] = False
         if self.path is not None:
             self.path[0].append(float(self.t[0]))
-            self.path[1].append(self.X[:, 0].copy())
+            self.path[1].append(self._path_state())
             self.path[2].append(-1)
         self._after_change(cols)
+
+    def _species_now(self, cols: np.ndarray) -> np.ndarray:
+        """Species rows (S, m) of trajectories ``cols`` now, assignment rules applied."""
+        rows = self.X[:, cols].copy()
+        base = dict(self.base)
+        base.update({p: self.P[q, cols] for q, p in enumerate(self.pnames)})
+        self.net.apply_rules(rows, self.t[cols], base)
+        return rows
+
+    def _path_state(self) -> np.ndarray:
+        """Trajectory 0's species now (a path's recorded state)."""
+        return self._species_now(np.array([0]))[:, 0]
 
     def _bad_propensity(self, a: np.ndarray, X: np.ndarray, t: np.ndarray):
         bad = ~(np.isfinite(a) & (a >= 0))

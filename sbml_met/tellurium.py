@@ -179,14 +179,20 @@ class _Runner:
         self.it.seed = int(seed)
 
 
+def _refused(reasons: list[Unsupported]) -> UnsupportedSBMLError:
+    """libroadrunner's refusal, worded as such (sbml-met's own engines may well run the model)."""
+    lines = "\n".join(f"  - {r}" for r in reasons)
+    return UnsupportedSBMLError(reasons, f"libroadrunner's gillespie integrator cannot run this model "
+                                         f"as written (sbml-met's exact SSA does):\n{lines}")
+
+
 def _translate(e: RuntimeError) -> Exception:
     """Roadrunner's refusal of rate rules as an UnsupportedSBMLError naming the elements."""
     msg = str(e)
     if "rate rule" in msg:
         ids = msg.rsplit(":", 1)[-1].strip().rstrip(".").split(",") if "IDs" in msg else ["model"]
-        return UnsupportedSBMLError([Unsupported(i.strip(), "rate rule (libroadrunner's gillespie "
-                                                 "integrator cannot simulate rate rules)")
-                                     for i in ids if i.strip()])
+        return _refused([Unsupported(i.strip(), "rate rule (libroadrunner's gillespie integrator cannot "
+                                               "simulate rate rules)") for i in ids if i.strip()])
     return RuntimeError(f"libroadrunner failed: {msg}")
 
 
@@ -281,9 +287,8 @@ def run_gillespie(
         sbml = split(sbml)
     timed = _time_events(sbml)
     if timed:
-        raise UnsupportedSBMLError([Unsupported(e, "event triggered by time: libroadrunner's gillespie "
-                                                   "integrator checks triggers only after reactions "
-                                                   "fire, so it would fire late") for e in timed])
+        raise _refused([Unsupported(e, "event triggered by time: libroadrunner's gillespie integrator checks "
+                                       "triggers only after reactions fire, so it would fire late") for e in timed])
     if seed is None:
         from .parallel import fresh_seed
 

@@ -211,10 +211,23 @@ def test_sbml_met_run_on_a_time_varying_model_says_what_it_skipped(tmp_path):
     assert main(["run", str(model), "--out", str(out), "--n", "400", "--n-reference", "400",
                  "--no-figures"]) == 0
     notes = " ".join(json.loads((out / "run.json").read_text())["notes"])
-    for words in ("FSP skipped", "MET skipped", "validation skipped", "rate rule", "depends on time", "delay"):
+    for words in ("FSP skipped", "MET skipped", "validation skipped: libroadrunner", "rate rule", "depends on time",
+                  "delay"):
         assert words in notes, words
     moments = pd.read_csv(out / "moments.csv").query("method == 'ssa' and species == 'X'")
     lam = exact_lambda(lambda t: 10 * np.exp(-0.1 * t) * (1 + np.sin(t)), [1.0, 5.0])
     for t, want in zip([1.0, 5.0], lam):
         got = moments[np.isclose(moments.time, t)]["mean"].iloc[0]
         assert abs(got - want) < 5 * np.sqrt(want / 400)
+
+
+def test_a_path_shows_a_continuous_species_between_firings():
+    """record="events": every firing, and for species a rate rule drives, 200 states between."""
+    path = sbml_met.simulate(load("rate rule on a species"), [0, 10], n=1, seed=4, record="events")
+    assert np.all(np.diff(path.times) >= 0) and path.times[0] == 0 and path.times[-1] == 10
+    grid = path.fired == -1
+    assert grid.sum() == 201
+    a = path.states[0, :, path.species.index("A")]
+    assert np.allclose(a, 2 * np.exp(-0.2 * path.times), rtol=1e-7)
+    x = path.states[0, :, path.species.index("X")]
+    assert np.all(np.abs(np.diff(x[~grid])) <= 1)  # one molecule per firing
