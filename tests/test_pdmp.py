@@ -42,6 +42,14 @@ MODELS = {
         A' = -0.2*A
         k = 10; g = 1
         """, lambda t: 20 * np.exp(-0.2 * t)),
+    "rate rule on a compartment": ("""
+        compartment V = 1
+        species X in V = 0
+        J0: -> X; k*V
+        J1: X -> ; g*X*V
+        V' = r*V
+        k = 5; g = 1; r = 0.15
+        """, lambda t: 5 * np.exp(0.15 * t)),
     "delayed event on a parameter": ("""
         species X = 0
         J0: -> X; k
