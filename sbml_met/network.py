@@ -76,6 +76,9 @@ class Event:
     parameter_assignments: tuple[tuple[str, Compiled], ...] = ()
     delay: Compiled | None = None
     use_trigger_values: bool = True
+    # its trigger reads time beyond 'time >= c', or it sets parameters per trajectory (a state
+    # trigger, species values): only the time-varying engines (sbml_met.pdmp, tau-leaping) follow it
+    needs_pdmp: bool = False
 
 
 @dataclass(frozen=True)
@@ -182,7 +185,7 @@ class ReactionNetwork:
         rules, time in a law, delayed events): then :func:`sbml_met.simulate` runs the
         piecewise-deterministic engine :mod:`sbml_met.pdmp`."""
         return bool(self.rate_rules) or any(r.time_varying for r in self.reactions) or any(
-            e.delay is not None for e in self.events)
+            e.delay is not None or e.needs_pdmp for e in self.events)
 
     def species_index(self, species_id: str) -> int:
         """Position of a species in the state vector (raises UnknownIdError)."""

@@ -119,8 +119,7 @@ class _Engine:
                        for r in net.rate_rules]
         self.time_events = [k for k, e in enumerate(net.events) if e.trigger_time is not None]
         self.state_events = [k for k, e in enumerate(net.events) if e.trigger_time is None]
-        self.continuous_triggers = bool(self.state_events) and (bool(net.rate_rules) or any(
-            r.time_varying for r in net.reactions))
+        self.continuous_triggers = bool(self.state_events) and net.time_varying
         self.out = np.empty((n, times.size, net.n_species))
         self.path: tuple[list, list, list] | None = None
 

@@ -239,3 +239,28 @@ def test_a_path_shows_a_continuous_species_between_firings():
     assert np.allclose(a, 2 * np.exp(-0.2 * path.times), rtol=1e-7)
     x = path.states[0, :, path.species.index("X")]
     assert np.all(np.abs(np.diff(x[~grid])) <= 1)  # one molecule per firing
+
+
+def test_a_trigger_mixing_time_and_counts_and_a_parameter_set_at_a_state_trigger():
+    """`time > 5 && time < 6` fires at 5 (then production stops: Poisson again); `X >= 15` sets k
+    to 0 in the trajectory that reaches 15, at that firing, so X never passes 15."""
+    net = sbml_met.load_antimony("""
+        species X = 0
+        J0: -> X; k
+        J1: X -> ; g*X
+        E1: at (time > 5 && time < 6): k = 0
+        k = 10; g = 1
+        """)
+    assert net.time_varying and net.events[0].trigger_time is None
+    res = sbml_met.simulate(net, GRID, n=4000, seed=6, workers=1)
+    poisson_checks(res, exact_lambda(lambda t: 10.0 * (t < 5), GRID), 4000, max_h=0.05)
+    capped = sbml_met.load_antimony("""
+        species X = 0
+        J0: -> X; k
+        J1: X -> ; g*X
+        E1: at (X >= 15): k = 0
+        k = 10; g = 0.1
+        """)
+    res = sbml_met.simulate(capped, np.linspace(0, 20, 41), n=300, seed=2)
+    x = res.states[:, :, 0]
+    assert x.max() == 15 and np.all(np.diff(x, axis=1)[x[:, :-1] >= 15] <= 0)

@@ -124,12 +124,6 @@ UNSUPPORTED = {
     "parameter without value": (sbml(params='<parameter id="k" constant="true"/>'), "k", "without a value"),
     "compartment that changes": (sbml(compartment='<compartment id="c" size="1" constant="false"/>'),
                                  "c", "compartment"),
-    "event assigning a parameter at a state trigger": (
-        sbml(params='<parameter id="k" value="1" constant="false"/>',
-             extra=f"<listOfEvents>{_event('<apply><gt/><ci>X</ci><cn>2</cn></apply>', assign_var='k')}</listOfEvents>"),
-        "ev", "state-dependent trigger"),
-    "mixed time and state trigger": (sbml(extra=f"<listOfEvents>{_event(f'<apply><and/>{TIME_GEQ_5}<apply><gt/><ci>X</ci><cn>2</cn></apply></apply>')}</listOfEvents>"),
-                                     "ev", "depends on time"),
     "event priorities": (sbml(extra="<listOfEvents>"
                               + _event(TIME_GEQ_5, priority=f"<priority><math {MATH}><cn>1</cn></math></priority>")
                               + _event(TIME_GEQ_5, eid="ev2") + "</listOfEvents>"), "m", "priorities"),
@@ -141,6 +135,10 @@ TIME_VARYING = {
     "rate rule on species": sbml(species=TWO_SPECIES, extra=_rule("rateRule", "Y")),
     "event with delay": sbml(extra=f"<listOfEvents>{_event(TIME_GEQ_5, delay=f'<delay><math {MATH}><cn>1</cn></math></delay>')}</listOfEvents>"),
     "time-dependent rate law": sbml(reactions=reaction(law=f"<apply><times/><ci>k</ci><ci>X</ci>{TIME}</apply>")),
+    "event assigning a parameter at a state trigger": sbml(
+        params='<parameter id="k" value="1" constant="false"/>',
+        extra=f"<listOfEvents>{_event('<apply><gt/><ci>X</ci><cn>2</cn></apply>', assign_var='k')}</listOfEvents>"),
+    "mixed time and state trigger": sbml(extra=f"<listOfEvents>{_event(f'<apply><and/>{TIME_GEQ_5}<apply><gt/><ci>X</ci><cn>2</cn></apply></apply>')}</listOfEvents>"),
 }
 
 

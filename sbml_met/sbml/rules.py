@@ -112,15 +112,16 @@ class _RulesAndEvents:
                 self.parse_errors.append(f"{eid}: event without a trigger")
                 continue
             tmath = trig.getMath()
-            trigger_time = None
-            if TIME in names_in(tmath):
-                trigger_time = self._time_trigger(tmath, eid)
+            trigger_time = self._time_trigger(tmath, eid) if TIME in names_in(tmath) else None
+            needs_pdmp = TIME in names_in(tmath) and trigger_time is None  # time in a state trigger
             assigns, param_assigns = [], []
             for j in range(ev.getNumEventAssignments()):
                 ea = ev.getEventAssignment(j)
                 var = ea.getVariable()
-                if var not in index and self._event_sets_parameter(eid, var, ea, trigger_time):
+                if var not in index and self._event_sets_parameter(eid, var):
                     param_assigns.append((var, self.compile(ea.getMath(), eid)))
+                    # one value for all trajectories only at a time trigger, from no species
+                    needs_pdmp |= trigger_time is None or bool(names_in(ea.getMath()) & self.species_ids)
                     continue
                 if var not in index:
                     continue
@@ -132,7 +133,7 @@ class _RulesAndEvents:
             initial_value = bool(trig.getInitialValue()) if trig.isSetInitialValue() else True
             events.append(Event(eid, self.compile(tmath, eid), trigger_time, initial_value, tuple(assigns),
                                 tuple(param_assigns), delay=delay,
-                                use_trigger_values=bool(ev.getUseValuesFromTriggerTime())))
+                                use_trigger_values=bool(ev.getUseValuesFromTriggerTime()), needs_pdmp=needs_pdmp))
         return events
 
     def _event_delay(self, ev: libsbml.Event, eid: str):
@@ -145,22 +146,17 @@ class _RulesAndEvents:
             self.unsupported(eid, "event with a delay and a trigger that is not persistent")
         return self.compile(ev.getDelay().getMath(), eid)
 
-    def _event_sets_parameter(self, eid: str, var: str, ea, trigger_time: float | None) -> bool:
-        """Whether an event assignment to a non-species is a supported parameter change (a pure
-        time trigger, a value that no species sets); reports why not otherwise."""
+    def _event_sets_parameter(self, eid: str, var: str) -> bool:
+        """Whether an event assignment to a non-species sets a parameter (reported otherwise)."""
         if var not in self.known or var in self.compartment_ids or var in self.rules_by_var:
             self.unsupported(eid, f"event assignment to '{var}' (only species and parameters can be assigned)")
-        elif trigger_time is None:
-            self.unsupported(eid, f"event assignment to parameter '{var}' with a state-dependent "
-                                  "trigger (parameters change only at 'time >= constant' triggers)")
-        elif ea.getMath() is None or names_in(ea.getMath()) & self.species_ids:
-            self.unsupported(eid, f"event assignment to parameter '{var}' from species values")
-        else:
-            return True
-        return False
+            return False
+        return True
 
     def _time_trigger(self, node: libsbml.ASTNode, eid: str) -> float | None:
-        """Trigger time c of a trigger ``time >= c`` / ``time > c`` (or ``c <= time``)."""
+        """Trigger time c of a trigger ``time >= c`` / ``time > c`` (or ``c <= time``), c fixed;
+        None for any other trigger that reads time (a state trigger the time-varying engines
+        locate by bisection)."""
         t = node_type(node)
         if node.getNumChildren() == 2 and t in (
             libsbml.AST_RELATIONAL_GEQ, libsbml.AST_RELATIONAL_GT,
@@ -169,7 +165,8 @@ class _RulesAndEvents:
             a, b = node.getChild(0), node.getChild(1)
             time_first = t in (libsbml.AST_RELATIONAL_GEQ, libsbml.AST_RELATIONAL_GT)
             tnode, cnode = (a, b) if time_first else (b, a)
-            if node_type(tnode) == libsbml.AST_NAME_TIME and not (names_in(cnode) & (self.species_ids | {TIME})):
+            varying = self.species_ids | {TIME} | set(self.rate_rules_by_var) | set(self.rules_by_var)
+            if node_type(tnode) == libsbml.AST_NAME_TIME and not (names_in(cnode) & varying):
                 c = self.compile(cnode, eid)
                 if not callable(c):
                     return float(c)
@@ -182,7 +179,6 @@ class _RulesAndEvents:
                     self.unsupported(eid, f"event trigger time uses '{e.args[0]}', which is not a "
                                           "parameter or compartment")
                     return None
-        self.unsupported(eid, "event trigger that depends on time other than 'time >= constant'")
         return None
 
 
