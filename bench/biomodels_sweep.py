@@ -2,7 +2,7 @@
 libroadrunner's gillespie on the ones it loads?
 
     python bench/biomodels_sweep.py [--entries BIOMD0000000012,35] [--n 200] [--timeout 120]
-                                    [--events 1000] [--seed 1] [--out sweep.csv]
+                                    [--events 1000] [--seed 1] [--out sweep.csv] [--no-copasi]
 
 Entries: every ``*.xml`` in ``../shared/biomodels/`` (INDEX.tsv gives the sha256 of each file; a
 mismatch is printed) and in ``tests/data/biomodels/`` (shown as ``<id>@tests``).
@@ -39,8 +39,8 @@ Per entry, in a fresh forked process killed after ``--timeout`` seconds (status 
    non-whole or negative amounts) go in the ``rr`` column, never abort the sweep. For an entry that
    does not load, ``rr`` says whether libroadrunner's gillespie runs the ORIGINAL file at all
    (one trajectory to t = 1).
-   ``--copasi``: a column saying whether COPASI (copasi-basico) simulates the ORIGINAL file with its
-   direct method (own units, or quantity unit '#' when its particle numbers are too big: 'ok with
+   COPASI (``--no-copasi`` leaves it out): whether COPASI (copasi-basico) simulates the ORIGINAL
+   file with its direct method, without negative species amounts (own units, or quantity unit '#' when its particle numbers are too big: 'ok with
    #'; reversible reactions split by convert2NonReversible; 20 s cap).
 3. ``x0``: the ORIGINAL file loaded in libroadrunner (no simulation) gives each species' initial
    amount; x ``V`` in volume mode, x molecules per substance unit in amounts mode (Avogadro x scale
@@ -49,8 +49,13 @@ Per entry, in a fresh forked process killed after ``--timeout`` seconds (status 
    rounded a fractional amount silently (``x0 ROUNDED``); ``ok (max 1e+14)`` flags initial counts
    >= 1e7 (SSA then covers only a tiny horizon).
 
-Prints one table (entry, name, status, reason/verdict, species, reactions, seconds, rr, x0) and
-the totals by status, by verdict and by refusal reason (entries and elements, with an example).
+4. ``ode`` (converted entries: ``volume=``, or amounts in mole-based units): SSA means against
+   libroadrunner's deterministic (CVODE) solution of the ORIGINAL file times the conversion
+   factor, at points with >= LARGE molecules, within ODE_REL x ode + 4 SE.
+
+Prints one table (entry, name, status, reason/verdict, species, reactions, seconds, rr, x0, neg,
+ode, copasi), the totals by status, by verdict and by refusal reason (entries and elements, with
+an example), and both coverages: entries sbml_met simulates (loaded, SSA ran) and COPASI runs.
 """
 
 from __future__ import annotations
@@ -75,6 +80,8 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "biomodels"
 TESTS_DATA = REPO / "tests" / "data" / "biomodels"
 ALPHA = 1e-3
+LARGE = 100.0  # deterministic counts from which the ODE check applies
+ODE_REL = 0.10  # relative tolerance of the SSA mean against the deterministic limit
 TARGET = 300.0  # typical molecule count for the volume= rule
 
 # (regex on Unsupported.feature, category), first match wins
@@ -240,7 +247,7 @@ def run_entry(label: str, path: Path, n: int, timeout: float, events: float, see
     t_start = time.perf_counter()
     row: dict = {"entry": label, "status": "", "reason": "", "verdict": "", "n_species": "",
                  "n_reactions": "", "V": "", "rr": "", "x0": "", "neg": "", "seconds": 0.0,
-                 "ssa_s": "", "rr_s": "", "horizon": "", "reasons_amounts": "", "reasons_volume": "",
+                 "ssa_s": "", "rr_s": "", "horizon": "", "ode": "", "reasons_amounts": "", "reasons_volume": "",
                  "categories": "", "crash": None}
     try:
         facts = model_facts(path)
@@ -356,7 +363,8 @@ def _simulate_and_compare(row, net, path, volume, n, timeout, events, seed, t_st
     if ssa is None:
         return
     row["ssa_s"] = f"{time.perf_counter() - t0:.2f}"
-    neg = ssa.states < 0
+    values = np.array([s.rule or getattr(s, "continuous", False) for s in net.species_info], dtype=bool)
+    neg = (ssa.states < 0) & ~values  # species defined by rules are values (the model's algebra)
     row["neg"] = int(neg.any(axis=(1, 2)).sum())
     if neg.any():
         bad = [net.species[j] for j in np.flatnonzero(neg.any(axis=(0, 1)))]
@@ -402,6 +410,46 @@ def _simulate_and_compare(row, net, path, volume, n, timeout, events, seed, t_st
 
     # initial amounts of the original file in libroadrunner
     row["x0"] = _check_x0(net, path, volume)
+    row["ode"] = _ode_check(net, path, volume, times, ssa.states)
+
+
+def _ode_check(net, path: Path, volume, times, states) -> str:
+    """For a converted entry (volume=, or amounts in mole-based units): SSA means against
+    libroadrunner's deterministic (CVODE) solution of the ORIGINAL file times the conversion
+    factor, at the output times, for counted species whose deterministic count is >= LARGE. A
+    point agrees when |mean - ode| <= ODE_REL x ode + 4 SE (the deterministic limit holds up to
+    O(1/count) corrections). '' for entries read as counts."""
+    import numpy as np
+
+    factors = {sid: float(volume) for sid in net.species} if volume else substance_factors(path)
+    if all(f == 1.0 for f in factors.values()):
+        return ""
+    try:
+        import roadrunner
+
+        roadrunner.Logger.setLevel(roadrunner.Logger.LOG_FATAL)
+        r = roadrunner.RoadRunner(str(path))
+        ids = set(r.model.getFloatingSpeciesIds()) | set(r.model.getBoundarySpeciesIds())
+        cols = [j for j, s in enumerate(net.species_info)
+                if s.id in ids and not (s.rule or getattr(s, "continuous", False))]
+        grid = np.concatenate([[0.0], np.asarray(times, dtype=float)])
+        sol = r.simulate(times=grid.tolist(), selections=[net.species[j] for j in cols]) if cols else None
+    except Exception as e:  # noqa: BLE001 - roadrunner failing is a column
+        return f"ode failed: {str(e).splitlines()[0][:50] if str(e) else type(e).__name__}"
+    if sol is None:
+        return "ode: no species"
+    ode = np.asarray(sol)[1:] * np.array([factors.get(net.species[j], 1.0) for j in cols])
+    mean = states[:, :, cols].mean(axis=0)
+    se = states[:, :, cols].std(axis=0, ddof=1) / math.sqrt(states.shape[0])
+    large = ode >= LARGE
+    if not large.any():
+        return "ode: counts small"
+    dev = np.where(large, np.abs(mean - ode) - ODE_REL * ode - 4 * se, -np.inf)
+    rel = np.where(large, np.abs(mean - ode) / np.maximum(ode, 1e-300), 0.0)
+    if (dev > 0).any():
+        ti, ci = np.unravel_index(int(np.argmax(dev)), dev.shape)
+        return f"ode DIFFERS {net.species[cols[ci]]}@t{ti}: {rel[ti, ci]:.1%}"
+    return f"ode ok (max {rel.max():.1%}, {int(large.sum())} pts)"
 
 
 def _copasi_worker(conn, path: str, duration: float) -> None:
@@ -423,14 +471,14 @@ def _copasi_worker(conn, path: str, duration: float) -> None:
 
         tc = run(None)
         if len(tc):
-            conn.send("ok")
+            conn.send(_copasi_verdict(tc, "ok"))
             return
         if "particle number" in buf.getvalue() and "too big" in buf.getvalue():
             buf.seek(0)
             buf.truncate()
             tc = run("#")
             if len(tc):
-                conn.send("ok with #")
+                conn.send(_copasi_verdict(tc, "ok with #"))
                 return
         if True:
             lines = [ln.strip() for ln in buf.getvalue().splitlines()
@@ -438,6 +486,14 @@ def _copasi_worker(conn, path: str, duration: float) -> None:
             conn.send("fails: " + (lines[0][:70] if lines else "no output"))
     except Exception as e:  # noqa: BLE001
         conn.send(f"fails: {type(e).__name__}: {str(e)[:60]}")
+
+
+def _copasi_verdict(tc, ok: str) -> str:
+    """``ok``, or 'negative counts (...)' where COPASI's time course holds a negative species
+    amount (a run that returns negative molecule numbers is no simulation of the model)."""
+    species = [c for c in tc.columns if not str(c).startswith(("Values[", "Compartments["))]
+    neg = [str(c) for c in species if (tc[c] < 0).any()]  # global quantities may be negative
+    return f"negative counts ({', '.join(neg[:2])})" if neg else ok
 
 
 def copasi_check(path: Path, duration: float = 1.0, cap: float = 20.0) -> str:
@@ -533,9 +589,10 @@ def _check_x0(net, path: Path, volume) -> str:
     ref = dict(zip(ids, vals))
     factors = {} if volume else substance_factors(path)
     mism, rounded = [], []
-    for sid, x in zip(net.species, net.initial_state):
-        if sid not in ref:
-            continue
+    for s, x in zip(net.species_info, net.initial_state):
+        sid = s.id
+        if sid not in ref or (volume is None and (s.rule or getattr(s, "continuous", False))):
+            continue  # values, not counts: nothing to round
         e = ref[sid] * (float(volume) if volume else factors.get(sid, 1.0))
         if abs(float(x) - e) > 0.5 + 1e-9 * abs(e):
             mism.append(f"{sid}={x:g} vs {e:.3g}")
@@ -587,13 +644,19 @@ def run_isolated(label: str, path: Path, n: int, timeout: float, events: float, 
 
 
 # ------------------------------------------------------------------------------------------ report
+def _simulated(row: dict) -> bool:
+    """sbml_met loaded the entry and its SSA ran (whatever the comparison said)."""
+    verdict = str(row.get("verdict") or "")
+    return row.get("status") in ("amounts", "volume") and not verdict.startswith(("ssa error", "slow"))
+
+
 def _cut(s, w):
     s = str(s if s is not None else "")
     return s if len(s) <= w else s[: w - 1] + "…"
 
 
 COLUMNS = ["entry", "name", "status", "reason", "verdict", "n_species", "n_reactions", "V",
-           "horizon", "ssa_s", "rr_s", "seconds", "rr", "x0", "neg", "copasi", "warnings", "reasons_amounts", "reasons_volume"]
+           "horizon", "ssa_s", "rr_s", "seconds", "rr", "x0", "neg", "ode", "copasi", "warnings", "reasons_amounts", "reasons_volume"]
 
 
 def main(argv=None) -> int:
@@ -605,9 +668,9 @@ def main(argv=None) -> int:
                     help="horizon = events / initial total propensity (default 1000)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out", default="", help="write every column to this CSV")
-    ap.add_argument("--copasi", action="store_true",
-                    help="add a column: does COPASI (copasi-basico, if installed) simulate the file "
-                         "stochastically")
+    ap.add_argument("--no-copasi", dest="copasi", action="store_false",
+                    help="leave out the COPASI column (default: does COPASI, copasi-basico, simulate "
+                         "the file stochastically, beside sbml_met)")
     args = ap.parse_args(argv)
 
     import sbml_met  # noqa: F401 - loaded once here, inherited by every forked entry (no roadrunner)
@@ -629,7 +692,7 @@ def main(argv=None) -> int:
     print(f"{len(entries)} entries; n = {args.n} trajectories per tool; timeout {args.timeout:.0f} s; "
           f"horizon = {args.events:g} events / a0; means: two-sample z, Bonferroni, alpha {ALPHA}")
     head = (f"{'entry':<20} {'name':<28} {'status':<8} {'reason / verdict':<64} {'sp':>4} {'rx':>4} "
-            f"{'s':>6}  {'rr':<24} {'x0':<20} {'neg':<6}" + (" copasi" if args.copasi else ""))
+            f"{'s':>6}  {'rr':<24} {'x0':<20} {'neg':<6} {'ode':<26}" + (" copasi" if args.copasi else ""))
     print(head)
     print("-" * len(head))
     rows = []
@@ -643,7 +706,8 @@ def main(argv=None) -> int:
         print(f"{_cut(lab, 20):<20} {_cut(row.get('name', ''), 28):<28} {row.get('status', ''):<8} "
               f"{_cut(text, 64):<64} {row.get('n_species', ''):>4} {row.get('n_reactions', ''):>4} "
               f"{row['seconds']:>6.1f}  {_cut(row.get('rr', ''), 24):<24} {_cut(row.get('x0', ''), 20):<20} "
-              f"{_cut(row.get('neg', ''), 6):<6}" + (f" {_cut(row.get('copasi', ''), 30)}" if args.copasi else ""),
+              f"{_cut(row.get('neg', ''), 6):<6} {_cut(row.get('ode', ''), 26):<26}"
+              + (f" {_cut(row.get('copasi', ''), 30)}" if args.copasi else ""),
               flush=True)
 
     # totals
@@ -668,7 +732,20 @@ def main(argv=None) -> int:
     print(f"not run by sbml_met but libroadrunner's gillespie runs the original file: {len(rr_ok)} of "
           f"{len(notrun)}" + (f" ({', '.join(rr_ok)})" if rr_ok else ""))
 
+    odes = [r for r in loaded if r.get("ode")]
+    ode_bad = [f"{r['entry']} {r['ode']}" for r in odes if not r["ode"].startswith(("ode ok", "ode: counts"))]
+    print(f"converted entries vs libroadrunner's ODE x conversion factor: {len(odes)} checked, "
+          f"{len(ode_bad)} not ok" + "".join(f"\n  {s}" for s in ode_bad))
+
+    simulated = [r for r in loaded if _simulated(r)]
+    print(f"coverage: sbml_met simulates {len(simulated)} of {len(rows)} entries "
+          f"(loaded {len(loaded)}; of those {sum(1 for r in simulated if r.get('verdict', '').startswith('agree'))} "
+          "agree with libroadrunner's gillespie)")
     if args.copasi:
+        cop_ok = [r for r in rows if str(r.get("copasi", "")).startswith("ok")]
+        both = [r for r in cop_ok if _simulated(r)]
+        print(f"coverage: COPASI simulates {len(cop_ok)} of {len(rows)} entries; both {len(both)}; "
+              f"sbml_met only {len(simulated) - len(both)}; COPASI only {len(cop_ok) - len(both)}")
         cop = Counter(str(r.get("copasi", "")).split(":")[0] for r in rows)
         cop_notrun = [f"{r['entry']} ({r['copasi']})" for r in notrun if str(r.get("copasi", "")).startswith("ok")]
         print("COPASI: " + ", ".join(f"{k} {v}" for k, v in cop.most_common()) + f" (of {len(rows)}); "
