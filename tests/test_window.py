@@ -135,3 +135,20 @@ def test_fsp_refuses_at_once_where_its_state_space_cannot_fit():
         solve_fsp(net, [0.0, 50.0], max_states=300_000)  # before building any state
     small, _ = estimate_states(load_model("birth_death"), 50.0)
     assert 100 < small < 200  # X spans about [0, 115]: the adaptive FSP builds a few hundred states
+
+
+def test_run_on_an_unseen_model_takes_its_window_and_says_how(tmp_path):
+    import json
+
+    from sbml_met.run import run
+
+    path = tmp_path / "gene.ant"
+    path.write_text(GENE)
+    lines = []
+    report = run(str(path), out_dir=tmp_path / "out", n=300, n_reference=300, figures=False, met="off",
+                 log=lines.append)
+    manifest = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert manifest["grid"][-1] == 50 and "settles" in manifest["window"] and report.ok
+    assert manifest["times"] == [5.0, 16.5, 33.5, 50.0]
+    assert any("expected" in line and "reaction events per trajectory" in line for line in lines)
+    assert "time window: from the deterministic solution" in report.text()
