@@ -35,8 +35,8 @@ DEFAULT_TIMES: dict[str, tuple[float, tuple[float, ...]]] = {
 
 RUN_METHODS = ("auto", "direct", "tau-leap")
 N_DEFAULT = 10_000  # SSA and Tellurium trajectories, where they fit the budgets
-SSA_BUDGET_S = 180.0  # seconds of SSA above which "auto" leaps or takes fewer trajectories
-REFERENCE_BUDGET_S = 180.0  # seconds of libroadrunner above which the reference takes fewer
+SSA_BUDGET_S = 150.0  # seconds of SSA above which "auto" leaps or takes fewer trajectories
+REFERENCE_BUDGET_S = 150.0  # seconds of libroadrunner above which the reference takes fewer
 N_MIN, N_MIN_REFERENCE = 500, 20
 EVENT_PATHS_MAX = 20_000  # events per trajectory up to which trajectories.png records every event
 
@@ -97,14 +97,35 @@ def plan_run(net: ReactionNetwork, grid: np.ndarray, n: int | None = None, n_ref
                          "instead (--n forces more)")
     if chosen == "direct":
         lines.append(f"exact SSA of {n_ssa:,} trajectories on {workers} processes: {about(exact * n_ssa / n_first)}")
-    n_ref = N_DEFAULT if n_reference is None else int(n_reference)
-    ref = cost.reference_seconds(n_ref, workers)
+    n_ref = n_first_ref = N_DEFAULT if n_reference is None else int(n_reference)
+    per_ref = _reference_seconds_each(net, grid, cost)
+    ref = n_ref * per_ref / workers if per_ref is not None else cost.reference_seconds(n_ref, workers)
     if n_reference is None and ref > REFERENCE_BUDGET_S:
         n_ref = max(N_MIN_REFERENCE, int(n_ref * REFERENCE_BUDGET_S / ref))
         notes.append(f"Tellurium reference of 10,000 trajectories would take {about(ref)}: {n_ref:,} "
                      "trajectories instead (--n-reference forces more)")
-    lines.append(f"Tellurium reference of {n_ref:,} trajectories: {about(cost.reference_seconds(n_ref, workers))}")
+    lines.append(f"Tellurium reference of {n_ref:,} trajectories: {about(ref * n_ref / n_first_ref)}")
     return RunPlan(chosen, n_ssa, n_ref, cost, tuple(lines + notes), tuple(notes))
+
+
+def _reference_seconds_each(net: ReactionNetwork, grid: np.ndarray, cost: Any, budget: float = 1.0) -> float | None:
+    """Seconds per libroadrunner gillespie trajectory, timed here on a few in this process (the
+    model's load included, so it errs long); None where one would take over 5 s by the events
+    estimate or libroadrunner refuses the model (the run then says why)."""
+    from .cost import REFERENCE_SECONDS_PER_EVENT, REFERENCE_SECONDS_PER_TRAJECTORY
+    from .tellurium import run_gillespie
+
+    guess = (cost.events * REFERENCE_SECONDS_PER_EVENT + REFERENCE_SECONDS_PER_TRAJECTORY
+             if np.isfinite(cost.events) else 1e-2)
+    if guess > 5.0:
+        return None
+    pilot = int(np.clip(budget / guess, 2, 100))
+    t0 = _time.perf_counter()
+    try:
+        run_gillespie(net, grid, n=pilot, seed=0, processes=1, progress=False)
+    except SbmlMetError:
+        return None
+    return (_time.perf_counter() - t0) / pilot
 
 
 def _seconds(net: ReactionNetwork, grid: np.ndarray, n: int, workers: int, method: str, cost: Any,
