@@ -458,12 +458,12 @@ def add_run(sub):
                         "long enough for its deterministic solution to settle or oscillate three times)")
     p.add_argument("--report-times", default=None, help="times compared and validated, e.g. 1,3,10,40")
     p.add_argument("--n", type=int, default=None,
-                   help="SSA trajectories (default 10,000, fewer where they would take over 3 minutes)")
+                   help="SSA trajectories (default 10,000, fewer where they would take over 2 minutes)")
     p.add_argument("--n-reference", type=int, default=None,
                    help="Tellurium reference trajectories (default 10,000, fewer where they would take "
-                        "over 3 minutes)")
+                        "over 2 minutes)")
     p.add_argument("--method", choices=("auto", "direct", "tau-leap"), default="auto",
-                   help="SSA method: auto (exact, or tau-leaping where exact SSA would take over 3 "
+                   help="SSA method: auto (exact, or tau-leaping where exact SSA would take over 2 "
                         "minutes; said so), direct (always exact), tau-leap")
     _add_volume(p)
     p.add_argument("--seed", type=int, default=1)

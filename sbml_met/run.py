@@ -35,8 +35,8 @@ DEFAULT_TIMES: dict[str, tuple[float, tuple[float, ...]]] = {
 
 RUN_METHODS = ("auto", "direct", "tau-leap")
 N_DEFAULT = 10_000  # SSA and Tellurium trajectories, where they fit the budgets
-SSA_BUDGET_S = 150.0  # seconds of SSA above which "auto" leaps or takes fewer trajectories
-REFERENCE_BUDGET_S = 150.0  # seconds of libroadrunner above which the reference takes fewer
+SSA_BUDGET_S = 120.0  # seconds of SSA above which "auto" leaps or takes fewer trajectories
+REFERENCE_BUDGET_S = 120.0  # seconds of libroadrunner above which the reference takes fewer
 N_MIN, N_MIN_REFERENCE = 500, 20
 EVENT_PATHS_MAX = 20_000  # events per trajectory up to which trajectories.png records every event
 
