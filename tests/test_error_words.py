@@ -97,3 +97,13 @@ def test_volume_errors_name_the_command_line_flag(tmp_path, capsys):
     assert main(["info", path, "--volume", "auto"]) == 0
     captured = capsys.readouterr()
     assert "--volume auto: volume=" in captured.err and "S=370" in captured.out
+
+
+def test_simulate_says_its_expected_time_before_a_long_call(capsys):
+    from sbml_met.cli import announce_cost
+
+    net = sbml_met.load_antimony("model big\n J1: -> X; k\n J2: X -> ; d*X\n k = 1e6; d = 1; X = 1000000\nend")
+    seconds = announce_cost(net, np.linspace(0, 100, 11), 1, "simulate")
+    err = capsys.readouterr().err
+    assert seconds > 10 and "expected 2e+08 reaction events per trajectory; 1 exact SSA trajectory" in err
+    assert announce_cost(net, np.linspace(0, 1e-6, 2), 1, "simulate") < 2 and capsys.readouterr().err == ""
