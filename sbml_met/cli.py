@@ -472,9 +472,9 @@ def add_run(sub):
     p.add_argument("--met", default="auto", metavar="auto|off|PATH",
                    help="MET: a bundled or cached one that covers the model, else trained now and cached "
                         "(auto, default); off; or a checkpoint path / bundled name")
-    p.add_argument("--met-minutes", type=float, default=10.0, help="training budget for --met auto (default 10)")
+    p.add_argument("--met-minutes", type=float, default=8.0, help="cap on the training time of --met auto (default 8, so a run ends within 10 minutes); training stops earlier once the MET reaches its accuracy target")
     p.add_argument("--box", action="append", metavar="ID=LOW:HIGH",
-                   help="MET training range of a parameter (repeatable; default: each rate parameter x/÷ 3)")
+                   help="MET training range of a parameter (repeatable; default: each rate parameter x/÷ 2)")
     p.set_defaults(func=cmd_run)
 
 

@@ -171,7 +171,8 @@ class Distribution:
         return pd.Series(p, index=pd.RangeIndex(len(p), name="count"), name="probability")
 
     def to_frame(self) -> pd.DataFrame:
-        """Long table of marginals: time, species, count, probability (non-zero entries)."""
+        """Long table of marginals: time, species, count, probability (non-zero entries). Its
+        ``attrs`` hold the method and the metadata (a MET's: its measured accuracy and box)."""
         frames = []
         for t in self.times:
             for s in self.species:
@@ -180,8 +181,11 @@ class Distribution:
                 frames.append(pd.DataFrame({"time": float(t), "species": s,
                                             "count": m.index.to_numpy(np.int64),
                                             "probability": m.to_numpy()}))
-        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
             columns=["time", "species", "count", "probability"])
+        plain = (str, int, float, bool, dict, list, tuple, type(None))
+        out.attrs.update({"method": self.method, **{k: v for k, v in self.metadata.items() if isinstance(v, plain)}})
+        return out
 
     def joint_frame(self, time: float) -> pd.DataFrame:
         """Joint distribution at ``time``: one column per species plus probability."""

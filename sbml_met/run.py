@@ -242,7 +242,7 @@ def run(
     log: Callable[[str], None] | None = None,
     command: str | None = None,
     met: str = "auto",
-    met_minutes: float = 10.0,
+    met_minutes: float = 8.0,
     box: Mapping[str, tuple[float, float]] | None = None,
     volume: float | str | None = None,
     method: str = "auto",
@@ -250,7 +250,8 @@ def run(
     """Run every engine on ``model`` (bundled name, path, BioModels id, or a ReactionNetwork).
 
     ``met``: "auto" (a bundled or cached MET that covers the model, else one trained within
-    ``met_minutes`` over ``box``, default each rate parameter x/÷ 3, and cached), "off", or a
+    ``met_minutes`` at most, until it reaches its accuracy target, over ``box``, default each rate
+    parameter x/÷ 2, and cached), "off", or a
     checkpoint path / bundled name. Writes tables, figures, ``report.html`` (``command``: the
     command line it records; default the Python call) and ``run.json`` into ``out_dir``.
 
@@ -445,10 +446,15 @@ def _met_for_run(net: ReactionNetwork, times: np.ndarray, report: RunReport, spe
     if problem:
         report.notes.append(f"MET skipped: {problem}")
         return None
-    from .met.auto import run_summary
+    from .met.auto import not_validated_text, run_summary
 
     report.met = run_summary(model)
-    return _met_solve(model, times, {p: net.parameters[p] for p in model.box})
+    if not report.met.get("validated"):
+        report.met["not_validated"] = not_validated_text(model)
+        report.notes.append(report.met["not_validated"])
+    dist = _met_solve(model, times, {p: net.parameters[p] for p in model.box})
+    return Distribution(dist.species, dist.times, dist.states, dist.probabilities, method=dist.method,
+                        truncation_error=dist.truncation_error, metadata={**dist.metadata, **model.accuracy})
 
 
 def _met_mismatch(model: Any, net: ReactionNetwork, times: np.ndarray) -> str | None:
@@ -469,13 +475,15 @@ def _met_line(info: dict[str, Any]) -> str:
     held = info.get("held_out") or {}
     acc = held.get("hellinger_mean")
     against = held.get("reference") or "reference"
-    text = f"{info.get('source', 'given')} MET ({info.get('n_parameters', 0):,} weights)"
+    text = f"{info.get('source', 'given')} MET, an approximation ({info.get('n_parameters', 0):,} weights)"
     if info.get("teacher"):
         text += f", taught by {info['teacher']} in {info.get('train_seconds') or 0:.0f} s"
     if acc is not None:
         text += f"; held-out mean marginal Hellinger {acc:.4f} against {against}"
         if held.get("noise_floor") is not None:
             text += f" (noise floor {held['noise_floor']:.4f})"
+        if info.get("target") is not None:
+            text += f", target {info['target']:g}: " + ("validated" if info.get("validated") else "NOT validated")
     return text
 
 

@@ -103,7 +103,7 @@ class ValidationReport:
         what the check can and cannot see."""
         t = self.table
         sampled = (f"an ensemble of {self.n_result:,} trajectories" if self.n_result
-                   else "an exact distribution")
+                   else _approximation(self.result) or "an exact distribution")
         head = (f"The {self.method} result for model '{self.model}' ({sampled}) was compared with "
                 f"{self.n_reference:,} libroadrunner Gillespie trajectories of the same SBML at "
                 f"{t['time'].nunique()} times x {t['species'].nunique()} species ({len(t)} checks "
@@ -175,6 +175,21 @@ class ValidationReport:
 
 
 # ------------------------------------------------------------------------------------------ helpers
+def _approximation(result: Distribution) -> str | None:
+    """How a MET's answer is described: an approximation with its measured held-out error."""
+    meta = getattr(result, "metadata", None) or {}
+    if not meta.get("approximation"):
+        return None
+    h = meta.get("held_out_hellinger_mean")
+    text = "an approximation by a Master Equation Transformer"
+    if h is not None:
+        against = "exact answers" if "exact" in str(meta.get("accuracy", "")) else "SSA histograms"
+        text += f", measured held-out mean marginal Hellinger distance {h:.4f} against {against} over its box"
+    if meta.get("own_parameters_hellinger_max") is not None:
+        text += f" (at most {meta['own_parameters_hellinger_max']:.4f} at these parameter values)"
+    return text
+
+
 def _counts_pmf(x: np.ndarray) -> pd.Series:
     """Empirical pmf of whole counts as a Series indexed by the counts that occur (sparse, so
     that counts of 10^14 molecules cost no more than counts of 10)."""

@@ -38,12 +38,13 @@ model recycling_enzyme
 end
 """
 
-QUICK = dict(steps=40, teacher_options={"n_prompts": 64, "times_per_prompt": 4}, n_validation=4)
+# a fixed number of steps, no accuracy target (target=None: trained for the budget, cached and reused as is)
+QUICK = dict(steps=40, teacher_options={"n_prompts": 64, "times_per_prompt": 4}, n_validation=4, target=None)
 
 
 def test_default_box_and_horizon():
     net = sbml_met.load_antimony(GENE)
-    assert default_box(net) == {p: (v / 3, v * 3) for p, v in net.parameters.items()}
+    assert default_box(net) == {p: (v / 2, v * 2) for p, v in net.parameters.items()}
     t0, t1 = default_times(net)
     assert t0 == 0 and 2 <= t1 <= 20  # both relax on a time scale of 1; settled within a few of those
     hill = sbml_met.load_antimony("model h\n -> X; a*K^n/(K^n + X^n)\n X -> ; d*X\n X = 0; a = 10; K = 5; n = 2; d = 1\nend")
@@ -83,8 +84,9 @@ def test_tiny_budget_caches_and_reuses(tmp_path):
     assert len(list(tmp_path.glob("*.met"))) == 2
     # a box inside a cached one is served from the cache (gp is free in the first MET, so another
     # gp is answered too); a network whose fixed values differ from a MET's is not
-    assert for_model(net.with_parameters(gp=0.8), box={"kp": (0.5, 2.0)}, cache_dir=tmp_path).meta["path"] == path
-    assert for_model(net, box={"kp": (4.0, 8.0)}, cache_dir=tmp_path).meta["path"] == other.meta["path"]
+    assert for_model(net.with_parameters(gp=0.8), box={"kp": (0.5, 2.0)}, cache_dir=tmp_path,
+                     target=None).meta["path"] == path
+    assert for_model(net, box={"kp": (4.0, 8.0)}, cache_dir=tmp_path, target=None).meta["path"] == other.meta["path"]
     assert for_model(net.with_parameters(gp=0.8), box={"kp": (4.0, 8.0)}, minutes=0.2, cache_dir=tmp_path,
                      progress=False, **QUICK).meta["source"] == "trained"
 
@@ -160,3 +162,42 @@ def test_an_ssa_taught_met_gets_smooth_heads_for_wide_marginals(tmp_path):
     assert any(wide) and not all(wide) and list(met.config.mixture) == wide
     x = met.sample(200, 20.0, seed=0, KM=40.0)
     assert x.shape == (200, rep.n_species) and np.all(x >= 0) and np.all(x < np.asarray(met.config.vocab))
+
+
+TINY = """
+model tiny_birth_death
+  J1: -> X; k1
+  J2: X -> ; k2*X
+  X = 0
+  k1 = 3; k2 = 1
+end
+"""
+
+
+def test_accuracy_drives_training_on_a_tiny_model(tmp_path):
+    """for_model trains until its held-out error reaches the target, then stops; its answers
+    agree with exact FSP (solved here, independently) at the model's own values and at points of
+    the box it never saw, and every answer's table says it is an approximation and how good."""
+    from sbml_met.metrics import hellinger
+
+    net = sbml_met.load_antimony(TINY)
+    t0 = time.monotonic()
+    met = for_model(net, minutes=3, cache_dir=tmp_path, progress=False, times=np.linspace(0, 4, 9))
+    assert met.meta["validated"] and met.validation["target"] == 0.01
+    assert time.monotonic() - t0 < 170  # stopped by the accuracy, not the 3-minute cap
+    assert met.validation["hellinger_mean"] <= 0.01 and met.validation["anchor_detectability"] <= 0.5
+    points = [{}, {"k1": 1.7, "k2": 0.6}, {"k1": 5.5, "k2": 1.8}, {"k1": 2.2, "k2": 1.5}]
+    dists = []
+    for theta in points:
+        exact = sbml_met.solve_fsp(net.with_parameters(theta) if theta else net, [0.5, 1.3, 4.0])
+        mine = met.solve([0.5, 1.3, 4.0], **theta)
+        for t in (0.5, 1.3, 4.0):
+            p, q = mine.marginal("X", t).to_numpy(), exact.marginal("X", t).to_numpy()
+            dists.append(hellinger(p, q))
+    assert np.mean(dists) <= 0.01 and max(dists[:3]) <= 0.02, dists
+    table = mine.to_frame()
+    assert table.attrs["approximation"] and table.attrs["box"] == {"k1": [1.5, 6.0], "k2": [0.5, 2.0]}
+    assert table.attrs["held_out_hellinger_mean"] == met.validation["hellinger_mean"]
+    # a wrong answer fails: the exact marginal of another parameter point is far from this one's
+    other = sbml_met.solve_fsp(net.with_parameters({"k1": 4.5}), [4.0]).marginal("X", 4.0).to_numpy()
+    assert hellinger(met.marginals_all(4.0)[0], other) > 0.05

@@ -49,6 +49,10 @@ __all__ = ["cache_dir", "choose_teacher", "default_box", "default_times", "find_
 
 FSP_MAX_STATES = 20_000
 POINTWISE_MAX_STATES = 100_000
+BATCHED_WORK = 1e7  # states x RK4 steps per prompt up to which prompts are integrated side by side
+DEFAULT_FACTOR = 2.0  # the default box: each rate parameter from value / 2 to value x 2
+AUTO_MODEL = {"prompt": "pooled", "n_layer": 2}  # the network for_model trains (model= overrides)
+TARGET = 0.01  # default held-out mean marginal Hellinger distance against exact answers
 
 
 def cache_dir(path: str | os.PathLike | None = None) -> Path:
@@ -84,8 +88,11 @@ def rate_parameters(network) -> list[str]:
     return out
 
 
-def default_box(network, factor: float = 3.0) -> dict[str, tuple[float, float]]:
-    """Each rate parameter from value / factor to value x factor."""
+def default_box(network, factor: float = DEFAULT_FACTOR) -> dict[str, tuple[float, float]]:
+    """Each rate parameter from value / factor to value x factor (default x/÷ 2: a MET that
+    answers for every rate within a factor two of the model's own values, which a user can vary
+    without leaving what was checked; each doubling of the factor widens the count ranges and the
+    training time, see bench/met_on_demand.py)."""
     box = {p: (float(network.parameters[p]) / factor, float(network.parameters[p]) * factor)
            for p in rate_parameters(network)}
     if not box:
@@ -126,7 +133,7 @@ def choose_teacher(network, box, times, seed: int = 0, fsp_max_states: int = FSP
                    pointwise_max_states: int = POINTWISE_MAX_STATES) -> tuple[str, dict[str, Any]]:
     """(teacher name, teacher options) by state-space size (see the module docstring)."""
     from ._cme import StateSpace
-    from .teachers import TrainContext, estimate_caps
+    from .teachers import TrainContext, _max_exit_rates, estimate_caps
 
     space = PromptSpace.build(network, box, times)
     ctx = TrainContext(network=network, space=space, seed=seed, deadline=time.monotonic() + 60,
@@ -136,11 +143,16 @@ def choose_teacher(network, box, times, seed: int = 0, fsp_max_states: int = FSP
     probe = [dict(zip(space.free, space.high)), dict(zip(space.free, space.low))]
     try:
         ss = StateSpace(network, caps, x0, probe, max_states=fsp_max_states)
-        return "fsp", {"method": "batched", "chunk": 64, "states": ss.n}  # small chunks keep the budget
+        # RK4 work per prompt: states x steps (t_max x the fastest exit rate); beyond BATCHED_WORK the
+        # adaptive per-point FSP, whose state sets follow each point, is the cheaper teacher
+        rate = float(_max_exit_rates(ss, {p: np.array([v]) for p, v in probe[0].items()})[0])
+        if ss.n * space.t_max * rate <= BATCHED_WORK:  # small chunks keep the budget; caps: estimated once
+            return "fsp", {"method": "batched", "chunk": 64, "states": ss.n,
+                           "caps": dict(zip(network.species, map(int, caps)))}
     except (StateSpaceTooLargeError, InvalidArgumentError):
         pass
     if float(np.prod(caps.astype(float) + 1)) <= pointwise_max_states:
-        return "fsp", {"method": "pointwise"}
+        return "fsp", {"method": "pointwise", "caps": dict(zip(network.species, map(int, caps)))}
     return "ssa", {}
 
 
@@ -209,10 +221,20 @@ def _cache_path(folder: Path, network, box, times) -> Path:
 # ----------------------------------------------------------------------------- entry point
 def for_model(network, box: Mapping[str, tuple[float, float]] | None = None, minutes: float = 10, seed: int = 0,
               progress: bool | None = None, cache_dir: str | os.PathLike | None = None, times=None,
-              device: str | None = None, retrain: bool = False, **train_options) -> MET:
+              device: str | None = None, retrain: bool = False, target: float | None = TARGET,
+              **train_options) -> MET:
     """A MET for ``network``: a bundled or cached one that covers ``box`` and ``times`` (see the
-    module docstring), else one trained within ``minutes`` over ``box`` (default: each rate
-    parameter x/÷ 3) and ``times`` (default: the settling horizon), then cached.
+    module docstring), else one trained over ``box`` (default: each rate parameter x/÷ 2) and
+    ``times`` (default: the settling horizon), then cached.
+
+    Accuracy drives the training and ``minutes`` caps it: training stops once the held-out mean
+    marginal Hellinger distance against exact answers over the box is at most ``target``
+    (default 0.01) and, at the network's own parameter values and ``times`` (4 of them), the
+    error is at most half of what a validation against 10^4 trajectories detects
+    (:func:`sbml_met.met.train.detectability`). A MET that meets both has
+    ``meta["validated"] = True``; one stopped by the cap first warns, says how far it got and
+    what would help, and is cached as not validated (a later call with ``target`` trains it on).
+    ``target=None`` trains for the whole budget (cosine schedule).
 
     ``met.meta`` says where it came from (``source``: bundled, cache or trained; ``path``) and,
     when trained, the teacher and seconds; ``met.validation`` holds the held-out accuracy
@@ -222,40 +244,107 @@ def for_model(network, box: Mapping[str, tuple[float, float]] | None = None, min
         raise InvalidArgumentError(f"minutes must be > 0, got {minutes}")
     box = {k: (float(a), float(b)) for k, (a, b) in box.items()} if box else None
     folder = _folder(cache_dir)
+    previous = None
     if not retrain:
         met = find_met(network, box, times, folder)
-        if met is not None:
+        if met is not None and (target is None or met.meta.get("source") == "bundled"
+                                or _validated(met, target)):
             return met
-    return _train_and_cache(network, box, minutes, seed, progress, folder, times, device, train_options)
+        previous = met
+    return _train_and_cache(network, box, minutes, seed, progress, folder, times, device, train_options,
+                            target, previous)
+
+
+def _validated(met: MET, target: float) -> bool:
+    """Whether ``met`` was trained to at least ``target`` (and its anchor check passed)."""
+    v = met.validation
+    return bool(met.meta.get("validated")) and float(v.get("target", math.inf)) <= target * (1 + 1e-9)
 
 
 def _folder(path) -> Path:
     return cache_dir(path)
 
 
-def _train_and_cache(network, box, minutes, seed, progress, folder, times, device, options) -> MET:
+def anchor_times(times, t_max: float) -> np.ndarray:
+    """Up to four times at which the model's own parameter point is checked: the run's report
+    times (quantiles 0.1, 0.33, 0.66 and 1 of its positive times), else of (0, t_max]."""
+    t = np.asarray(times if times is not None and np.size(times) > 2 else np.linspace(0, t_max, 101), float)
+    t = t[t > 0]
+    return np.unique(np.quantile(t, [0.1, 0.33, 0.66, 1.0])) if t.size else np.array([t_max])
+
+
+def _train_and_cache(network, box, minutes, seed, progress, folder, times, device, options, target=None,
+                     previous: MET | None = None) -> MET:
     from .train import train
 
     t0 = time.monotonic()
     box = box or default_box(network)
+    run_times = times
     times = default_times(network) if times is None else (0.0, float(np.max(times)))
     teacher, opts = options.pop("teacher", None), dict(options.pop("teacher_options", None) or {})
+    own = {p: float(network.parameters[p]) for p in box if box[p][0] <= network.parameters[p] <= box[p][1]}
     if teacher is None:
         teacher, chosen = choose_teacher(network, box, times, seed)
         chosen.pop("states", None)
+        if teacher == "fsp":  # exact data, a quarter of it near the model's own values
+            chosen.update({"n_prompts": 256, "times_per_prompt": 16, "anchor": own} if chosen["method"] == "pointwise"
+                          else {"anchor": own})
         opts = {**chosen, **opts}
+    # one pooled prompt token and two layers: 2-3x the steps per second of the token-per-entry
+    # layout on a CPU, which reach the target sooner on small models (bench/met_on_demand.py)
+    options["model"] = {**AUTO_MODEL, **dict(options.get("model") or {})}
     if teacher == "ssa":  # smooth heads for species with wide marginals (bench/met_repressilator.py)
-        options["model"] = {"head": "auto", **dict(options.get("model") or {})}
-    met = train(network, box, times, teacher=teacher, minutes=minutes, seed=seed, progress=progress,
-                teacher_options=opts, device=device, **options)
+        options["model"] = {"head": "auto", **options["model"]}
+    if target is not None:
+        options.setdefault("target", float(target))
+        options.setdefault("validate_every", 10.0)
+        if own:
+            options.setdefault("anchor", own)
+            options.setdefault("anchor_times", anchor_times(run_times, times[1]))
+    if previous is not None and previous.meta.get("teacher") == teacher and previous.meta.get("source") == "cache":
+        options.setdefault("init_from", previous)  # go on from the cached, not yet validated MET
+    left = max(minutes - (time.monotonic() - t0) / 60, 0.05)  # choosing the teacher counts too
+    try:
+        met = train(network, box, times, teacher=teacher, minutes=left, seed=seed, progress=progress,
+                    teacher_options=opts, device=device, **options)
+    except InvalidArgumentError:
+        if "init_from" not in options or options.get("init_from") is not previous:
+            raise
+        options.pop("init_from")  # another vocabulary: start afresh
+        left = max(minutes - (time.monotonic() - t0) / 60, 0.05)
+        met = train(network, box, times, teacher=teacher, minutes=left, seed=seed, progress=progress,
+                    teacher_options=opts, device=device, **options)
     path = _cache_path(folder, network, box, times)
+    validated = target is not None and bool(met.validation.get("reached"))
     met.meta.update({"source": "trained", "path": str(path), "for_model_seconds": time.monotonic() - t0,
-                     "teacher_options": opts})
+                     "teacher_options": _plain_options(opts), "validated": validated})
+    if options.get("init_from") is not None:
+        met.meta["continued_from"] = options["init_from"].meta.get("path")
+    if target is not None and not validated:
+        warnings.warn(not_validated_text(met), RuntimeWarning, stacklevel=3)
     try:
         met.save(path, overwrite=True)
     except OSError as e:  # a read-only cache costs the reuse, not the answer
         warnings.warn(f"could not cache the MET at {path}: {e}", RuntimeWarning, stacklevel=3)
     return met
+
+
+def _plain_options(opts: dict) -> dict:
+    return {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in opts.items()}
+
+
+def not_validated_text(met: MET) -> str:
+    """Why a MET is not validated and what would help (for warnings, notes and run.json)."""
+    v, m = met.validation, met.meta
+    text = (f"the MET of '{met.network.name}' is not validated: after {m.get('wall_seconds') or 0:.0f} s "
+            f"({m.get('steps', 0)} steps) its held-out mean marginal Hellinger distance is "
+            f"{v.get('hellinger_mean', float('nan')):.4f} against the target {v.get('target', TARGET):g}")
+    if v.get("anchor_detectability") is not None:
+        text += (f", and its error at the model's own parameters is {v['anchor_detectability']:.2f} of what a "
+                 "validation against 10^4 trajectories detects (goal: 0.5)")
+    return text + ("; its answers are approximations of unknown quality beyond that. What would help: more "
+                   "minutes (--met-minutes; the MET is cached and training goes on from it), a narrower box "
+                   "(--box ID=LOW:HIGH), or a GPU (device='cuda')")
 
 
 def run_summary(met: MET) -> dict[str, Any]:
@@ -265,9 +354,14 @@ def run_summary(met: MET) -> dict[str, Any]:
     return {
         "source": m.get("source", "given"), "path": m.get("path"), "teacher": m.get("teacher"),
         "box": {k: list(b) for k, b in met.box.items()}, "times": list(met.times),
-        "train_seconds": m.get("wall_seconds"), "steps": m.get("steps"), "device": m.get("device", "cpu"),
+        "train_seconds": m.get("wall_seconds"), "steps": m.get("steps"),
+        "total_steps": m.get("total_steps", m.get("steps")), "device": m.get("device", "cpu"),
         "n_parameters": met.n_parameters, "conservation_laws": met.conservation.describe(),
         "held_out": {"hellinger_mean": v.get("hellinger_mean"), "hellinger_max": v.get("hellinger_max"),
                      "reference": v.get("reference"), "noise_floor": v.get("noise_floor"),
-                     "n_prompts": len(v.get("hellinger", []))},
+                     "n_prompts": len(v.get("hellinger", [])),
+                     "own_parameters_hellinger_max": v.get("anchor_hellinger_max"),
+                     "own_parameters_detectability": v.get("anchor_detectability")},
+        "target": v.get("target"), "validated": m.get("validated", m.get("source") == "bundled"),
+        "continued_from": m.get("continued_from"),
     }

@@ -100,6 +100,21 @@ class MET:
         return (f"MET({self.network.name}: {self.n_parameters} weights, {box}, t in "
                 f"[{self.space.t_min:g}, {self.space.t_max:g}], vocab {self.config.vocab}{heads})")
 
+    @property
+    def accuracy(self) -> dict:
+        """What every answer of this MET carries (``Distribution.metadata``, ``DataFrame.attrs``):
+        that it is an approximation, its measured held-out accuracy and the box it holds for."""
+        v = self.validation
+        out = {"approximation": True, "accuracy": "held-out mean marginal Hellinger distance against "
+               + ("exact FSP" if v.get("reference") == "exact" else "SSA histograms"),
+               "held_out_hellinger_mean": v.get("hellinger_mean"), "held_out_hellinger_max": v.get("hellinger_max"),
+               "target": v.get("target"), "validated": self.meta.get("validated", self.meta.get("source") == "bundled"),
+               "box": {k: [float(a), float(b)] for k, (a, b) in self.box.items()},
+               "times": [float(t) for t in self.times]}
+        if v.get("anchor_hellinger_max") is not None:
+            out["own_parameters_hellinger_max"] = v["anchor_hellinger_max"]
+        return out
+
     # ------------------------------------------------------------------ prompts
     def prompt_features(self, times, init, params, stacklevel: int = 4) -> torch.Tensor:
         """The network input for parameter values ``params`` and initial counts ``init`` (SBML id
@@ -158,6 +173,7 @@ class MET:
             m = np.bincount(x[:, s], minlength=self.config.vocab[s]) / len(x)
             method = f"sampled (n={int(n_samples)})"
         out = pd.Series(m, index=pd.RangeIndex(len(m), name="count"), name="probability")
+        out.attrs.update(self.accuracy)
         out.attrs["method"] = method
         return out
 
@@ -194,7 +210,7 @@ class MET:
             probs.append(joint[1])
         theta, x0 = self.space.resolve(self.network, params, init)
         meta = {"prompt": dict(zip(self.space.free, theta.tolist())), "init": dict(zip(self.species, x0.tolist())),
-                "how": how, "model": self.network.name}
+                "how": how, "model": self.network.name, **self.accuracy}
         return Distribution(self.species, grid, tuple(states), tuple(probs), method="met",
                             truncation_error=np.asarray(lost), metadata=meta)
 

@@ -254,8 +254,8 @@ class RLMFTeacher(_RLTeacher):
     Where the count vocabulary is enumerable (``batch_limit`` grid states), reward models come
     ``models_per_batch`` at a time from :func:`solve_van_batch` (exact propagation, L-BFGS on the
     whole bank), each prompt with its own random time offset (times t0 + k T/K), and Sobol prompts
-    keep coming until the budget share is spent (``n_prompts`` is then only a lower bound of the
-    request: the first batch always runs). Otherwise one :func:`solve_van` per prompt at the
+    keep coming until the budget share is spent (the first bank, of 4 prompts, always runs and
+    measures what a reward model costs; ``n_prompts`` applies to the per-prompt path). Otherwise one :func:`solve_van` per prompt at the
     times T/K, 2T/K, ..., T, as the paper does."""
 
     def __init__(self, n_prompts: int = 64, times_per_prompt: int = 8, samples_per_prompt: int = 16,
@@ -299,11 +299,12 @@ class RLMFTeacher(_RLTeacher):
         net, space = ctx.network, ctx.space
         theta, x0, tfrac = space.sobol(self.max_prompts, ctx.seed, "mixed")
         step, times = _offset_times(space, tfrac, self.K)
-        joints, per = [], None
-        for a in range(0, self.max_prompts, self.per_batch):
-            b = min(a + self.per_batch, self.max_prompts)
+        joints, per, a = [], None, 0
+        size = min(self.per_batch, 4)  # a small first bank measures the cost of a reward model
+        while a < self.max_prompts:
+            b = min(a + size, self.max_prompts)
             started = time.monotonic()
-            if a >= self.n_prompts and per is not None and started + per > deadline:
+            if per is not None and started + per * (b - a) > deadline:
                 break
             opts = {"dt": step, "seed": ctx.seed + a, **self.van}
             try:
@@ -313,7 +314,8 @@ class RLMFTeacher(_RLTeacher):
             except TimeoutError:
                 break
             joints.append(vb.joint().reshape(-1, *self.vocab))
-            per = time.monotonic() - started
+            per = (time.monotonic() - started) / (b - a)  # seconds per reward model
+            a, size = b, self.per_batch
         n = sum(len(j) for j in joints) // self.K
         self.dense = DenseJointReward(np.concatenate(joints), self.log_floor)
         self.feats = torch.as_tensor(space.features(np.repeat(theta[:n], self.K, 0), np.repeat(x0[:n], self.K, 0),

@@ -316,7 +316,8 @@ class FSPTeacher(Teacher):
                  caps: dict | None = None, max_states: int = 200_000, method: str = "auto",
                  workers: int | None = None, symmetry: dict[str, str] | None = None,
                  tol: float = 1e-6, batched_max_states: int = 20_000, teacher_share: float = 0.45,
-                 time_spacing: str = "uniform"):
+                 time_spacing: str = "uniform", anchor: dict | None = None, anchor_share: float = 0.25,
+                 anchor_spread: float = 1.25):
         self.n_prompts, self.K, self.chunk = int(n_prompts), int(times_per_prompt), int(chunk)
         self.caps_override, self.max_states = caps, max_states
         if method not in ("auto", "batched", "pointwise"):
@@ -326,13 +327,34 @@ class FSPTeacher(Teacher):
         if time_spacing not in ("uniform", "sqrt"):
             raise InvalidArgumentError(f"unknown time_spacing {time_spacing!r}; choose uniform or sqrt")
         self.time_spacing = time_spacing
+        self.anchor, self.anchor_share, self.anchor_spread = dict(anchor or {}), float(anchor_share), float(anchor_spread)
+
+    def _prompts(self, ctx: TrainContext):
+        """Sobol prompts, a share of them (``anchor_share``, every k-th, so a partial solve keeps
+        it) moved near the ``anchor`` point (the model's own values: log-uniform within
+        x/÷ ``anchor_spread``, clipped to the box; the first one exactly at it)."""
+        space = ctx.space
+        theta, x0, tfrac = space.sobol(self.n_prompts, ctx.seed, "mixed")
+        if self.anchor and self.anchor_share > 0:
+            a, _ = space.resolve(ctx.network, self.anchor, None)
+            every = max(1, int(round(1 / min(self.anchor_share, 1.0))))
+            idx = np.arange(0, len(theta), every)
+            u = np.random.default_rng(ctx.seed + 4242).uniform(-1, 1, (len(idx), len(a)))
+            near = a[None, :] * np.exp(u * math.log(max(self.anchor_spread, 1.0)))
+            near[0] = a
+            theta[idx] = np.clip(near, np.asarray(space.low), np.asarray(space.high))
+        return theta, x0, tfrac
 
     def prepare(self, ctx: TrainContext) -> None:
         check_support(ctx.network, "met-fsp")
         net, space = ctx.network, ctx.space
-        caps = estimate_caps(ctx)
-        for sid, c in (self.caps_override or {}).items():
-            caps[net.species_index(sid)] = int(c)
+        given = self.caps_override or {}
+        if set(given) >= set(net.species):  # every cap given (for_model passes those it estimated)
+            caps = np.array([int(given[sid]) for sid in net.species], dtype=np.int64)
+        else:
+            caps = estimate_caps(ctx)
+            for sid, c in given.items():
+                caps[net.species_index(sid)] = int(c)
         method = self.method
         if method == "auto":
             method = "batched" if float(np.prod(caps.astype(float) + 1)) <= self.batched_max_states else "pointwise"
@@ -350,7 +372,7 @@ class FSPTeacher(Teacher):
         self.vocab = tuple(int(v) + 1 for v in ss.states.max(axis=0))
         if self.symmetry:  # checked (a wrong declaration fails loudly), not needed: batched data are cheap
             self._mirror(ctx)
-        theta, x0, tfrac = space.sobol(self.n_prompts, ctx.seed, "mixed")
+        theta, x0, tfrac = self._prompts(ctx)
         span = space.t_max - space.t_min
         dt = span / self.K
         t0 = space.t_min + (tfrac - space.t_min) / span * dt  # a Sobol offset within the first interval
@@ -491,7 +513,7 @@ class FSPTeacher(Teacher):
                 f"the FSP teacher would keep {size} counts per distribution (vocabulary "
                 f"{dict(zip(net.species, self.vocab))}); use teacher='ssa'")
         mirror = self._mirror(ctx)
-        theta, x0, tfrac = space.sobol(self.n_prompts, ctx.seed, "mixed")
+        theta, x0, tfrac = self._prompts(ctx)
         span = space.t_max - space.t_min
         u = ((tfrac - space.t_min) / span)[:, None]  # a Sobol offset in (0, 1) per point
         frac = (np.arange(self.K)[None, :] + u) / self.K

@@ -14,10 +14,12 @@ machine. With only a time budget the run is identical up to the step where the b
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import sys
 import time
-from dataclasses import replace
+import warnings
+from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
 import numpy as np
@@ -28,6 +30,7 @@ from ..metrics import hellinger
 from .checkpoint import MET, marginals_of
 from .model import METConfig, METNet
 from .prompts import N_FEATURES, PromptSpace
+from ._warn import user_stacklevel
 from .teachers import TrainContext, get_teacher
 from . import rl as _rl  # noqa: E402,F401  registers the RL teachers "fsp-reward" and "rlmf" (issue 7)
 from .distributed import (agree, average_gradients, broadcast_parameters, distributed_device, replicas_agree,
@@ -57,6 +60,9 @@ def train(
     init_from: MET | None = None,
     device: str | torch.device | None = None,
     client: Any = None,
+    target: float | None = None,
+    anchor: Mapping[str, float] | None = None,
+    anchor_times=None,
 ) -> MET:
     """Train a MET for ``network`` over the parameter ``box`` (SBML id -> (low, high)) and times
     ``(t_min, t_max)``; other parameters stay at the network's values. ``init_box`` optionally
@@ -69,7 +75,16 @@ def train(
     or :func:`sbml_met.met.distributed.train_distributed`) every process trains one replica on
     batches of its own and gradients are averaged (data parallelism); all ranks return the
     same MET. Returns the trained MET; its validation figures obey the network's conservation
-    laws; its ``meta["options"]`` hold every argument needed to train it again."""
+    laws; its ``meta["options"]`` hold every argument needed to train it again.
+
+    Accuracy-driven training (``target``, a mean marginal Hellinger distance): the loop checks
+    the held-out prompts every ``validate_every`` seconds on an exponential moving average of
+    the weights and stops as soon as their mean reaches ``target`` (and, with ``anchor``, a
+    parameter point such as the model's own values, the MET's error there at ``anchor_times``
+    is at most half of what a validation against 10^4 trajectories detects: see
+    :func:`detectability`); the learning rate stays constant after warm-up and halves when the
+    held-out error stalls; ``minutes`` (or ``steps``) only caps the run. ``meta["reached"]``
+    says whether the target was met; the best weights seen are returned either way."""
     t_start = time.monotonic()
     options = _options(dict(locals()))
     rank, size = world()
@@ -93,18 +108,36 @@ def train(
             broadcast_parameters(net)
         # validation prompts: their own Sobol stream (uniform, log and log3 times mixed), never trained on
         vt, vx, vtt = space.sobol(n_validation, seed=seed + 7919, mode="mixed")
+        n_box = len(vt)
+        if anchor is not None:  # the anchor point (e.g. the model's own values) at its times
+            at = np.atleast_1d(np.asarray(anchor_times if anchor_times is not None else
+                                          np.quantile([space.t_min, space.t_max], [0.1, 0.33, 0.66, 1.0]), float))
+            theta_a, x_a = space.resolve(network, dict(anchor), None)
+            vt = np.concatenate([vt, np.repeat(theta_a[None], len(at), 0)])
+            vx = np.concatenate([vx, np.repeat(x_a[None], len(at), 0)])
+            vtt = np.concatenate([vtt, at])
         vref = tch.reference(ctx, vt, vx, vtt)
         vfeat = torch.as_tensor(space.features(vt, vx, vtt), device=dev)
         masks = validation_masks(network, vx, net.config.vocab)
-        net, log, val = _loop(net, tch, ctx, steps, lr, vfeat, vref, validate_every, progress, masks)
+        goal = None if target is None else Goal(float(target), n_box)
+        net, log, val = _loop(net, tch, ctx, steps, lr, vfeat, vref, validate_every, progress, masks, goal)
         if size > 1 and not replicas_agree(net):
             raise RuntimeError("data-parallel replicas diverged: their weights differ after training")
         net.cpu()
         ctx.log.extend(log)
-        meta = {"teacher": teacher, "seed": int(seed), "minutes": float(minutes), "steps": len(log) and log[-1]["step"],
+        steps_done = len(log) and log[-1]["step"]
+        if not steps_done:
+            warnings.warn(f"the MET of '{network.name}' took no training step: the teacher ({teacher}) used the "
+                          f"whole budget of {minutes:g} minutes; give more minutes, a narrower box or fewer "
+                          "teacher prompts", RuntimeWarning, stacklevel=user_stacklevel())
+        before = 0 if init_from is None else int(init_from.meta.get("total_steps", init_from.meta.get("steps", 0)))
+        meta = {"teacher": teacher, "seed": int(seed), "minutes": float(minutes), "steps": steps_done,
+                "total_steps": before + int(steps_done),
                 "wall_seconds": time.monotonic() - t_start, "teacher_seconds": t_teacher, "threads": n_threads,
                 "n_parameters": net.n_parameters(), "torch": str(torch.__version__), "device": str(dev),
                 "processes": size, "options": options, **provenance()}
+        if goal is not None:
+            meta.update({"target": float(target), "reached": bool(val.get("reached"))})
         val["validation_prompts"] = {"theta": vt.tolist(), "init": vx.tolist(), "time": vtt.tolist()}
         return MET(net, space, network, ctx.log, val, meta)
 
@@ -212,24 +245,77 @@ def ssa_noise_floor(refs, n: int, draws: int = 8, seed: int = 0) -> float:
     return float(np.mean(out)) if out else float("nan")
 
 
-def validate(net: METNet, vfeat: torch.Tensor, vref, masks=None) -> np.ndarray:
+def validate(net: METNet, vfeat: torch.Tensor, vref, masks=None, marginals: list | None = None) -> np.ndarray:
     """Marginal Hellinger distances (prompts, species) of the net against reference marginals
-    (``masks``: one ConservationMask per prompt, or None)."""
+    (``masks``: one ConservationMask per prompt, or None). ``marginals``, a list, receives the
+    net's marginals per prompt."""
     net.eval()
     out = np.zeros((len(vfeat), net.config.n_species))
     for i in range(len(vfeat)):
         m = marginals_of(net, vfeat[i : i + 1], mask=masks[i] if masks else None)
+        if marginals is not None:
+            marginals.append(m)
         for s, ref in enumerate(vref[i]):
             out[i, s] = hellinger(m[s], ref)
     net.train()
     return out
 
 
-def _loop(net, tch, ctx, steps, lr, vfeat, vref, validate_every, progress, masks=None):
+Z_CRITICAL = 4.0  # |z| at which run's validation flags a mean (Bonferroni over its checks, alpha 1e-3)
+KS_CRITICAL = 2.3  # sqrt(n) x KS distance at which it flags a marginal
+
+
+def detectability(model: np.ndarray, exact: np.ndarray, n: int = 10_000) -> float:
+    """How visible the error of the marginal ``model`` is against the ``exact`` one to a
+    validation with ``n`` reference trajectories: the largest of |mean error| / (Z_CRITICAL
+    standard errors), |variance error| / (Z_CRITICAL standard errors of a sample variance) and
+    sqrt(n) KS distance / KS_CRITICAL. Above 1 such a validation flags it (about half the time);
+    below 0.5 the reference's own noise rarely carries it over."""
+    V = max(len(model), len(exact))
+    p, q = np.zeros(V), np.zeros(V)
+    p[: len(model)], q[: len(exact)] = model, exact
+    p, q = p / max(p.sum(), 1e-300), q / max(q.sum(), 1e-300)
+    x = np.arange(V, dtype=float)
+    mq, mp = q @ x, p @ x
+    vq, vp = q @ (x - mq) ** 2, p @ (x - mp) ** 2
+    if vq <= 0:
+        return 0.0 if abs(mp - mq) < 1e-9 else float("inf")
+    m4 = q @ (x - mq) ** 4
+    z_mean = abs(mp - mq) / math.sqrt(vq / n)
+    z_var = abs(vp - vq) / math.sqrt(max(m4 - vq**2, 1e-300) / n)
+    ks = float(np.abs(np.cumsum(p) - np.cumsum(q)).max()) * math.sqrt(n)
+    return float(max(z_mean / Z_CRITICAL, z_var / Z_CRITICAL, ks / KS_CRITICAL))
+
+
+@dataclass(frozen=True)
+class Goal:
+    """Stop training once the first ``n_box`` validation prompts' mean marginal Hellinger is at
+    most ``target`` and the error at the later (anchor) prompts is at most ``visible`` of what a
+    validation with ``n`` trajectories detects."""
+
+    target: float
+    n_box: int
+    visible: float = 0.5
+    n: int = 10_000
+
+    def score(self, h: np.ndarray, marginals: list, vref) -> dict:
+        box = float(h[: self.n_box].mean())
+        seen = [detectability(m, r, self.n) for ms, rs in zip(marginals[self.n_box :], vref[self.n_box :])
+                for m, r in zip(ms, rs)]
+        out = {"hellinger_box": box, "anchor_detectability": max(seen) if seen else 0.0}
+        if len(h) > self.n_box:
+            out.update({"anchor_hellinger_mean": float(h[self.n_box :].mean()),
+                        "anchor_hellinger_max": float(h[self.n_box :].max())})
+        out["reached"] = bool(box <= self.target and out["anchor_detectability"] <= self.visible)
+        out["badness"] = max(box / self.target, out["anchor_detectability"] / self.visible)
+        return out
+
+
+def _loop(net, tch, ctx, steps, lr, vfeat, vref, validate_every, progress, masks=None, goal: Goal | None = None):
     from tqdm.auto import tqdm
 
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4, betas=(0.9, 0.98))
-    warm = 200
+    warm = 200 if goal is None else 50  # accuracy-driven runs on a CPU cannot spare long warm-ups
     budget = max(ctx.deadline - time.monotonic(), 1.0)
     t0 = time.monotonic()
     total = steps if steps else None
@@ -239,6 +325,9 @@ def _loop(net, tch, ctx, steps, lr, vfeat, vref, validate_every, progress, masks
     hval = float("nan")
     net.train()
     size = world()[1]
+    # accuracy-driven: constant rate (halved when the held-out error stalls), judged on an EMA of the weights
+    avg = copy.deepcopy(net) if goal is not None else None
+    best, best_state, rate, stalls = None, None, 1.0, 0
     while True:
         now = time.monotonic()
         frac = step / steps if steps else (now - t0) / budget
@@ -248,7 +337,10 @@ def _loop(net, tch, ctx, steps, lr, vfeat, vref, validate_every, progress, masks
             stop, check, frac = agree(stop, check, frac)
         if stop:
             break
-        scale = min(1.0, (step + 1) / warm) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
+        if goal is None:
+            scale = min(1.0, (step + 1) / warm) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
+        else:
+            scale = min(1.0, (step + 1) / warm) * rate
         for g in opt.param_groups:
             g["lr"] = lr * scale
         loss, figure = tch.loss(net, ctx)
@@ -259,25 +351,69 @@ def _loop(net, tch, ctx, steps, lr, vfeat, vref, validate_every, progress, masks
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         opt.step()
         step += 1
+        if avg is not None:
+            _ema_update(avg, net, min(0.995, (1 + step) / (10 + step)))
         ema = figure if ema is None else 0.98 * ema + 0.02 * figure
         if check:
-            h = validate(net, vfeat, vref, masks)
+            ms = []
+            h = validate(avg if avg is not None else net, vfeat, vref, masks, ms)
             hval = float(h.mean())
             last_val = time.monotonic()
-            log.append({"step": step, "seconds": last_val - ctx.start, "loss": ema, "val_hellinger": hval,
-                        "val_hellinger_max": float(h.max()), "lr": lr * scale})
+            entry = {"step": step, "seconds": last_val - ctx.start, "loss": ema, "val_hellinger": hval,
+                     "val_hellinger_max": float(h.max()), "lr": lr * scale}
+            if goal is not None:
+                sc = goal.score(h, ms, vref)
+                entry.update({k: v for k, v in sc.items() if k != "badness"})
+                if best is None or sc["badness"] < best:
+                    stalls = 0 if best is None or sc["badness"] < 0.97 * best else stalls + 1
+                    best, best_state = sc["badness"], copy.deepcopy(avg.state_dict())
+                else:
+                    stalls += 1
+                if stalls >= 3 and rate > 0.05:  # no progress in three checks: halve the rate
+                    rate, stalls = rate / 2, 0
+                stop_now = sc["reached"]
+                if size > 1:
+                    stop_now = agree(stop_now, False, 0.0)[0]
+            log.append(entry)
+            if goal is not None and stop_now:
+                break
         if progress:
             bar.set_postfix(loss=f"{ema:.4f}", hellinger=f"{hval:.4f}", refresh=False)
             bar.n = step if total else int(time.monotonic() - t0)
             bar.refresh() if step % 20 == 0 else None
     bar.close()
-    h = validate(net, vfeat, vref, masks)
-    log.append({"step": step, "seconds": time.monotonic() - ctx.start, "loss": ema, "val_hellinger": float(h.mean()),
-                "val_hellinger_max": float(h.max()), "lr": 0.0})
+    if avg is not None:
+        if best_state is not None:
+            ms = []
+            h_avg = validate(avg, vfeat, vref, masks, ms)
+            if goal.score(h_avg, ms, vref)["badness"] > best:
+                avg.load_state_dict(best_state)
+        net = avg
+    ms = []
+    h = validate(net, vfeat, vref, masks, ms)
+    entry = {"step": step, "seconds": time.monotonic() - ctx.start, "loss": ema, "val_hellinger": float(h.mean()),
+             "val_hellinger_max": float(h.max()), "lr": 0.0}
     val = {"hellinger_mean": float(h.mean()), "hellinger_median": float(np.median(h)),
            "hellinger_max": float(h.max()), "hellinger": h.tolist(),
            "reference": "exact" if tch.name in ("fsp", "poisson") or ctx.state_space is not None else "ssa"}
+    if goal is not None:
+        sc = goal.score(h, ms, vref)
+        sc.pop("badness")
+        entry.update(sc)
+        hb = h[: goal.n_box]
+        val.update({"hellinger_mean": float(hb.mean()), "hellinger_median": float(np.median(hb)),
+                    "hellinger_max": float(hb.max()), "hellinger": hb.tolist(), "target": goal.target,
+                    **sc, "anchor_hellinger": h[goal.n_box :].tolist()})
+    log.append(entry)
     if val["reference"] == "ssa":
-        val["noise_floor"] = ssa_noise_floor(vref, getattr(tch, "n_reference", 4000))
+        val["noise_floor"] = ssa_noise_floor(vref[: goal.n_box] if goal else vref, getattr(tch, "n_reference", 4000))
     net.eval()
     return net, log, val
+
+
+@torch.no_grad()
+def _ema_update(avg: METNet, net: METNet, decay: float) -> None:
+    for a, p in zip(avg.parameters(), net.parameters()):
+        a.mul_(decay).add_(p.detach(), alpha=1.0 - decay)
+    for a, b in zip(avg.buffers(), net.buffers()):
+        a.copy_(b)
