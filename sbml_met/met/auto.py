@@ -270,7 +270,9 @@ def anchor_times(times, t_max: float) -> np.ndarray:
     times (quantiles 0.1, 0.33, 0.66 and 1 of its positive times), else of (0, t_max]."""
     t = np.asarray(times if times is not None and np.size(times) > 2 else np.linspace(0, t_max, 101), float)
     t = t[t > 0]
-    return np.unique(np.quantile(t, [0.1, 0.33, 0.66, 1.0])) if t.size else np.array([t_max])
+    if not t.size:
+        return np.array([t_max])
+    return np.unique([t[np.argmin(np.abs(t - q))] for q in np.quantile(t, [0.1, 0.33, 0.66, 1.0])])  # on the grid
 
 
 def _train_and_cache(network, box, minutes, seed, progress, folder, times, device, options, target=None,

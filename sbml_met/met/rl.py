@@ -254,8 +254,8 @@ class RLMFTeacher(_RLTeacher):
     Where the count vocabulary is enumerable (``batch_limit`` grid states), reward models come
     ``models_per_batch`` at a time from :func:`solve_van_batch` (exact propagation, L-BFGS on the
     whole bank), each prompt with its own random time offset (times t0 + k T/K), and Sobol prompts
-    keep coming until the budget share is spent (the first bank, of 4 prompts, always runs and
-    measures what a reward model costs; ``n_prompts`` applies to the per-prompt path). Otherwise one :func:`solve_van` per prompt at the
+    keep coming until the budget share is spent (the first bank, of one prompt, always runs and
+    measures what a reward model costs; fewer than ``n_prompts`` warn). Otherwise one :func:`solve_van` per prompt at the
     times T/K, 2T/K, ..., T, as the paper does."""
 
     def __init__(self, n_prompts: int = 64, times_per_prompt: int = 8, samples_per_prompt: int = 16,
@@ -300,7 +300,7 @@ class RLMFTeacher(_RLTeacher):
         theta, x0, tfrac = space.sobol(self.max_prompts, ctx.seed, "mixed")
         step, times = _offset_times(space, tfrac, self.K)
         joints, per, a = [], None, 0
-        size = min(self.per_batch, 4)  # a small first bank measures the cost of a reward model
+        size = 1  # a first bank of one measures the cost of a reward model
         while a < self.max_prompts:
             b = min(a + size, self.max_prompts)
             started = time.monotonic()
@@ -317,6 +317,10 @@ class RLMFTeacher(_RLTeacher):
             per = (time.monotonic() - started) / (b - a)  # seconds per reward model
             a, size = b, self.per_batch
         n = sum(len(j) for j in joints) // self.K
+        if n < self.n_prompts:
+            warnings.warn(f"rlmf teacher: {n} of {self.n_prompts} VAN reward models ({per or 0:.0f} s each) fit "
+                          f"{self.budget_fraction:.0%} of the time budget; the MET learns from these few prompts "
+                          "only: give more minutes (or a narrower box)", stacklevel=user_stacklevel())
         self.dense = DenseJointReward(np.concatenate(joints), self.log_floor)
         self.feats = torch.as_tensor(space.features(np.repeat(theta[:n], self.K, 0), np.repeat(x0[:n], self.K, 0),
                                                     times[:n].reshape(-1)))
