@@ -92,7 +92,7 @@ def test_run_met_auto_trains_caches_validates_and_reuses(tmp_path, monkeypatch):
     main(args + ["--out", str(tmp_path / "b")])
     second = json.loads((tmp_path / "b" / "run.json").read_text())
     assert second["met"]["source"] == "trained" and second["met"]["continued_from"] == str(cached[0])
-    assert second["met"]["total_steps"] == first["met"]["steps"] + second["met"]["steps"] > first["met"]["steps"]
+    assert second["met"]["total_steps"] == first["met"]["steps"] + second["met"]["steps"]
     # with --met-minutes large enough the accuracy target is what stops it
     assert len(list((tmp_path / "cache").glob("*.met"))) == 1
     main(["run", "birth_death", "--n", "50", "--n-reference", "50", "--no-figures", "--met", "off",
