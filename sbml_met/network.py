@@ -53,6 +53,9 @@ class Reaction:
     rate_law: str
     time_varying: bool = False  # the law reads time or a rate-rule variable (directly or via rules)
     math: Any = field(default=None, compare=False, repr=False)  # libsbml.ASTNode | None
+    # the law as written where this is one of the two channels of a reversible reaction run at its
+    # net rate (forward where the law is positive, reverse where negative); None otherwise
+    net_law: str | None = field(default=None, repr=False)
 
     def equation(self) -> str:
         side = lambda terms: " + ".join(  # noqa: E731
@@ -350,11 +353,16 @@ class ReactionNetwork:
         return (_from_sbml, (self.to_sbml(), self.name, self.notes))
 
     def fingerprint(self) -> str:
-        """Hash of species, stoichiometry and rate laws (not of parameter values)."""
+        """Hash of species, stoichiometry and rate laws (not of parameter values). A reversible
+        reaction run at its net rate hashes as the irreversible reaction with its law: the two
+        have the same CME wherever the law is not negative (where the irreversible one runs at
+        all), so a MET trained on one serves the other."""
         h = hashlib.sha256()
         h.update(repr(self.species).encode())
         for r in self.reactions:
-            h.update(repr((r.id, r.reactants, r.products, r.rate_law)).encode())
+            if r.net_law is not None and r.id.endswith("__reverse"):
+                continue  # a net-rate pair is hashed as its law as written (the '=>' model's)
+            h.update(repr((r.id, r.reactants, r.products, r.net_law or r.rate_law)).encode())
         return h.hexdigest()[:16]
 
     def summary(self) -> pd.DataFrame:

@@ -136,3 +136,15 @@ def test_paper_models_with_arrows_pass_validation_and_inference(name):
     fit = fit_trajectory(rev, traj, free=free)
     for p in free:
         assert abs(fit.estimates[p] - rev.parameters[p]) < 3 * fit.standard_errors[p]
+
+
+@pytest.mark.parametrize("name", ["toggle_switch", "autoregulation"])
+def test_arrow_forms_share_the_fingerprint_and_the_bundled_met(name):
+    from sbml_met.met.auto import find_met
+
+    text = (MODELS / f"{name}.ant").read_text()
+    rev, irr = sbml_met.load_antimony(text.replace("=>", "->")), sbml_met.load_antimony(text)
+    assert any(r.net_law for r in rev.reactions)  # net-rate channels, hashed as the law as written
+    assert rev.fingerprint() == irr.fingerprint()
+    met = find_met(rev)
+    assert met is not None and find_met(irr) is not None

@@ -352,8 +352,9 @@ class _Builder(_RulesAndEvents):
         """Append the channels of a reversible reaction (see :mod:`sbml_met.sbml.reversible`)."""
         rid = rx.getId()
         ch = reversible_channels(self.model, rx, {name: params[key] for name, key in local.items()})
+        as_written = _formula(rx.getKineticLaw().getMath(), local) if ch.net else None
         reactions.append(Reaction(rid, reactants, products, _formula(ch.forward, local),
-                                  math=_renamed(ch.forward, local)))
+                                  math=_renamed(ch.forward, local), net_law=as_written))
         rates.append(self.compile(ch.forward, rid, local))
         if ch.reverse is None:
             self.forward_only.append(rid)
@@ -361,7 +362,7 @@ class _Builder(_RulesAndEvents):
         if ch.net:
             self.net_rate.append(rid)
         reactions.append(Reaction(f"{rid}__reverse", products, reactants, _formula(ch.reverse, local),
-                                  math=_renamed(ch.reverse, local)))
+                                  math=_renamed(ch.reverse, local), net_law=as_written))
         rates.append(self.compile(ch.reverse, rid, local))
 
     def _refs(self, rx, refs, rid) -> tuple[tuple[str, int], ...]:
