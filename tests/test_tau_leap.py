@@ -1,5 +1,6 @@
-"""Adaptive tau-leaping against exact answers: Poisson at stationarity, the exact SSA on the Schlögl
-model and on a converted concentration model (means, SDs, marginal Hellinger at the noise floor)."""
+"""Adaptive tau-leaping against exact answers at stationarity: Poisson for birth-death, the exact
+stationary pmf (detailed balance) of the bistable Schlögl model and of a converted concentration
+model (means, SDs, marginal Hellinger at the noise floor of exact samples of the same size)."""
 
 from __future__ import annotations
 
@@ -43,36 +44,79 @@ def test_birth_death_at_ten_thousand_copies_stays_poisson():
     assert hellinger(x, pmf, bins, pmf=True) < 1.3 * floor
 
 
-def test_schlogl_matches_the_exact_ssa():
+def chain_stationary(net: sbml_met.ReactionNetwork, states: np.ndarray) -> np.ndarray:
+    """The exact stationary pmf of a network whose states form one chain (``states[i + 1]`` one
+    reaction away from ``states[i]``): detailed balance, pi(i + 1) / pi(i) = up(i) / down(i + 1)."""
+    a = net.propensities(states)
+    step = np.diff(states, axis=0)
+    nu = net.stoichiometry
+    up = np.array([a[i, (nu == step[i]).all(1)].sum() for i in range(len(step))])
+    down = np.array([a[i + 1, (nu == -step[i]).all(1)].sum() for i in range(len(step))])
+    logp = np.concatenate([[0.0], np.cumsum(np.log(up) - np.log(down))])
+    p = np.exp(logp - logp.max())
+    return p / p.sum()
+
+
+def check_stationary(x: np.ndarray, values: np.ndarray, pi: np.ndarray, bins: np.ndarray, seed: int) -> None:
+    """Mean, SD and marginal of the sample ``x`` against the exact pmf ``pi`` over ``values``.
+
+    Tolerances: 4 standard errors of a sample of this size from ``pi`` (its exact moments) for the
+    mean and the SD, both tighter than a 10% error; a marginal Hellinger no worse than 1.3 x that
+    of exact samples of the same size."""
+    n = len(x)
+    mean = float(values @ pi)
+    c = values - mean
+    var, m4 = float(c**2 @ pi), float(c**4 @ pi)
+    sd = np.sqrt(var)
+    se_sd = np.sqrt((m4 - var**2) / n) / (2 * sd)  # delta method: SE of the sample SD
+    assert 4 * se_sd < 0.07 * sd and 4 * sd / np.sqrt(n) < 0.1 * sd  # a 10% error is seen
+    assert abs(x.mean() - mean) < 4 * sd / np.sqrt(n), (x.mean(), mean)
+    assert abs(x.std(ddof=1) - sd) < 4 * se_sd, (x.std(ddof=1), sd)
+    pmf = np.histogram(values, bins, weights=pi)[0]
+    exact = np.random.default_rng(seed).choice(values, p=pi, size=(8, n))
+    floor = np.mean([hellinger(e, pmf, bins, pmf=True) for e in exact])
+    assert hellinger(x, pmf, bins, pmf=True) < 1.3 * floor, (hellinger(x, pmf, bins, pmf=True), floor)
+
+
+def test_schlogl_keeps_its_exact_stationary_distribution():
+    """Bistable Schlogl (wells near 85 and 565): trajectories started from the exact stationary
+    pmf (detailed balance on X) must still follow it after several within-well relaxation times."""
     net = models.load("schlogl")
-    times = [0.0, 2.0]
-    n = 1000
-    exact = sbml_met.simulate(net, times, n=n, seed=1).states[:, -1, 2]
-    again = sbml_met.simulate(net, times, n=n, seed=2).states[:, -1, 2]
-    leap = sbml_met.simulate(net, times, n=n, seed=3, method="tau-leap").states[:, -1, 2]
-    se = exact.std() / np.sqrt(n)
-    assert abs(leap.mean() - exact.mean()) < 4 * np.sqrt(2) * se
-    assert abs(leap.std() - exact.std()) < 4 * np.sqrt(2) * exact.std() / np.sqrt(2 * n) + 0.02 * exact.std()
-    bins = np.linspace(0, 800, 33)
-    assert hellinger(leap, exact, bins) < 1.5 * hellinger(again, exact, bins) + 0.01
+    values = np.arange(0, 1501)
+    states = np.zeros((values.size, 3))
+    states[:, :2] = net.initial_state[:2]
+    states[:, 2] = values
+    pi = chain_stationary(net, states)
+    n = 2000
+    start = np.random.default_rng(11).choice(values, p=pi, size=n)
+    x = []
+    for v, count in zip(*np.unique(start, return_counts=True)):  # one call per distinct initial count
+        res = sbml_met.simulate(net.with_initial_state(X=float(v)), [0.0, 3.0], n=int(count), seed=int(v),
+                                method="tau-leap")
+        x.append(res.states[:, -1, 2])
+    assert res.method == "tau-leap"
+    check_stationary(np.concatenate(x), values.astype(float), pi, np.linspace(0, 1000, 41), seed=12)
 
 
 DIMER = (Path(__file__).parent / "data" / "dimer_concentration.ant").read_text()  # concentrations: converted with volume=
 
 
-def test_converted_concentration_model_matches_the_exact_ssa(tmp_path):
+def test_converted_concentration_model_reaches_its_exact_stationary_distribution(tmp_path):
+    """The dimer in concentrations, converted to 10^4 monomers: M + 2 D is conserved, so its states
+    form one chain and the exact stationary pmf follows by detailed balance; by t = 3 (ten
+    relaxation times of the rate equations) tau-leaping must have reached it."""
     path = tmp_path / "dimer.xml"
     path.write_text(antimony_to_sbml(DIMER))
     net = sbml_met.load_sbml(path, volume=1000.0)  # 10^4 monomers
-    times = [0.0, 1.0, 3.0]
-    n = 400
-    exact = sbml_met.simulate(net, times, n=n, seed=1).states[:, -1]
-    leap = sbml_met.simulate(net, times, n=n, seed=2, method="tau-leap").states[:, -1]
-    assert exact[:, 0].mean() > 1000  # large counts: the regime tau-leaping is for
-    for i in range(net.n_species):
-        se = np.sqrt(exact[:, i].var() / n + leap[:, i].var() / n)
-        assert abs(leap[:, i].mean() - exact[:, i].mean()) < 4 * se
-        assert abs(leap[:, i].std() / exact[:, i].std() - 1) < 4 * np.sqrt(1 / n) + 0.03
+    assert net.species == ("M", "D")
+    total = int(net.initial_state[0] + 2 * net.initial_state[1])
+    d = np.arange(0, total // 2 + 1)
+    pi = chain_stationary(net, np.column_stack([total - 2 * d, d]).astype(float))
+    leap = sbml_met.simulate(net, [0.0, 1.0, 3.0], n=2000, seed=2, method="tau-leap").states[:, -1]
+    assert leap[:, 0].mean() > 1000  # large counts: the regime tau-leaping is for
+    assert np.all(leap[:, 0] + 2 * leap[:, 1] == total)
+    mean_d = float(d @ pi)
+    check_stationary(leap[:, 1], d.astype(float), pi, np.arange(mean_d - 200, mean_d + 200, 10), seed=3)
 
 
 def test_counts_never_go_negative_and_the_same_seed_gives_the_same_numbers():
