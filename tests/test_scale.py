@@ -97,27 +97,50 @@ def test_sweep_refuses_unknown_columns_and_methods():
         sbml_met.sweep(net, {"su": [1.0]}, [1], method="ode")
 
 
-def _kill_one_worker_soon(pids: list[int], delay: float) -> threading.Thread:
-    def kill():
-        time.sleep(delay)
-        os.kill(pids[0], signal.SIGKILL)
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far, from /proc."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    t = threading.Thread(target=kill, daemon=True)
-    t.start()
-    return t
+
+def _sweep_and_kill_mid_run(sweep, busy) -> tuple[pd.DataFrame, int]:
+    """Start ``sweep()`` in a thread, wait until ``busy()`` names a worker pid that is computing,
+    SIGKILL it and check the sweep had not finished then; return the table and the pid."""
+    result: dict = {}
+    thread = threading.Thread(target=lambda: result.setdefault("out", sweep()), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 120
+    pid = None
+    while pid is None and thread.is_alive() and time.monotonic() < deadline:
+        pid = busy()
+    assert pid is not None, "no worker was seen at work"
+    os.kill(pid, signal.SIGKILL)
+    assert thread.is_alive(), "the sweep ended before the kill"  # so the kill landed mid-run
+    thread.join(300)
+    assert not thread.is_alive() and "out" in result
+    return result["out"], pid
+
+
+def _computing(pids: list[int]):
+    """A busy() for _sweep_and_kill_mid_run: a pid whose CPU time grows by 20 ms within 200 ms (an
+    idle worker uses none; a loaded machine gives a computing one a fraction of a core)."""
+    def busy():
+        before = {p: _cpu_seconds(p) for p in pids}
+        time.sleep(0.2)
+        grown = [p for p in pids if _cpu_seconds(p) - before[p] >= 0.02]
+        return grown[0] if grown else None
+    return busy
 
 
 def test_killed_dask_worker_costs_time_not_data(client):
     net = sbml_met.models.load("toggle_switch")
     points = pd.DataFrame({"sx": np.linspace(20, 60, 16)})
-    start = time.perf_counter()
     reference = sbml_met.sweep(net, points, [5], method="ssa", n=400, seed=3, workers=1, table="moments")
-    alone = time.perf_counter() - start
     pids = list(client.run(os.getpid).values())
-    killer = _kill_one_worker_soon(pids, 0.2 * alone)  # two workers take about half as long
-    out = sbml_met.sweep(net, points, [5], method="ssa", n=400, seed=3, client=client, table="moments")
-    killer.join()
-    assert pids[0] not in client.run(os.getpid).values()  # the worker did die
+    out, pid = _sweep_and_kill_mid_run(
+        lambda: sbml_met.sweep(net, points, [5], method="ssa", n=400, seed=3, client=client, table="moments"),
+        _computing(pids))
+    assert pid not in client.run(os.getpid).values()  # the worker did die, while it was computing
     pd.testing.assert_frame_equal(out, reference)
 
 
@@ -126,15 +149,13 @@ def test_killed_local_worker_process_costs_time_not_data():
 
     net = sbml_met.models.load("toggle_switch")
     points = pd.DataFrame({"sx": np.linspace(20, 60, 16)})
-    start = time.perf_counter()
     reference = sbml_met.sweep(net, points, [5], method="ssa", n=400, seed=3, workers=1, table="moments")
-    alone = time.perf_counter() - start
     sbml_met.sweep(net, points.iloc[:2], [5], method="ssa", n=10, workers=2)  # the pool is up
     pids = list(parallel._POOLS[2]._processes)
-    killer = _kill_one_worker_soon(pids, 0.2 * alone)
-    out = sbml_met.sweep(net, points, [5], method="ssa", n=400, seed=3, workers=2, table="moments")
-    killer.join()
-    assert pids[0] not in parallel._POOLS[2]._processes
+    out, pid = _sweep_and_kill_mid_run(
+        lambda: sbml_met.sweep(net, points, [5], method="ssa", n=400, seed=3, workers=2, table="moments"),
+        _computing(pids))
+    assert pid not in parallel._POOLS[2]._processes  # a new pool took over
     pd.testing.assert_frame_equal(out, reference)
 
 

@@ -303,19 +303,25 @@ def test_lockstep_per_trajectory_parameters_states_and_times_are_exact():
     assert gap < np.sqrt(np.log(2 / 1e-6) / (2 * m))
 
 
-def test_lockstep_shared_grid_is_simulate_vectorised():
-    """The shared grid, the network's parameters and initial state are the special case: the
-    same random stream gives simulate(kernel='vectorised')'s numbers exactly."""
-    from sbml_met.met._cme import ssa_batch
-    from sbml_met.ssa import simulate_lockstep
-
-    net = models.load("toggle_switch")
-    grid = np.array([0.0, 1.0, 2.5, 5.0])
-    want = sbml_met.simulate(net, grid, n=300, seed=9, kernel="vectorised").states
-    x0 = np.repeat(np.asarray(net.initial_state)[None], 300, 0)
-    got = ssa_batch(net, {}, x0, np.tile(grid, (300, 1)), np.random.default_rng(9))
-    assert np.array_equal(got, want)
-    assert np.array_equal(simulate_lockstep(net, grid, 300, np.random.default_rng(9)), want)
+def test_lockstep_shared_grid_is_exact():
+    """The shared-grid case (simulate(kernel='vectorised'), the network's parameters and initial
+    state): immigration-death from X(0) = 25 against its exact law at every grid time."""
+    net = models.load("birth_death").with_initial_state(X=25)
+    k1, k2 = net.parameters["k1"], net.parameters["k2"]
+    grid, m = np.array([0.0, 1.0, 5.0, 30.0]), 6000
+    out = sbml_met.simulate(net, grid, n=m, seed=9, kernel="vectorised").states[:, :, 0]
+    assert np.all(out[:, 0] == 25)
+    x0 = np.full(m, 25.0)
+    for j, t in enumerate(grid[1:], start=1):
+        p = np.exp(-k2 * t)
+        mean, var = 25 * p + k1 / k2 * (1 - p), 25 * p * (1 - p) + k1 / k2 * (1 - p)
+        assert abs(out[:, j].mean() - mean) < 4 * np.sqrt(var / m)
+        assert abs(out[:, j].var() / var - 1) < 4 * np.sqrt(2 / m) + 0.01
+        lo = birth_death_cdf(out[:, j] - 1, x0, k1, k2, np.full(m, t))
+        hi = birth_death_cdf(out[:, j], x0, k1, k2, np.full(m, t))
+        u = np.sort(lo + np.random.default_rng(j).random(m) * (hi - lo))  # randomized PIT: uniform
+        gap = np.maximum(np.arange(1, m + 1) / m - u, u - np.arange(m) / m).max()
+        assert gap < np.sqrt(np.log(2 / 1e-6) / (2 * m))
 
 
 def test_lockstep_per_trajectory_parameters_match_simulate():
