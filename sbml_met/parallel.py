@@ -2,7 +2,8 @@
 
 One function, :func:`map_chunks`, serves every engine that splits its work (SSA ensembles,
 parameter sweeps, teacher data). With a ``dask.distributed.Client`` the chunks run on its
-workers, with Dask's retries: a worker lost mid-run costs time, not data. Without one they run
+workers: a worker lost mid-run costs time, not data (Dask's scheduler reassigns its chunks;
+``retries`` reruns a chunk that raised). Without one they run
 on a pool of local processes (all cores by default), which is rebuilt and the missing chunks
 rerun if a worker process dies. Chunk functions must be picklable module-level callables; a
 :class:`~sbml_met.network.ReactionNetwork` pickles as its SBML text.

@@ -9,7 +9,7 @@ once per leap, at an exponential waiting time. A leap that would make a count ne
 and retried at half the step, so counts never go below zero. Where a leap would be shorter than 10
 mean exact waiting times the kernel takes 100 exact SSA steps instead. Leaps stop at every output
 time, so the grid is recorded exactly where the path is. Errors shrink with ``epsilon``: at 0.03 the
-stationary means, SDs and marginals of tests/test_tau_leap.py match the exact SSA within sampling
+stationary means, SDs and marginals of tests/test_tau_leap.py match the exact stationary pmfs within sampling
 noise, while a transient lags (explicit leaping: a decay at rate k runs about epsilon * k * t / 2
 behind, relative). Use the exact SSA where that matters.
 

@@ -3,8 +3,9 @@
 ``validate(network, result)`` runs ``n_reference`` roadrunner trajectories of the same SBML on the
 result's time grid and, per time and species with any spread, applies three tests, each at level
 alpha / m (Bonferroni, m = 3 x the number of such checks), so that a *correct* result is flagged
-anywhere in the report with probability at most ``alpha`` (default 0.001). Every test's p-value is
-exact or conservative whether the result is sampled (SSA) or exact (FSP, MET):
+anywhere in the report with probability at most ``alpha`` (default 0.001): exactly so for the
+Chernoff and KS p-values, which are conservative; the two-sample z tests are asymptotic (their
+false-alarm rate is measured in tests/test_validate.py and bench/validate_calibration.py):
 
 * mean and spread, result sampled (two samples): Welch z for the means, and for the variances with
   SE^2 of a sample variance = (mu4 - s^4) / n; p = 2 Phi(-|z|). With equal sample sizes the null

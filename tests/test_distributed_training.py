@@ -90,3 +90,26 @@ def test_checkpoint_metadata_retrains_the_same_met():
     assert a.meta["sbml_met"] and "commit" in a.meta
     b = met_pkg.train(poisson_net(), progress=False, **a.meta["options"])
     assert _same_weights(a, b)
+
+
+@pytest.mark.slow
+def test_torchrun_gives_the_same_weights_as_nproc(tmp_path):
+    """README: `--nproc 2` and `torchrun --nproc-per-node 2 -m sbml_met train ...` give the same weights."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from sbml_met.cli import main
+
+    args = ["train", "birth_death", "--box", "k1=2:8", "--times", "0:4", "--teacher", "poisson", "--steps", "20",
+            "--seed", "3"]
+    assert main(args + ["--nproc", "2", "--out", str(tmp_path / "nproc.met")]) == 0
+    torchrun = Path(sys.executable).with_name("torchrun")
+    launcher = [str(torchrun)] if torchrun.exists() else [sys.executable, "-m", "torch.distributed.run"]
+    run = subprocess.run(launcher + ["--standalone", "--nproc-per-node", "2", "-m", "sbml_met", *args,
+                                     "--out", str(tmp_path / "torchrun.met")],
+                         capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    a, b = met_pkg.load(tmp_path / "nproc.met"), met_pkg.load(tmp_path / "torchrun.met")
+    assert a.meta["processes"] == b.meta["processes"] == 2 and b.meta["steps"] == 20
+    assert _same_weights(a, b)
