@@ -13,8 +13,8 @@ from nbclient import NotebookClient
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 SLOW = {"03_met_toggle_switch.ipynb", "04_met_autoregulation.ipynb"}
 # a cell draws when it calls a plotting function or shows a figure it built
-DRAWS = re.compile(r"\bplot\.(marginals|trajectories|moments|joint|Figure)\(|\.plot\(|^fig\s*$|\bFigure\(",
-                   re.MULTILINE)
+DRAWING = ("marginals", "trajectories", "moments", "distributions", "joint", "Figure")
+DRAWS = re.compile(rf"\bplot\.({'|'.join(DRAWING)})\(|\.plot\(|^fig\s*$|\bFigure\(", re.MULTILINE)
 FIGURE_TEXT = re.compile(r"^<(Figure|Axes|matplotlib\.)")
 
 
@@ -34,6 +34,15 @@ def figure_problems(nb) -> list[str]:
             if FIGURE_TEXT.match(text) and "image/png" not in o.data:
                 problems.append(f"code cell {k} shows a figure as text: {text[:60]!r}")
     return problems
+
+
+def test_every_drawing_function_of_sbml_met_plot_is_seen():
+    from sbml_met import plot
+
+    assert set(plot.__all__) - {"METHOD_COLOURS", "method_colour"} == set(DRAWING)
+    for name in DRAWING:
+        assert DRAWS.search(f"x = plot.{name}(res)")
+    assert not DRAWS.search("ssa.moments()")  # a table, not a figure
 
 
 def test_figure_check_catches_text_figures():
