@@ -361,46 +361,41 @@ def _taylor_matrix(hA: sp.csr_matrix) -> sp.csr_matrix:
     return M.tocsr()
 
 
-def _matvec():
-    """scipy's CSR kernel y += M x (the Python overhead of ``M @ v`` is ~3x the kernel's time at a
-    few hundred states), or None where scipy moved it."""
+def _kernels():
+    """The compiled repeated products (:mod:`sbml_met._sparse_numba`), or None without numba."""
     try:
-        from scipy.sparse._sparsetools import csr_matvec
-    except ImportError:  # pragma: no cover - private scipy API moved
+        from . import _sparse_numba
+    except ImportError:  # pragma: no cover - numba missing
         return None
-    return csr_matvec
+    return _sparse_numba
+
+
+def _csr(M: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    # unsigned views of scipy's indices (never negative): numba then skips negative-index wraparound
+    unsigned = {4: np.uint32, 8: np.uint64}
+    return (M.indptr.view(unsigned[M.indptr.itemsize]), M.indices.view(unsigned[M.indices.itemsize]),
+            np.ascontiguousarray(M.data, dtype=float))
 
 
 def _repeat_matvec(M: sp.csr_matrix, v: np.ndarray, steps: int) -> np.ndarray:
     """M^steps v."""
-    kernel = _matvec()
-    if kernel is None:  # pragma: no cover
+    kernels = _kernels()
+    if kernels is None:  # pragma: no cover
         for _ in range(steps):
             v = M @ v
         return v
-    n_row, n_col = M.shape
-    x, y = np.array(v, dtype=float), np.empty(n_row)
-    for _ in range(steps):
-        y.fill(0.0)
-        kernel(n_row, n_col, M.indptr, M.indices, M.data, x, y)
-        x, y = y, x
-    return x
+    return kernels.repeat_matvec(*_csr(M), np.array(v, dtype=float), int(steps))
 
 
 def _repeat_taylor(hA: sp.csr_matrix, v: np.ndarray, steps: int) -> np.ndarray:
     """``steps`` RK4 steps matrix-free, Horner's form v + hA(v + hA/2 (v + hA/3 (v + hA/4 v)))."""
-    kernel = _matvec()
-    n_row, n_col = hA.shape
-    v, w, y = np.array(v, dtype=float), np.empty(n_row), np.empty(n_row)
-    for _ in range(steps):
-        w[:] = v
-        for q in range(_TAYLOR_DEGREE, 0, -1):
-            if kernel is None:  # pragma: no cover
-                y = hA @ w
-            else:
-                y.fill(0.0)
-                kernel(n_row, n_col, hA.indptr, hA.indices, hA.data, w, y)
-            np.divide(y, q, out=w)
-            w += v
-        v, w = w, v
-    return v
+    kernels = _kernels()
+    if kernels is None:  # pragma: no cover
+        v = np.array(v, dtype=float)
+        for _ in range(steps):
+            w = v.copy()
+            for q in range(_TAYLOR_DEGREE, 0, -1):
+                w = (hA @ w) / q + v
+            v = w
+        return v
+    return kernels.repeat_taylor(*_csr(hA), np.array(v, dtype=float), int(steps), _TAYLOR_DEGREE)
