@@ -354,7 +354,8 @@ def moments(result: Any, reference: Any = None, species: str | Sequence[str] | N
         for ref_label, tab, style in refs:
             ref = tab[tab["species"] == s].sort_values("time")
             rt, rm = ref["time"].to_numpy(float), ref["mean"].to_numpy(float)
-            ax.plot(rt, rm, "-", label=ref_label, **style)
+            dashed = {} if style["color"] == "black" else {"lw": 1.8, "alpha": 1.0}  # the SSA shows beneath
+            ax.plot(rt, rm, "-" if style["color"] == "black" else "--", label=ref_label, **{**style, **dashed})
             if bands and "std" in ref:
                 rs = ref["std"].to_numpy(float)
                 for edge in (np.clip(rm - rs, 0.0, None), rm + rs):
@@ -397,11 +398,12 @@ def distributions(results: dict[str, Any], species: str | Sequence[str] | None =
     over time, one line per method. Any other species as a density heat map P(count, t) of the
     exact result (``exact``, or the one named fsp/exact/analytic, else the first; log colour
     scale over three decades, purple: no method's colour), with each method's median (solid) and 5% / 95% quantiles (dotted) over it; the
-    exact one black and on top. Returns the Figure."""
+    exact one black and on top (without one, the first result is the heat map and keeps its
+    method's colour). Returns the Figure."""
     labelled = _ordered(list(results.items()), exact)
     if not any(style["color"] == "black" for *_, style in labelled):
-        first = next(iter(results))
-        labelled = _ordered(list(results.items()), first)
+        first = next(iter(results))  # no exact result: the first one is the heat map, in its own colour
+        labelled = [x for x in labelled if x[0] != first] + [x for x in labelled if x[0] == first]
     base = labelled[-1]
     species_list = _as_list(species) or list(getattr(base[1], "species", ()))
     fig, axes = _figure(len(species_list), 1, width=6.5, height=2.8)
