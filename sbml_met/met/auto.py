@@ -1,11 +1,12 @@
 """A MET for any network on demand: :func:`for_model` reuses a bundled or cached MET that covers
-the request, else trains one within a time budget, caches it and records its held-out accuracy.
+the request, else trains one until its held-out accuracy reaches a target (a time budget caps
+it), caches it and records its held-out accuracy and whether it reached the target.
 
 Defaults, all derived from the SBML:
 
 * **box**: every rate parameter (a parameter > 0 that changes some propensity, directly or
-  through a rule, and is no exponent in a rate law, like a Hill coefficient) from its value / 3
-  to its value x 3 (``factor``).
+  through a rule, and is no exponent in a rate law, like a Hill coefficient) from its value / 2
+  to its value x 2 (``factor``).
 * **times**: ``(0, horizon)``, where the horizon is the first ``T = T0 * 2^k`` at which the rate
   equations, started at the initial state, have settled. ``T0 = (1 + total initial count) / a0`` is the
   time the initial total propensity ``a0`` takes for as many reactions as molecules. Settled
@@ -16,8 +17,14 @@ Defaults, all derived from the SBML:
 * **teacher**: FSP distillation when the reachable state space within the SSA-estimated count
   caps has at most ``fsp_max_states`` states (batched exact CME), or the capped box holds at
   most ``pointwise_max_states`` states (adaptive FSP per parameter point); exact SSA otherwise.
-  An SSA-taught MET gets ``head="auto"``: a species whose vocabulary exceeds 512 counts gets a
-  smooth mixture head (``model={"head": ...}`` overrides it).
+  Batched integration is chosen only while its RK4 work per prompt (states x t_max x the
+  fastest exit rate) stays below ``BATCHED_WORK``. FSP prompts put a quarter of the parameter
+  points near the model's own values. An SSA-taught MET gets ``head="auto"``: a species whose
+  vocabulary exceeds 512 counts gets a smooth mixture head (``model={"head": ...}`` overrides it).
+* **network**: one pooled prompt token, two layers (``AUTO_MODEL``).
+* **accuracy**: training stops once the held-out mean marginal Hellinger distance is at most
+  ``target`` (0.01) and the error at the model's own values is below half of what a validation
+  against 10^4 trajectories detects (see :func:`sbml_met.met.train.detectability`).
 
 A MET matches a request when its network fingerprint is equal, the parameters it holds fixed
 have the network's values, its initial-count range holds the network's initial state, its box
