@@ -79,7 +79,8 @@ def train(
 
     Accuracy-driven training (``target``, a mean marginal Hellinger distance): the loop checks
     the held-out prompts every ``validate_every`` seconds on an exponential moving average of
-    the weights and stops as soon as their mean reaches ``target`` (and, with ``anchor``, a
+    the weights and stops as soon as their mean reaches 0.75 ``target`` (a margin for the
+    estimate from a few dozen prompts), no prompt's mean over species exceeds three times it (and, with ``anchor``, a
     parameter point such as the model's own values, the MET's error there at ``anchor_times``
     is at most half of what a validation against 10^4 trajectories detects: see
     :func:`detectability`); the learning rate stays constant after warm-up and halves when the
@@ -297,17 +298,23 @@ class Goal:
     n_box: int
     visible: float = 0.5
     n: int = 10_000
+    worst: float = 3.0  # no held-out prompt's mean over species beyond worst x target (no region left out)
+    margin: float = 0.75  # the held-out mean must reach margin x target: 32 prompts estimate the box's mean
 
     def score(self, h: np.ndarray, marginals: list, vref) -> dict:
         box = float(h[: self.n_box].mean())
+        worst = float(h[: self.n_box].mean(axis=1).max()) / self.target
         seen = [detectability(m, r, self.n) for ms, rs in zip(marginals[self.n_box :], vref[self.n_box :])
                 for m, r in zip(ms, rs)]
-        out = {"hellinger_box": box, "anchor_detectability": max(seen) if seen else 0.0}
+        out = {"hellinger_box": box, "hellinger_worst_prompt": worst * self.target,
+               "anchor_detectability": max(seen) if seen else 0.0}
         if len(h) > self.n_box:
             out.update({"anchor_hellinger_mean": float(h[self.n_box :].mean()),
                         "anchor_hellinger_max": float(h[self.n_box :].max())})
-        out["reached"] = bool(box <= self.target and out["anchor_detectability"] <= self.visible)
-        out["badness"] = max(box / self.target, out["anchor_detectability"] / self.visible)
+        out["reached"] = bool(box <= self.margin * self.target and out["anchor_detectability"] <= self.visible
+                              and worst <= self.worst)
+        out["badness"] = max(box / (self.margin * self.target), out["anchor_detectability"] / self.visible,
+                             worst / self.worst)
         return out
 
 
