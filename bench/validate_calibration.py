@@ -80,28 +80,38 @@ def seed_of(*key: int) -> int:
     return int(np.random.SeedSequence(list(key)).generate_state(1)[0] >> 1)
 
 
-def run_case(ci: int, case: Case, reps: tuple[int, ...], seed: int, processes: int) -> list[dict]:
-    """Every report of one case: rows of (model, n, comparison, p_value)."""
+def one_repetition(ci: int, case: Case, n: int, r: int, seed: int, processes: int, exact) -> list[dict]:
+    """Every report of one repetition of one case at one n: rows of (model, n, comparison, p_value)."""
     net, times = load(case.name), list(case.times)
-    exact = sbml_met.solve_fsp(net, times) if case.fsp else None
-    rows = []
-    for n, r_max in zip(SIZES, reps):
-        for r in range(r_max):
-            key = (seed, ci, n, r)
-            ref = run_gillespie(net, times, n=n, seed=seed_of(*key, 0), processes=processes, progress=False)
-            results = {"rr-rr": run_gillespie(net, times, n=n, seed=seed_of(*key, 1), processes=processes,
-                                              progress=False),
-                       "ssa-rr": sbml_met.simulate(net, times, n=n, seed=seed_of(*key, 2))}
-            if exact is not None:
-                results["fsp-rr"] = exact
-            for shift in SHIFTS if case.rate else ():
-                wrong = net.with_parameters(**{case.rate: net.parameters[case.rate] * (1 + shift)})
-                results[f"ssa+{shift:.0%}"] = sbml_met.simulate(wrong, times, n=n, seed=seed_of(*key, 3))
-            for comparison, res in results.items():
-                rep = sbml_met.validate(net, res, reference=ref)
-                rows.append(dict(model=case.name, n=n, comparison=comparison, p_value=rep.p_value))
-        print(f"# {case.name} n={n}: {r_max} repetitions done", file=sys.stderr, flush=True)
-    return rows
+    key = (seed, ci, n, r)
+    ref = run_gillespie(net, times, n=n, seed=seed_of(*key, 0), processes=processes, progress=False)
+    results = {"rr-rr": run_gillespie(net, times, n=n, seed=seed_of(*key, 1), processes=processes, progress=False),
+               "ssa-rr": sbml_met.simulate(net, times, n=n, seed=seed_of(*key, 2))}
+    if exact is not None:
+        results["fsp-rr"] = exact
+    for shift in SHIFTS if case.rate else ():
+        wrong = net.with_parameters(**{case.rate: net.parameters[case.rate] * (1 + shift)})
+        results[f"ssa+{shift:.0%}"] = sbml_met.simulate(wrong, times, n=n, seed=seed_of(*key, 3))
+    return [dict(model=case.name, n=n, comparison=c, p_value=sbml_met.validate(net, res, reference=ref).p_value)
+            for c, res in results.items()]
+
+
+def run_all(reps_of, seed: int, processes: int, deadline: float) -> tuple[list[dict], bool]:
+    """Round r runs repetition r of every (case, n) that has one, so a time budget that ends the
+    run early leaves every case with its first repetitions (seeds as in a full run)."""
+    exact = {ci: sbml_met.solve_fsp(load(c.name), list(c.times)) if c.fsp else None for ci, c in enumerate(CASES)}
+    rows, r = [], 0
+    while any(r < k for c in CASES for k in reps_of(c)):
+        for ci, case in enumerate(CASES):
+            for n, k in zip(SIZES, reps_of(case)):
+                if r >= k:
+                    continue
+                if time.monotonic() > deadline:
+                    return rows, False
+                rows += one_repetition(ci, case, n, r, seed, processes, exact[ci])
+        print(f"# round {r + 1} done ({len(rows)} reports)", file=sys.stderr, flush=True)
+        r += 1
+    return rows, True
 
 
 def upper_95(k: int, n: int) -> float:
@@ -135,11 +145,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=16)
     p.add_argument("--processes", type=int, default=2, help="roadrunner worker processes")
     p.add_argument("--out", type=Path, default=None, help="also write every report's p-value as CSV")
+    p.add_argument("--sizes", default="500,2000,10000", help="the n of the run, a subset of 500,2000,10000")
+    p.add_argument("--budget-minutes", type=float, default=None,
+                   help="start no repetition after this; the table holds the rounds that ran (said below it)")
     a = p.parse_args(argv)
-    t0, rows = time.perf_counter(), []
-    for ci, case in enumerate(CASES):
+    sizes = {int(x) for x in a.sizes.split(",")}
+
+    def reps_of(case: Case) -> tuple[int, ...]:
         reps = (2, 1, 0) if a.quick else case.reps
-        rows += run_case(ci, case, reps, a.seed, a.processes)
+        return tuple(k if n in sizes else 0 for n, k in zip(SIZES, reps))
+
+    t0 = time.perf_counter()
+    deadline = time.monotonic() + (a.budget_minutes * 60 if a.budget_minutes else float("inf"))
+    rows, complete = run_all(reps_of, a.seed, a.processes, deadline)
     if a.out:
         pd.DataFrame(rows).to_csv(a.out, index=False)
     rates = {c.name: c.rate for c in CASES}
@@ -148,7 +166,9 @@ def main(argv: list[str] | None = None) -> None:
     print("a report is flagged at alpha when its familywise p-value <= alpha; ALL rows: (<= 95% upper bound)")
     with pd.option_context("display.width", 200, "display.max_rows", 500):
         print(table(rows).to_string(index=False))
-    print(f"{len(rows)} reports in {time.perf_counter() - t0:.0f} s")
+    print(f"{len(rows)} reports in {time.perf_counter() - t0:.0f} s; sizes {sorted(sizes)}; "
+          + ("every repetition ran" if complete else f"stopped by --budget-minutes {a.budget_minutes:g} "
+             "(every case keeps its first repetitions; see the reports column)"))
 
 
 if __name__ == "__main__":
