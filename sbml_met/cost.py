@@ -10,7 +10,7 @@ the constants below are the slow ends, rounded up), so an estimate errs long rat
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -28,6 +28,14 @@ class Cost:
 
     events: float
     end: float
+    times: np.ndarray = field(default_factory=lambda: np.zeros(0), compare=False, repr=False)
+    cumulative: np.ndarray = field(default_factory=lambda: np.zeros(0), compare=False, repr=False)
+
+    def events_until(self, t: float) -> float:
+        """Expected events per trajectory on ``[0, t]`` (NaN where unknown)."""
+        if not self.times.size:
+            return float("nan")
+        return float(np.interp(t, self.times, self.cumulative))
 
     def ssa_seconds(self, n: int, workers: int = 1, kernel: str = "products") -> float:
         """Seconds for ``n`` exact SSA trajectories on ``workers`` processes."""
@@ -60,7 +68,8 @@ def estimate_cost(net: ReactionNetwork, end: float, points: int = 2001) -> Cost:
     except Exception:  # no deterministic solution or propensities off the integer lattice
         return Cost(float("nan"), float(end))
     total = np.nan_to_num(np.clip(a, 0.0, None)).sum(axis=1) if a.ndim == 2 else np.zeros(len(t))
-    return Cost(float(np.trapezoid(total, t)), float(end))
+    cumulative = np.concatenate([[0.0], np.cumsum(0.5 * (total[1:] + total[:-1]) * np.diff(t))])
+    return Cost(float(cumulative[-1]), float(end), np.asarray(t, float), cumulative)
 
 
 def describe_seconds(seconds: float) -> str:

@@ -179,7 +179,8 @@ def marginals(
             m = dist.marginal(s, t)
             name = label or _label(result)
             pmfs = [(name, m, dict(color=method_colour(name), alpha=0.5))]
-            pmfs += [(ref_label, ref.marginal(s, t), style) for ref_label, ref, style in refs]
+            pmfs += [(ref_label, ref.marginal(s, t), style) for ref_label, ref, style in refs
+                     if np.any(np.isclose(ref.times, t))]  # a reference on a shorter span: where it has t
             width = 1
             if max(len(x) for _, x, _ in pmfs) <= 2:
                 _dodged_bars(ax, pmfs)

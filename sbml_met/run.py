@@ -38,6 +38,7 @@ N_DEFAULT = 10_000  # SSA and Tellurium trajectories, where they fit the budgets
 SSA_BUDGET_S = 120.0  # seconds of SSA above which "auto" leaps or takes fewer trajectories
 REFERENCE_BUDGET_S = 120.0  # seconds of libroadrunner above which the reference takes fewer
 N_MIN, N_MIN_REFERENCE = 500, 20
+N_SHORT_REFERENCE = 100  # reference trajectories on a shortened span, where the whole window cannot fit
 EVENT_PATHS_MAX = 20_000  # events per trajectory up to which trajectories.png records every event
 
 
@@ -52,6 +53,7 @@ class RunPlan:
     cost: Any
     lines: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    reference_end: float | None = None  # the Tellurium reference stops here (None: the window's end)
 
     @property
     def method_label(self) -> str:
@@ -100,12 +102,34 @@ def plan_run(net: ReactionNetwork, grid: np.ndarray, n: int | None = None, n_ref
     n_ref = n_first_ref = N_DEFAULT if n_reference is None else int(n_reference)
     per_ref = _reference_seconds_each(net, grid, cost)
     ref = n_ref * per_ref / workers if per_ref is not None else cost.reference_seconds(n_ref, workers)
+    reference_end = None
     if n_reference is None and ref > REFERENCE_BUDGET_S:
         n_ref = max(N_MIN_REFERENCE, int(n_ref * REFERENCE_BUDGET_S / ref))
-        notes.append(f"Tellurium reference of 10,000 trajectories would take {about(ref)}: {n_ref:,} "
-                     "trajectories instead (--n-reference forces more)")
-    lines.append(f"Tellurium reference of {n_ref:,} trajectories: {about(ref * n_ref / n_first_ref)}")
-    return RunPlan(chosen, n_ssa, n_ref, cost, tuple(lines + notes), tuple(notes))
+        if n_ref * ref / n_first_ref > REFERENCE_BUDGET_S:  # even the fewest do not fit: a shorter span
+            reference_end, n_ref = _reference_span(cost, grid, ref / n_first_ref)
+            notes.append(f"Tellurium reference of 10,000 trajectories would take {about(ref)}: {n_ref:,} "
+                         f"trajectories on 0 to {reference_end:g} instead, where validation takes place "
+                         "(--n-reference forces the whole window)")
+        else:
+            notes.append(f"Tellurium reference of 10,000 trajectories would take {about(ref)}: {n_ref:,} "
+                         "trajectories instead (--n-reference forces more)")
+    fraction = 1.0 if reference_end is None else cost.events_until(reference_end) / max(cost.events, 1e-300)
+    lines.append(f"Tellurium reference of {n_ref:,} trajectories: {about(ref * n_ref / n_first_ref * fraction)}")
+    return RunPlan(chosen, n_ssa, n_ref, cost, tuple(lines + notes), tuple(notes), reference_end)
+
+
+def _reference_span(cost: Any, grid: np.ndarray, seconds_each: float) -> tuple[float, int]:
+    """The longest grid span [0, t] on which N_SHORT_REFERENCE reference trajectories fit the
+    budget (events grow with t), else N_MIN_REFERENCE of them on the first grid step."""
+    events = cost.events if np.isfinite(cost.events) and cost.events > 0 else float("nan")
+    positive = grid[grid > 0]
+    if not positive.size or not np.isfinite(events):
+        return float(grid[-1]), N_MIN_REFERENCE
+    for n_short in (N_SHORT_REFERENCE, N_MIN_REFERENCE):
+        fits = [t for t in positive if n_short * seconds_each * cost.events_until(t) / events <= REFERENCE_BUDGET_S]
+        if fits and fits[-1] >= positive[min(len(positive) - 1, len(positive) // 20)]:
+            return float(fits[-1]), n_short
+    return float(positive[0]), N_MIN_REFERENCE
 
 
 def _reference_seconds_each(net: ReactionNetwork, grid: np.ndarray, cost: Any, budget: float = 1.0) -> float | None:
@@ -189,8 +213,10 @@ def one_line(error: Exception) -> str:
 
 
 def _subset(result: SSAResult | Distribution, times: np.ndarray) -> SSAResult | Distribution:
-    """The result at the grid times nearest ``times`` (for validation on the report times)."""
-    idx = [int(np.argmin(np.abs(result.times - t))) for t in times]
+    """The result at the grid times nearest ``times`` (for validation on the report times); times
+    beyond the result's last one (a reference on a shorter span) are left out."""
+    last = float(result.times[-1]) + 1e-9 * max(1.0, abs(float(result.times[-1])))
+    idx = [int(np.argmin(np.abs(result.times - t))) for t in times if t <= last]
     if isinstance(result, Distribution):
         lost = None if result.truncation_error is None else np.asarray(result.truncation_error)[idx]
         return Distribution(result.species, np.asarray(result.times)[idx], tuple(result.states[i] for i in idx),
@@ -290,7 +316,7 @@ def run(
     report.notes.extend(plan.notes)
     n, n_reference = plan.n, plan.n_reference
     dense = _run_engines(net, grid, report, say, plan, seed, fsp_max_states, met, met_minutes, box)
-    validations = _validate_engines(net, grid, shown, dense, report, say, n_reference, seed)
+    validations = _validate_engines(net, grid, shown, dense, report, say, n_reference, seed, plan.reference_end)
 
     _tables(report, dense, shown, validations)
     for key, table in report.tables.items():
@@ -386,14 +412,19 @@ def _run_engines(net: ReactionNetwork, grid: np.ndarray, report: RunReport, say,
 
 
 def _validate_engines(net: ReactionNetwork, grid: np.ndarray, shown: np.ndarray, dense: dict[str, Any],
-                      report: RunReport, say, n_reference: int, seed: int) -> list[pd.DataFrame]:
-    """Validate every engine's answer at ``shown`` against one libroadrunner ensemble (added to
-    ``dense`` as "tellurium"); the validation tables."""
+                      report: RunReport, say, n_reference: int, seed: int,
+                      reference_end: float | None = None) -> list[pd.DataFrame]:
+    """Validate every engine's answer at ``shown`` (those up to ``reference_end``, and that time)
+    against one libroadrunner ensemble (added to ``dense`` as "tellurium"); the validation tables."""
     from .tellurium import run_gillespie
     from .validation import validate
 
+    if reference_end is not None and reference_end < grid[-1]:
+        grid = grid[grid <= reference_end * (1 + 1e-12)]
+        shown = np.array(sorted({float(t) for t in shown if t <= grid[-1]} | {float(grid[-1])}))
     results = {k: _subset(v, shown) for k, v in dense.items()}
-    say(f"[5/5] Tellurium reference, {n_reference} libroadrunner trajectories, and validation")
+    span = "" if reference_end is None else f" on 0 to {grid[-1]:g}"
+    say(f"[5/5] Tellurium reference, {n_reference:,} libroadrunner trajectories{span}, and validation")
     try:
         ref_dense = _timed(report, "Tellurium reference",
                            lambda: run_gillespie(net, grid, n=n_reference, seed=seed + 1000))
@@ -514,6 +545,8 @@ def _tables(report: RunReport, dense: dict[str, Any], shown: np.ndarray, validat
         m.insert(2, "method", method)
         moments.append(m)
         sub = _subset(res, shown)
+        if not len(sub.times):  # a reference on a span shorter than every report time
+            continue
         f = (sub.to_distribution() if isinstance(sub, SSAResult) else sub).to_frame()
         f.insert(2, "method", method)
         marginals.append(f)
