@@ -143,6 +143,8 @@ def _figure_legend(fig, axes) -> None:
             if lab not in handles:
                 handles[lab] = h
                 labels.append(lab)
+    order = {c: k for k, c in enumerate(METHOD_COLOURS.values())}  # SSA, FSP, MET, Tellurium, then others
+    labels.sort(key=lambda lab: order.get(method_colour(lab, len(order)), len(order)))
     if labels:
         fits = max(1, int(fig.get_figwidth() // 2.0))  # legend entries a row holds without clipping
         fig.legend([handles[lab] for lab in labels], labels, loc="outside upper center",
