@@ -276,6 +276,11 @@ def simulate_lockstep(network: ReactionNetwork, times: Any, n: int, rng: np.rand
     or one value per trajectory (n,). ``x0``: initial counts (n_species,) or one row per trajectory
     (n, n_species); default the network's. SBML events, assignment rules and error checks as in
     :func:`simulate`; each trajectory stops after its last recording time."""
+    if network.time_varying:  # it would hold rate-rule variables and time-dependent laws fixed
+        raise InvalidArgumentError(
+            f"model '{network.name}' has rates that vary between firings (rate rules, time in a law or "
+            "delayed events): the lock-step kernel does not follow them; use sbml_met.simulate (its "
+            "time-varying engine, sbml_met.pdmp)")
     return _LockStep(network, times, int(n), rng, progress, params, x0).run()
 
 

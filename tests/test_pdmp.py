@@ -264,3 +264,11 @@ def test_a_trigger_mixing_time_and_counts_and_a_parameter_set_at_a_state_trigger
     res = sbml_met.simulate(capped, np.linspace(0, 20, 41), n=300, seed=2)
     x = res.states[:, :, 0]
     assert x.max() == 15 and np.all(np.diff(x, axis=1)[x[:, :-1] >= 15] <= 0)
+
+
+def test_the_lockstep_kernel_refuses_what_it_cannot_follow():
+    from sbml_met.errors import InvalidArgumentError
+    from sbml_met.ssa import simulate_lockstep
+
+    with pytest.raises(InvalidArgumentError, match="pdmp"):
+        simulate_lockstep(load("rate rule on a parameter"), [0, 1], 5, np.random.default_rng(0))
