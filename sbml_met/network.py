@@ -105,6 +105,7 @@ class RateRule:
     math: Compiled
     species_index: int | None  # index into species for species rules; None for parameters, compartments
     amount_factor: float = 1.0
+    formula: str = ""  # the rule's math as text, for display only
 
 
 def readonly(a: np.ndarray) -> np.ndarray:
@@ -400,6 +401,10 @@ class ReactionNetwork:
         lines.append(f"  initial: {init}")
         for r in self.reactions:
             lines.append(f"  {r.id}: {r.equation()}  [{r.rate_law}]")
+        lines.extend(f"  rate rule: {r.variable}' = {r.formula}" for r in self.rate_rules)
+        delayed = [e.id for e in self.events if e.delay is not None]
+        if delayed:
+            lines.append(f"  events with a delay: {', '.join(delayed)}")
         lines.extend(f"  note: {note}" for note in self.notes)
         if self.parameters:
             lines.append("  parameters: " + ", ".join(f"{k}={v:g}" for k, v in self.parameters.items()))

@@ -90,9 +90,9 @@ class _RulesAndEvents:
                     self.unsupported(var, f"rate rule on a concentration in compartment "
                                           f"'{s.compartment}', whose size a rate rule changes")
                 factor = 1.0 if s.has_only_substance_units else compartments.get(s.compartment, 1.0)
-                out.append(RateRule(var, math, index[var], factor))
+                out.append(RateRule(var, math, index[var], factor, _display(r)))
             elif var in self.known:
-                out.append(RateRule(var, math, None))
+                out.append(RateRule(var, math, None, formula=_display(r)))
             else:
                 self.unsupported(var, "rate rule on something that is not a species, parameter or compartment")
         return out
@@ -180,6 +180,11 @@ class _RulesAndEvents:
                                           "parameter or compartment")
                     return None
         return None
+
+
+def _display(rule: libsbml.Rule) -> str:
+    """A rule's math as L3 text, for printing a network (never parsed back)."""
+    return libsbml.formulaToL3String(rule.getMath()) if rule.getMath() is not None else "?"
 
 
 def _dependency_order(deps: dict[str, set[str]], builder: "_RulesAndEvents", what: str) -> list[str]:
