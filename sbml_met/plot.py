@@ -372,18 +372,39 @@ def moments(result: Any, reference: Any = None, species: str | Sequence[str] | N
     return fig
 
 
-def _marginal_matrix(result: Any, species: str) -> tuple[np.ndarray, np.ndarray]:
-    """(times, P) with P[j, k] = P(species = k at times[j]), from an SSAResult or Distribution."""
+MAX_ROWS = 300  # a heat map of more counts groups them into this many rows of equal width
+
+
+def _marginal_matrix(result: Any, species: str, width: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(times, P) with P[j, k] = P(species in [k * width, (k + 1) * width) at times[j]), from an
+    SSAResult or Distribution."""
     if isinstance(result, SSAResult):
         i = list(result.species).index(species) if species in result.species else _missing(species, result.species)
-        x = np.rint(result.states[:, :, i]).astype(np.int64)
-        width = int(x.max()) + 1
-        rows = [np.bincount(x[:, j], minlength=width) / result.n for j in range(x.shape[1])]
+        x = np.rint(result.states[:, :, i]).astype(np.int64) // width
+        size = int(x.max()) + 1
+        rows = [np.bincount(x[:, j], minlength=size) / result.n for j in range(x.shape[1])]
         return np.asarray(result.times, float), np.vstack(rows)
     dist = as_distribution(result)
-    rows = [dist.marginal(species, t).to_numpy() for t in dist.times]
-    width = max(len(m) for m in rows)
-    return np.asarray(dist.times, float), np.vstack([np.pad(m, (0, width - len(m))) for m in rows])
+    rows = []
+    for t in dist.times:
+        m = dist.marginal(species, t)
+        rows.append(np.bincount(m.index.to_numpy() // width, weights=m.to_numpy()) if width > 1 else m.to_numpy())
+    size = max(len(m) for m in rows)
+    return np.asarray(dist.times, float), np.vstack([np.pad(m, (0, size - len(m))) for m in rows])
+
+
+def _count_width(results: list[Any], species: str) -> int:
+    """The row width of a species' heat map: 1, or what keeps it within MAX_ROWS rows."""
+    top = 0
+    for res in results:
+        if isinstance(res, SSAResult) and species in res.species:
+            top = max(top, int(np.nanmax(res.states[:, :, list(res.species).index(species)])))
+        else:
+            dist = as_distribution(res)
+            i = list(dist.species).index(species) if species in dist.species else None
+            if i is not None:
+                top = max(top, max((int(st[:, i].max()) for st in dist.states if len(st)), default=0))
+    return max(1, -(-(top + 1) // MAX_ROWS))
 
 
 def _quantile(P: np.ndarray, q: float) -> np.ndarray:
@@ -412,11 +433,12 @@ def distributions(results: dict[str, Any], species: str | Sequence[str] | None =
     fig, axes = _figure(len(species_list), 1, width=6.5, height=2.8)
     for r, s in enumerate(species_list):
         ax = axes[r, 0]
-        mats = [(label, *_marginal_matrix(res, s), style) for label, res, style in labelled]
-        if max(P.shape[1] for _, _, P, _ in mats) <= 2:
+        width = _count_width([res for _, res, _ in labelled], s)
+        mats = [(label, *_marginal_matrix(res, s, width), style) for label, res, style in labelled]
+        if width == 1 and max(P.shape[1] for _, _, P, _ in mats) <= 2:
             _binary_panel(ax, s, mats)
         else:
-            _density_panel(fig, ax, s, mats, quantiles)
+            _density_panel(fig, ax, s, mats, quantiles, width)
         ax.set_xlabel(time_label)
     _figure_legend(fig, axes)
     return fig
@@ -431,28 +453,30 @@ def _binary_panel(ax, s: str, mats: list) -> None:
     ax.set_title(f"{s} (0 or 1): probability of 1 over time", fontsize="medium")
 
 
-def _density_panel(fig, ax, s: str, mats: list, quantiles: tuple[float, float, float]) -> None:
+def _density_panel(fig, ax, s: str, mats: list, quantiles: tuple[float, float, float], width: int = 1) -> None:
     from matplotlib.colors import LogNorm
 
     _, t, P, _ = mats[-1]  # the exact result: the heat map
     edges_t = np.concatenate([[t[0]], (t[1:] + t[:-1]) / 2, [t[-1]]]) if len(t) > 1 else np.array([t[0] - 0.5, t[0] + 0.5])
-    edges_k = np.arange(P.shape[1] + 1) - 0.5
+    edges_k = (np.arange(P.shape[1] + 1) - 0.5) if width == 1 else np.arange(P.shape[1] + 1) * float(width)
     grid = np.ma.masked_less_equal(P.T, 0.0)
     later = P[1:] if len(P) > 1 else P  # the initial point mass would wash out the colour scale
     high = float(later.max()) if later.size else 1.0
     mesh = ax.pcolormesh(edges_t, edges_k, grid, cmap="Purples", norm=LogNorm(vmin=high * 1e-3, vmax=high, clip=True),
                          shading="flat", zorder=0)
-    fig.colorbar(mesh, ax=ax, label=f"P({s} = count), {mats[-1][0]}", pad=0.01)
+    fig.colorbar(mesh, ax=ax, label="probability" if width == 1 else f"probability per {width} counts", pad=0.01)
     lo, mid, hi = quantiles
+    centre = 0.0 if width == 1 else (width - 1) / 2.0  # a quantile's bin, drawn at its middle count
     for label, tt, PP, style in mats:
-        ax.plot(tt, _quantile(PP, mid), "-", label=label, **style)
+        ax.plot(tt, _quantile(PP, mid) * width + centre, "-", label=label, **style)
         for q in (lo, hi):
-            ax.plot(tt, _quantile(PP, q), ":", **{**style, "lw": style["lw"] * 0.8})
+            ax.plot(tt, _quantile(PP, q) * width + centre, ":", **{**style, "lw": style["lw"] * 0.8})
     ax.set_ylabel(f"{s} (count)")
     seen = np.flatnonzero(P.max(axis=0) > high * 1e-3)
-    ax.set_ylim(-1.5, (seen.max() if seen.size else P.shape[1] - 1) * 1.05 + 0.5)
-    ax.set_title(f"{s}: probability (purple), median (solid), {lo:.0%} and {hi:.0%} quantiles (dotted)",
-                 fontsize="medium")
+    top = (seen.max() if seen.size else P.shape[1] - 1) + 1
+    ax.set_ylim(-1.5 if width == 1 else 0.0, (top * width) * 1.05 + 0.5)
+    ax.set_title(f"{s}: probability by {mats[-1][0]} (purple), median (solid), {lo:.0%}/{hi:.0%} quantiles "
+                 "(dotted)", fontsize="medium")
 
 
 def joint(distribution: SSAResult | Distribution, x: str, y: str, time: float, ax=None,

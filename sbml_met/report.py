@@ -38,8 +38,8 @@ CAPTIONS = {
                      "species with many distinct counts as histograms on bins shared by every method. "
                      "Boundary and constant species are left out.",
     "distributions.png": "Each species' whole distribution over time on the SSA's grid: the exact probability "
-                         "(purple, log scale) with every method's median and 5%/95% quantiles; 0/1 species as "
-                         "P(= 1).",
+                         "(purple, log scale; counts grouped into at most 300 rows) with every method's median and "
+                         "5%/95% quantiles; 0/1 species as P(= 1).",
     "moments.png": "Means over time, every method on the same grid (the exact one black, on top), with "
                    "±1 SD: a band around the SSA, dotted lines around the others.",
     "trajectories.png": "A few SSA trajectories of the run's ensemble: steps at every reaction event where "

@@ -328,3 +328,16 @@ def test_marginals_with_thousands_of_counts_are_histograms_on_shared_bins():
 def test_trajectories_say_k_of_n(ssa):
     fig = plot.trajectories(ssa, n=3, of=10_000)
     assert fig._suptitle.get_text().startswith("3 of 10,000 trajectories")
+
+
+def test_distributions_of_a_hundred_thousand_molecules_group_counts_into_rows():
+    rng = np.random.default_rng(2)
+    states = rng.poisson(1e5, size=(500, 3, 1)).astype(float)
+    result = SSAResult(("A",), np.array([0.0, 1.0, 2.0]), states)
+    fig = plot.distributions({"SSA (n=500)": result})
+    ax = fig.axes[0]
+    mesh = ax.collections[0]
+    assert mesh.get_array().shape[0] <= plot.MAX_ROWS + 1  # rows of counts, not 10^5 of them
+    median = [line for line in ax.lines if line.get_label() == "SSA (n=500)"][0]
+    assert np.allclose(median.get_ydata(), np.median(states[:, :, 0], axis=0), rtol=0.01)
+    assert fig.axes[1].get_ylabel().startswith("probability per ")
