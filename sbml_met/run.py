@@ -37,8 +37,18 @@ RUN_METHODS = ("auto", "direct", "tau-leap")
 N_DEFAULT = 10_000  # SSA and Tellurium trajectories, where they fit the budgets
 SSA_BUDGET_S = 120.0  # seconds of SSA above which "auto" leaps or takes fewer trajectories
 REFERENCE_BUDGET_S = 120.0  # seconds of libroadrunner above which the reference takes fewer
-N_MIN, N_MIN_REFERENCE = 500, 20
+N_MIN, N_MIN_REFERENCE = 500, 100  # fewer reference trajectories make the spread test unreliable
 N_SHORT_REFERENCE = 100  # reference trajectories on a shortened span, where the whole window cannot fit
+MARGIN = 1.5  # a plan changes only where the estimate exceeds its budget this many times (speed varies)
+
+
+def nice_floor(n: float) -> int:
+    """The largest of 1, 1.5, 2, 3, 5, 7 x 10^k at most ``n`` (a sample size that does not move
+    with small changes of the machine's speed)."""
+    if n < 1:
+        return 1
+    k = 10 ** int(np.floor(np.log10(n)))
+    return int(max(m * k for m in (1, 1.5, 2, 3, 5, 7) if m * k <= n * (1 + 1e-9)))
 EVENT_PATHS_MAX = 20_000  # events per trajectory up to which trajectories.png records every event
 
 
@@ -64,7 +74,7 @@ def plan_run(net: ReactionNetwork, grid: np.ndarray, n: int | None = None, n_ref
              method: str = "auto", workers: int | None = None) -> RunPlan:
     """The run's SSA method and sample sizes from the expected events per trajectory (the
     deterministic propensities over the window): exact SSA of ``n`` (default 10,000) trajectories
-    unless that exceeds ``SSA_BUDGET_S``, then tau-leaping (timed on a few trajectories first)
+    unless that exceeds ``SSA_BUDGET_S`` (by ``MARGIN``), then tau-leaping (timed on a few trajectories first)
     where it is faster, else fewer trajectories (only when ``n`` was not given); the Tellurium
     reference takes fewer than ``n_reference`` (default 10,000) where they exceed
     ``REFERENCE_BUDGET_S``."""
@@ -84,17 +94,17 @@ def plan_run(net: ReactionNetwork, grid: np.ndarray, n: int | None = None, n_ref
     if exact is None:
         exact = cost.ssa_seconds(n_ssa, workers, kernel)
     chosen = "tau-leap" if method == "tau-leap" else "direct"
-    if method == "auto" and exact > SSA_BUDGET_S:
+    if method == "auto" and exact > MARGIN * SSA_BUDGET_S:
         leap = _seconds(net, grid, n_ssa, workers, "tau-leap", cost)
         if leap is not None and leap < exact / 2:
             chosen = "tau-leap"
             notes.append(f"exact SSA of {n_ssa:,} trajectories would take {about(exact)}: tau-leaping instead "
                          f"({about(leap)}; --method direct forces exact SSA)")
-            if n is None and leap > SSA_BUDGET_S:
-                n_ssa = max(N_MIN, int(n_ssa * SSA_BUDGET_S / leap))
+            if n is None and leap > MARGIN * SSA_BUDGET_S:
+                n_ssa = max(N_MIN, nice_floor(n_ssa * SSA_BUDGET_S / leap))
                 notes.append(f"{n_ssa:,} tau-leaping trajectories (10,000 would take {about(leap)}; --n forces more)")
         elif n is None:
-            n_ssa = max(N_MIN, int(n_ssa * SSA_BUDGET_S / exact))
+            n_ssa = max(N_MIN, nice_floor(n_ssa * SSA_BUDGET_S / exact))
             notes.append(f"exact SSA of 10,000 trajectories would take {about(exact)}: {n_ssa:,} trajectories "
                          "instead (--n forces more)")
     if chosen == "direct":
@@ -103,9 +113,9 @@ def plan_run(net: ReactionNetwork, grid: np.ndarray, n: int | None = None, n_ref
     per_ref = _reference_seconds_each(net, grid, cost)
     ref = n_ref * per_ref / workers if per_ref is not None else cost.reference_seconds(n_ref, workers)
     reference_end = None
-    if n_reference is None and ref > REFERENCE_BUDGET_S:
-        n_ref = max(N_MIN_REFERENCE, int(n_ref * REFERENCE_BUDGET_S / ref))
-        if n_ref * ref / n_first_ref > REFERENCE_BUDGET_S:  # even the fewest do not fit: a shorter span
+    if n_reference is None and ref > MARGIN * REFERENCE_BUDGET_S:
+        n_ref = max(N_MIN_REFERENCE, nice_floor(n_ref * REFERENCE_BUDGET_S / ref))
+        if n_ref * ref / n_first_ref > MARGIN * REFERENCE_BUDGET_S:  # even the fewest do not fit: a shorter span
             reference_end, n_ref = _reference_span(cost, grid, ref / n_first_ref)
             notes.append(f"Tellurium reference of 10,000 trajectories would take {about(ref)}: {n_ref:,} "
                          f"trajectories on 0 to {reference_end:g} instead, where validation takes place "
@@ -120,16 +130,14 @@ def plan_run(net: ReactionNetwork, grid: np.ndarray, n: int | None = None, n_ref
 
 def _reference_span(cost: Any, grid: np.ndarray, seconds_each: float) -> tuple[float, int]:
     """The longest grid span [0, t] on which N_SHORT_REFERENCE reference trajectories fit the
-    budget (events grow with t), else N_MIN_REFERENCE of them on the first grid step."""
+    budget (events grow with t), at least the first grid step."""
     events = cost.events if np.isfinite(cost.events) and cost.events > 0 else float("nan")
     positive = grid[grid > 0]
     if not positive.size or not np.isfinite(events):
         return float(grid[-1]), N_MIN_REFERENCE
-    for n_short in (N_SHORT_REFERENCE, N_MIN_REFERENCE):
-        fits = [t for t in positive if n_short * seconds_each * cost.events_until(t) / events <= REFERENCE_BUDGET_S]
-        if fits and fits[-1] >= positive[min(len(positive) - 1, len(positive) // 20)]:
-            return float(fits[-1]), n_short
-    return float(positive[0]), N_MIN_REFERENCE
+    fits = [t for t in positive if N_SHORT_REFERENCE * seconds_each * cost.events_until(t) / events
+            <= REFERENCE_BUDGET_S]
+    return float(fits[-1] if fits else positive[0]), N_SHORT_REFERENCE
 
 
 def _reference_seconds_each(net: ReactionNetwork, grid: np.ndarray, cost: Any, budget: float = 1.0) -> float | None:
