@@ -63,12 +63,11 @@ model enzyme
   kon = 0.05; koff = 1; kcat = 0.5
 end
 """,
-    # dimerisation written with '=>' until issue 26 (a '->' law with a minus sign read as reversible) lands
     "autorepressor": """
 model dimer_autorepressor
   express: G -> G + P; kp*G
   degrade: P -> ; dp*P
-  dimerise: P + P => P2; kd*P*(P - 1)
+  dimerise: P + P -> P2; kd*P*(P - 1)
   split: P2 -> P + P; ku*P2
   repress: G + P2 -> GR; kr*G*P2
   release: GR -> G + P2; kf*GR
@@ -76,6 +75,8 @@ model dimer_autorepressor
   kp = 10; dp = 1; kd = 0.05; ku = 1; kr = 1; kf = 0.5
 end
 """,
+    # '=>': with '->' Antimony marks these reactions reversible, and sbml-met then reads the minus sign
+    # in X*(X - 1) as a reverse channel (c1*X*X/2 forward, c1*X/2 back): another CME
     "schlogl": """
 model schlogl_small
   auto: 2X => 3X; c1*X*(X - 1)/2
