@@ -323,7 +323,7 @@ def run(
         say(f"      {line}")
     report.notes.extend(plan.notes)
     n, n_reference = plan.n, plan.n_reference
-    dense = _run_engines(net, grid, report, say, plan, seed, fsp_max_states, met, met_minutes, box)
+    dense = _run_engines(net, grid, report, say, plan, seed, fsp_max_states, met, met_minutes, box, shown)
     validations = _validate_engines(net, grid, shown, dense, report, say, n_reference, seed, plan.reference_end)
 
     _tables(report, dense, shown, validations)
@@ -394,7 +394,7 @@ def _timed(report: RunReport, step: str, fn: Callable[[], Any]) -> Any:
 
 
 def _run_engines(net: ReactionNetwork, grid: np.ndarray, report: RunReport, say, plan: RunPlan, seed: int,
-                 fsp_max_states: int, met: str, met_minutes: float, box) -> dict[str, Any]:
+                 fsp_max_states: int, met: str, met_minutes: float, box, shown=None) -> dict[str, Any]:
     """SSA (or tau-leaping, as planned), FSP where feasible and the MET where one is at hand,
     each on ``grid`` (by engine)."""
     from .ssa import simulate
@@ -413,7 +413,8 @@ def _run_engines(net: ReactionNetwork, grid: np.ndarray, report: RunReport, say,
         report.notes.append(f"FSP skipped: {one_line(e)}")
 
     say(f"[4/5] Master Equation Transformer ({met})")
-    met_result = _timed(report, "MET", lambda: _met_for_run(net, grid, report, met, met_minutes, box, seed))
+    met_result = _timed(report, "MET", lambda: _met_for_run(net, grid, report, met, met_minutes, box, seed,
+                                                                         shown))
     if met_result is not None:
         dense["met"] = met_result
     return dense
@@ -460,7 +461,7 @@ def _write_html(report: RunReport, net: ReactionNetwork, provenance: dict[str, A
 
 
 def _met_for_run(net: ReactionNetwork, times: np.ndarray, report: RunReport, spec: str,
-                 minutes: float, box: Mapping[str, tuple[float, float]] | None, seed: int):
+                 minutes: float, box: Mapping[str, tuple[float, float]] | None, seed: int, shown=None):
     """The MET's answer at the network's own parameter values: ``spec`` "auto" (bundled, cached
     or trained now), "off", or a checkpoint path / bundled name; None (with a note) otherwise."""
     if spec == "off":
@@ -473,7 +474,7 @@ def _met_for_run(net: ReactionNetwork, times: np.ndarray, report: RunReport, spe
         return None
     try:
         if spec == "auto":
-            model = met.for_model(net, box=box, minutes=minutes, seed=seed, times=times)
+            model = met.for_model(net, box=box, minutes=minutes, seed=seed, times=times, check_times=shown)
         elif not Path(spec).exists() and spec in met.pretrained_names():
             model = met.pretrained(spec)
         else:

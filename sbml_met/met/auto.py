@@ -229,7 +229,7 @@ def _cache_path(folder: Path, network, box, times) -> Path:
 def for_model(network, box: Mapping[str, tuple[float, float]] | None = None, minutes: float = 10, seed: int = 0,
               progress: bool | None = None, cache_dir: str | os.PathLike | None = None, times=None,
               device: str | None = None, retrain: bool = False, target: float | None = TARGET,
-              **train_options) -> MET:
+              check_times=None, **train_options) -> MET:
     """A MET for ``network``: a bundled or cached one that covers ``box`` and ``times`` (see the
     module docstring), else one trained over ``box`` (default: each rate parameter x/÷ 2) and
     ``times`` (default: the settling horizon), then cached.
@@ -241,6 +241,7 @@ def for_model(network, box: Mapping[str, tuple[float, float]] | None = None, min
     (:func:`sbml_met.met.train.detectability`). A MET that meets both has
     ``meta["validated"] = True``; one stopped by the cap first warns, says how far it got and
     what would help, and is cached as not validated (a later call with ``target`` trains it on).
+    ``check_times``: the times of that check (``sbml-met run`` passes its report times).
     ``target=None`` trains for the whole budget (cosine schedule).
 
     ``met.meta`` says where it came from (``source``: bundled, cache or trained; ``path``) and,
@@ -258,6 +259,8 @@ def for_model(network, box: Mapping[str, tuple[float, float]] | None = None, min
                                 or _validated(met, target)):
             return met
         previous = met
+    if check_times is not None:
+        train_options["anchor_times"] = np.asarray(check_times, float)
     return _train_and_cache(network, box, minutes, seed, progress, folder, times, device, train_options,
                             target, previous)
 
