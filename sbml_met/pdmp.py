@@ -32,6 +32,7 @@ number of workers (:func:`sbml_met.simulate` splits n into fixed, independently 
 
 from __future__ import annotations
 
+from contextlib import nullcontext as _no_context
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +44,7 @@ from .results import SSAResult
 
 RTOL = 1e-8  # relative error per step of the continuous variables and of Lambda
 ATOL = 1e-10
+H_MIN = 1e-13  # shortest step (relative to 1 + t): a stage outside the domain even there is the model's law
 T_TOL = 1e-9  # bisection width for a trigger on continuous variables (relative to 1 + t)
 
 # Dormand-Prince 5(4): nodes, stage weights, 5th-order weights and the error weights (5th - 4th)
@@ -223,21 +225,33 @@ class _Engine:
             self.next_rec[c] += 1
 
     # ------------------------------------------------------------------------------- integration
-    def _derivatives(self, cols: np.ndarray, Z: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(dZ/dt, propensities) of trajectories ``cols`` at continuous values ``Z`` and times ``t``."""
+    def _derivatives(self, cols: np.ndarray, Z: np.ndarray, t: np.ndarray,
+                     trial: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(dZ/dt, propensities) of trajectories ``cols`` at continuous values ``Z`` and times ``t``.
+
+        ``trial``: ``Z`` is a Runge-Kutta stage, not a state the path reaches: a negative or
+        non-finite propensity or derivative there marks the column in ``self.trial_bad`` (the
+        step is rejected and shortened) instead of raising."""
         X, P = self.X[:, cols], self.P[:, cols]
         if self.z_rows:
             X, P = X.copy(), P.copy()
             for j, (kind, row) in enumerate(self.z_rows):
                 (X if kind == "x" else P)[row] = Z[j]
         env = self._env(cols, X, P, t)
-        a = self.net.propensities_in(env, cols.size)
+        with np.errstate(all="ignore") if trial else _no_context():
+            a = self.net.propensities_in(env, cols.size)
+            dz = np.empty_like(Z)
+            for j, rule in enumerate(self.net.rate_rules):
+                dz[j] = (rule.math(env) if callable(rule.math) else rule.math) * rule.amount_factor
+        dz[-1] = a.sum(axis=0)
+        if trial:
+            bad = ~(np.isfinite(a) & (a >= 0)).all(axis=0) | ~np.isfinite(dz).all(axis=0)
+            if bad.any():
+                self.trial_bad |= bad
+                a[:, bad], dz[:, bad] = 0.0, 0.0
+            return dz, a
         if not np.all(np.isfinite(a) & (a >= 0)):
             self._bad_propensity(a, X, t)
-        dz = np.empty_like(Z)
-        for j, rule in enumerate(self.net.rate_rules):
-            dz[j] = (rule.math(env) if callable(rule.math) else rule.math) * rule.amount_factor
-        dz[-1] = a.sum(axis=0)
         if not np.all(np.isfinite(dz)):
             bad = self.net.rate_rules[int(np.flatnonzero(~np.isfinite(dz).all(axis=1))[0])].variable
             raise UnsupportedSBMLError([Unsupported(bad, "rate rule whose value is not finite")])
@@ -257,14 +271,23 @@ class _Engine:
         the seven stage derivatives; the last is dZ/dt at the step's end)."""
         ks = [k1]
         a_end = None
+        self.trial_bad = np.zeros(cols.size, dtype=bool)
         for i in range(1, 7):
             Zi = Z0 + h * sum(w * k for w, k in zip(_A[i], ks) if w)
-            k, a_end = self._derivatives(cols, Zi, t0 + _C[i] * h)
+            k, a_end = self._derivatives(cols, Zi, t0 + _C[i] * h, trial=True)
             ks.append(k)
         Z5 = Z0 + h * sum(w * k for w, k in zip(_B5, ks) if w)
         err = h * sum(w * k for w, k in zip(_ERR, ks))
         scale = ATOL + RTOL * np.maximum(np.abs(Z0), np.abs(Z5))
-        return Z5, np.sqrt(np.mean((err / scale) ** 2, axis=0)), a_end, ks
+        norm = np.sqrt(np.mean((err / scale) ** 2, axis=0))
+        bad = self.trial_bad
+        if bad.any():  # a stage left the model's domain: too long a step, not a bad model ...
+            stuck = bad & (h <= H_MIN * (1.0 + np.abs(t0)))
+            if stuck.any():  # ... unless the shortest step does too: its end decides (raises if bad)
+                j = np.flatnonzero(stuck)
+                self._derivatives(cols[j], Z5[:, j], t0[j] + h[j])
+            norm = np.where(bad & ~stuck, np.inf, norm)
+        return Z5, norm, a_end, ks
 
     def _first_derivatives(self, cols: np.ndarray, Z0: np.ndarray, t0: np.ndarray) -> np.ndarray:
         """dZ/dt at the start of a step: the last step's end value where nothing jumped since

@@ -189,6 +189,27 @@ def test_an_ode_model_runs_as_its_ode():
         assert np.allclose(res.states[0, :, res.species.index(sid)], ref[:, col], rtol=1e-5, atol=1e-9)
 
 
+def test_an_ode_model_runs_through_its_stiff_spike():
+    """Tyson 1991 to t = 100, through its spikes (u rises 100-fold in a fraction of a time unit):
+    a too-long trial step's Runge-Kutta stages reach u < 0 (a negative propensity k6*u), which
+    must shorten the step, not end the run with a PropensityError (the ODE keeps u >= 0)."""
+    from pathlib import Path
+
+    path = Path(__file__).parent / "data" / "biomodels" / "BIOMD0000000006.xml"
+    net = sbml_met.load_sbml(path)
+    grid = np.array([50.0, 100.0])  # few stops: long steps, as the model's own horizon gives
+    res = sbml_met.simulate(net, grid, n=2, seed=1)
+    k4, k6, kappa, alpha = 180.0, 1.0, 0.015, 0.018 / 180.0
+
+    def rhs(t, y):
+        u, v = y
+        return [k4 * (v - u) * (alpha + u * u) - k6 * u, kappa - k6 * u]
+
+    ref = integrate.solve_ivp(rhs, (0, 100), [0.0, 0.0], method="LSODA", rtol=1e-11, atol=1e-13, t_eval=grid).y
+    for row, sid in ((0, "u"), (1, "v")):
+        assert np.allclose(res.states[:, :, res.species.index(sid)], ref[row], rtol=1e-5, atol=1e-8)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_poisson_laws_at_twenty_thousand(name):
