@@ -121,7 +121,7 @@ def _load_auto(spec: str) -> ReactionNetwork:
     net = _load(spec, volume)
     return replace(net, notes=net.notes + (
         f"--volume auto: volume={volume:g} molecules per unit of substance ({why}; this volume puts "
-        "the median species near 300 molecules)",))
+        "the median species near 300 molecules, and each one present at least one where that fits)",))
 
 
 def _peak_count(net: ReactionNetwork) -> float:

@@ -15,12 +15,22 @@ from ..network import Species
 from .reading import read_document
 
 
+MAX_SUGGESTED_COUNT = 1e9  # the largest initial count a suggested volume raises a species to
+
+
 def suggest_volume(source: str | os.PathLike, target: float = 300.0) -> float:
     """A ``volume=`` (a power of ten) that gives the median species with a positive initial amount
-    about ``target`` molecules, from the amounts written in the SBML (initial assignments aside)."""
+    about ``target`` molecules, from the amounts written in the SBML (initial assignments aside);
+    larger where that would leave a positive amount below one molecule (a species the model has
+    would round to none), as far as keeps every initial count within ``MAX_SUGGESTED_COUNT``."""
     amounts = [a for a in _literal_amounts(read_document(source).getModel()) if np.isfinite(a) and a > 0]
     median = float(np.median(amounts)) if amounts else 1.0
-    return float(10.0 ** round(np.log10(target / median)))
+    volume = 10.0 ** round(np.log10(target / median))
+    if amounts and min(amounts) * volume < 1.0:
+        every_one = 10.0 ** np.ceil(np.log10(1.0 / min(amounts)) - 1e-12)
+        room = 10.0 ** np.floor(np.log10(MAX_SUGGESTED_COUNT / max(amounts)) + 1e-12)
+        volume = max(volume, min(every_one, room))
+    return float(volume)
 
 
 def _literal_amounts(m: libsbml.Model) -> list[float]:
