@@ -148,3 +148,23 @@ def test_arrow_forms_share_the_fingerprint_and_the_bundled_met(name):
     assert rev.fingerprint() == irr.fingerprint()
     met = find_met(rev)
     assert met is not None and find_met(irr) is not None
+
+
+@pytest.mark.parametrize("law, channels", [
+    ("c1*X*(X - 1)/2", ("J1",)),                                     # never negative: as written
+    ("c1*X*(X - 1)/2 - c2*X*(X - 1)*(X - 2)/6", ("J1", "J1__reverse")),  # split as written
+])
+def test_autocatalytic_schlogl_laws_with_arrow_keep_their_cme(law, channels):
+    # 2 X -> 3 X needs two X to fire: expanding c1*X*(X - 1)/2 into c1*X^2/2 forward and c1*X/2
+    # reverse passes a net-change check (X only grows) but is another CME; FSP must match '=>'
+    text = (f"J1: 2 X -> 3 X; {law}\nJ2: X -> ; d*X\nJ3: -> X; b\n"
+            "X = 4; c1 = 0.05; c2 = 0.02; d = 1.2; b = 2")
+    rev = sbml_met.load_antimony(text)
+    irr = sbml_met.load_antimony(text.replace("J1: 2 X -> 3 X", "J1: 2 X => 3 X") if len(channels) == 1
+                                 else text.replace(f"J1: 2 X -> 3 X; {law}",
+                                                   "J1: 2 X => 3 X; c1*X*(X - 1)/2\nJ1r: 3 X => 2 X; c2*X*(X - 1)*(X - 2)/6"))
+    assert tuple(r for r in rev.reaction_ids if r.startswith("J1")) == channels
+    a, b = sbml_met.solve_fsp(rev, [0.5, 2.0], tol=1e-9), sbml_met.solve_fsp(irr, [0.5, 2.0], tol=1e-9)
+    pa = a.marginal("X", 2.0)
+    pb = b.marginal("X", 2.0).reindex(pa.index, fill_value=0.0)
+    assert np.allclose(pa.to_numpy(), pb.to_numpy(), atol=1e-9)

@@ -47,11 +47,20 @@ def reversible_channels(m: libsbml.Model, rx: libsbml.Reaction, local: dict[str,
     if split is not None and split[1] is None:
         return Channels(split[0], None)
     probe = _Probe(m, rx, set(local))
-    if split is not None and probe.vanishes_where_short(split[0], 1) and probe.vanishes_where_short(split[1], -1):
-        return Channels(split[0], split[1])
     if probe.vanishes_where_short(law, 1) and probe.never_negative(law):
-        return Channels(law, None)
+        return Channels(law, None)  # never negative: splitting it would change the CME
+    for pair in (_written_difference(law), split):
+        if pair is not None and probe.vanishes_where_short(pair[0], 1) and probe.vanishes_where_short(pair[1], -1):
+            return Channels(pair[0], pair[1])
     return Channels(_signed_part(law, 1), _signed_part(law, -1), net=True)
+
+
+def _written_difference(law: libsbml.ASTNode) -> tuple[libsbml.ASTNode, libsbml.ASTNode] | None:
+    """``(A, B)`` for a law written ``A - B`` (``c1*X*(X - 1)/2 - c2*X*(X - 1)*(X - 2)/6``): the
+    split as the modeller wrote it, before any expansion into monomials."""
+    if law.getType() != libsbml.AST_MINUS or law.getNumChildren() != 2:
+        return None
+    return law.getChild(0).deepCopy(), law.getChild(1).deepCopy()
 
 
 def _signed_part(law: libsbml.ASTNode, sign: int) -> libsbml.ASTNode:
@@ -75,34 +84,40 @@ def _number(value: float) -> libsbml.ASTNode:
     return n
 
 
-def _net_changes(m: libsbml.Model, rx: libsbml.Reaction) -> dict[str, int]:
-    """Net change per forward firing of each species that reactions change (boundary and
-    constant species excluded)."""
-    change: dict[str, int] = {}
-    for refs, sign in ((rx.getListOfReactants(), -1), (rx.getListOfProducts(), 1)):
+def _needs(m: libsbml.Model, rx: libsbml.Reaction) -> tuple[dict[str, int], dict[str, int]]:
+    """What one forward firing needs of each reactant and one reverse firing of each product
+    (their stoichiometries; boundary and constant species excluded): mass action's propensity
+    vanishes wherever a count is below what its firing needs (``2 X -> 3 X`` needs X >= 2)."""
+    def need(refs) -> dict[str, int]:
+        out: dict[str, int] = {}
         for ref in refs:
             s = m.getSpecies(ref.getSpecies())
             if s is None or s.getBoundaryCondition() or s.getConstant():
                 continue
             st = ref.getStoichiometry() if ref.isSetStoichiometry() else 1.0
-            change[s.getId()] = change.get(s.getId(), 0) + sign * int(round(st))
-    return {sid: n for sid, n in change.items() if n != 0}
+            out[s.getId()] = out.get(s.getId(), 0) + int(round(st))
+        return {sid: n for sid, n in out.items() if n > 0}
+    return need(rx.getListOfReactants()), need(rx.getListOfProducts())
 
 
 class _Probe:
-    """A reaction's laws evaluated on whole counts of the species they read: 0 to |change| + 1 and
-    a few larger counts for those the reaction changes, 0, 1, 3 and larger for others. Parameters
+    """A reaction's laws evaluated on whole counts of the species they read: 0 to its largest
+    stoichiometry + 1 and a few larger counts for its reactants and products, 0, 1, 3 and larger for others. Parameters
     take fixed generic values, so that what the probe says is the law's structure, the same for
     every parameter set (a network rebuilt in a worker gets the same channels)."""
 
     LARGER = (7.0, 50.0, 1000.0)
 
     def __init__(self, m: libsbml.Model, rx: libsbml.Reaction, local: set[str]):
-        self.change = _net_changes(m, rx)
+        self.needs = dict(zip((1, -1), _needs(m, rx)))
+        top = {s: n for need in self.needs.values() for s, n in need.items()}
+        for need in self.needs.values():
+            for s, n in need.items():
+                top[s] = max(top[s], n)
         law = rx.getKineticLaw().getMath()
-        read = sorted(_species_read(m, law) - set(self.change))
-        names = sorted(self.change) + read
-        values = ([tuple(range(abs(self.change[s]) + 2)) + self.LARGER for s in sorted(self.change)]
+        read = sorted(_species_read(m, law) - set(top))
+        names = sorted(top) + read
+        values = ([tuple(range(top[s] + 2)) + self.LARGER for s in sorted(top)]
                   + [(0.0, 1.0, 3.0) + self.LARGER] * len(read))
         grid = _states(values)
         self.counts = {s: grid[:, j] for j, s in enumerate(names)}
@@ -126,13 +141,14 @@ class _Probe:
 
     def vanishes_where_short(self, node: libsbml.ASTNode, direction: int) -> bool:
         """Whether ``node`` is finite, >= 0, and 0 wherever firing in ``direction`` (1 forward,
-        -1 reverse) would make a count negative."""
+        -1 reverse) lacks what it needs: a reactant (forward) or product (reverse) below its
+        stoichiometry."""
         v = self.values(node)
         if v is None or not np.all(np.isfinite(v)) or np.any(v < 0):
             return False
         short = np.zeros(self.size, dtype=bool)
-        for s, n in self.change.items():
-            short |= self.counts[s] + direction * n < 0
+        for s, n in self.needs[direction].items():
+            short |= self.counts[s] < n
         return bool(np.all(v[short] == 0))
 
     def never_negative(self, node: libsbml.ASTNode) -> bool:
