@@ -157,8 +157,8 @@ def test_arrow_forms_share_the_fingerprint_and_the_bundled_met(name):
 def test_autocatalytic_schlogl_laws_with_arrow_keep_their_cme(law, channels):
     # 2 X -> 3 X needs two X to fire: expanding c1*X*(X - 1)/2 into c1*X^2/2 forward and c1*X/2
     # reverse passes a net-change check (X only grows) but is another CME; FSP must match '=>'
-    text = (f"J1: 2 X -> 3 X; {law}\nJ2: X -> ; d*X\nJ3: -> X; b\n"
-            "X = 4; c1 = 0.05; c2 = 0.02; d = 1.2; b = 2")
+    text = (f"model schlogl_arrow\nJ1: 2 X -> 3 X; {law}\nJ2: X -> ; d*X\nJ3: -> X; b\n"
+            "X = 4; c1 = 0.05; c2 = 0.02; d = 1.2; b = 2\nend")
     rev = sbml_met.load_antimony(text)
     irr = sbml_met.load_antimony(text.replace("J1: 2 X -> 3 X", "J1: 2 X => 3 X") if len(channels) == 1
                                  else text.replace(f"J1: 2 X -> 3 X; {law}",
