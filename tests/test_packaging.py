@@ -31,7 +31,7 @@ def source_files() -> list[str]:
     """Every file of the packages in the source tree (git's list when there is one)."""
     try:
         out = subprocess.run(["git", "ls-files", *PACKAGE_DIRS], cwd=REPO, capture_output=True,
-                             text=True, check=True).stdout.split()
+                             text=True, encoding="utf-8", errors="replace", check=True).stdout.split()
     except (OSError, subprocess.CalledProcessError):
         out = [str(p.relative_to(REPO)) for d in PACKAGE_DIRS for p in (REPO / d).rglob("*")
                if p.is_file() and "__pycache__" not in p.parts]
@@ -73,14 +73,14 @@ def installed(wheel, tmp_path_factory) -> Path:
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     py = venv / "bin" / "python"
     purelib = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                                  capture_output=True, text=True, check=True).stdout.strip())
+                                  capture_output=True, text=True, encoding="utf-8", errors="replace", check=True).stdout.strip())
     # a .pth line adds a directory without running the .pth files in it, so the running
     # environment's editable sbml-met (if any) stays invisible; the wheel's copy comes first
     deps = [p for p in {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"], *site.getsitepackages()}
             if Path(p).is_dir()]
     (purelib / "zz_dependencies.pth").write_text("\n".join(sorted(deps)) + "\n")
     run = subprocess.run([str(py), "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)],
-                         capture_output=True, text=True, timeout=300, env=clean_env())
+                         capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=300, env=clean_env())
     assert run.returncode == 0, run.stderr
     return venv
 
@@ -92,7 +92,7 @@ def clean_env() -> dict[str, str]:
 
 
 def sh(venv: Path, *args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+    return subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=timeout,
                           env={**clean_env(), "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"})
 
 
