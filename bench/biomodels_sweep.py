@@ -131,7 +131,7 @@ def read_index() -> dict[str, str]:
     out = {}
     idx = SHARED / "INDEX.tsv"
     if idx.is_file():
-        for line in idx.read_text().splitlines()[1:]:
+        for line in idx.read_text(encoding="utf-8").splitlines()[1:]:
             cols = line.split("\t")
             if len(cols) >= 4:
                 out[cols[1]] = cols[3]

@@ -134,7 +134,7 @@ def main(names: list[str]) -> None:
         net = sbml_met.load_antimony(MODELS[name])
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / f"{name}.ant"
-            path.write_text(MODELS[name])
+            path.write_text(MODELS[name], encoding="utf-8")
             os.environ["SBML_MET_CACHE_DIR"] = str(Path(tmp) / "cache")
             t0 = time.perf_counter()
             with warnings.catch_warnings():

@@ -42,7 +42,7 @@ def _sbml_path(key: str, folder: Path) -> Path:
     if key == "vilar":
         return next(p for p in VILAR if p.exists())
     path = folder / f"{key}.xml"
-    path.write_text(models.load(key).to_sbml())
+    path.write_text(models.load(key).to_sbml(), encoding="utf-8")
     return path
 
 
@@ -181,7 +181,7 @@ def bench_case(label: str, path: Path, t_end: float, ns: list[int], seed: int) -
     return rows
 
 
-DIMER = (ROOT / "tests" / "data" / "dimer_concentration.ant").read_text()  # concentrations: converted with volume=
+DIMER = (ROOT / "tests" / "data" / "dimer_concentration.ant").read_text(encoding="utf-8")  # concentrations: converted with volume=
 
 
 def _hellinger(x: np.ndarray, y: np.ndarray) -> float:
@@ -195,7 +195,7 @@ def tau_leap_table(folder: Path, seed: int) -> None:
     from sbml_met.sbml import antimony_to_sbml
 
     dimer = folder / "dimer.xml"
-    dimer.write_text(antimony_to_sbml(DIMER))
+    dimer.write_text(antimony_to_sbml(DIMER), encoding="utf-8")
     cases = [("birth-death at 10^4 copies, t 0..50", models.load("birth_death").with_parameters(k1=1000.0)
               .with_initial_state(X=10_000), 50.0, 10_000, "X"),
              ("Schlogl, t 0..5", models.load("schlogl"), 5.0, 2000, "X"),

@@ -644,7 +644,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _printable_streams() -> None:
+    """Under an ASCII locale (LC_ALL=C without UTF-8 mode) print what cannot be encoded as escapes
+    (x/\u00f7 in --help, \u00b1 in notes) rather than fail with UnicodeEncodeError."""
+    for stream in (sys.stdout, sys.stderr):
+        encoding = getattr(stream, "encoding", None) or "ascii"
+        if hasattr(stream, "reconfigure") and "utf" not in encoding.lower():
+            stream.reconfigure(errors="backslashreplace")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _printable_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -38,7 +38,7 @@ class CaseSettings:
 
 def read_settings(path: Path) -> CaseSettings:
     fields = {}
-    for line in Path(path).read_text().splitlines():
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
         if ":" in line:
             k, v = line.split(":", 1)
             fields[k.strip()] = v.strip()

@@ -16,7 +16,7 @@ FORMATS = (".csv", ".parquet")
 def current_umask() -> int:
     """The process umask (read from /proc where possible, so no thread sees it changed)."""
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
+        for line in Path("/proc/self/status").read_text(encoding="utf-8").splitlines():
             if line.startswith("Umask:"):
                 return int(line.split()[1], 8)
     except (OSError, ValueError):

@@ -87,7 +87,7 @@ def model_source(spec: str) -> Path | str | None:
     p = Path(spec)
     if p.is_file():
         if p.suffix in (".ant", ".antimony", ".txt"):
-            return antimony_to_sbml(p.read_text())
+            return antimony_to_sbml(p.read_text(encoding="utf-8"))
         return p
     if spec.upper().startswith(("BIOMD", "MODEL")):
         from .biomodels import fetch
@@ -156,7 +156,7 @@ def path(name: str) -> Path:
 def antimony_source(name: str) -> str:
     """The Antimony source text of a bundled model."""
     _check(name)
-    return (_folder() / f"{name}.ant").read_text()
+    return (_folder() / f"{name}.ant").read_text(encoding="utf-8")
 
 
 def describe(name: str) -> str:
@@ -185,7 +185,7 @@ def regenerate() -> builtins.list[Path]:
     for name in list():
         target = _folder() / f"{name}.xml"
         tmp = target.with_suffix(".xml.tmp")
-        tmp.write_text(generate_sbml(name))
+        tmp.write_text(generate_sbml(name), encoding="utf-8")
         tmp.replace(target)
         written.append(target)
     return written

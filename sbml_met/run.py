@@ -344,7 +344,7 @@ def run(
                 "files": [p.name for p in report.files], "notes": report.notes, "seed": seed, "n": n,
                 "n_reference": n_reference, "times": shown.tolist(), "grid": grid.tolist(), "met": report.met,
                 "window": window.how, "method": plan.method}
-    atomic_write(out / MANIFEST, lambda p: p.write_text(json.dumps(manifest, indent=2)), overwrite=True)
+    atomic_write(out / MANIFEST, lambda p: p.write_text(json.dumps(manifest, indent=2), encoding="utf-8"), overwrite=True)
     return report
 
 

@@ -68,7 +68,7 @@ def _as_network(source: Any) -> ReactionNetwork:
     if isinstance(source, os.PathLike) or (isinstance(source, str) and not source.lstrip().startswith("<")
                                            and len(source) < 4096 and Path(source).is_file()):
         path = Path(source)
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
         if path.suffix in (".ant", ".antimony", ".txt") and not text.lstrip().startswith("<"):
             return load_antimony(text)
         return load_sbml(path)
@@ -220,7 +220,7 @@ def _probe(sbml: str, species: tuple[str, ...], sim_times: np.ndarray, even: boo
         finally:
             Logger.disableFileLogging()
             Logger.setLevel(level)
-        lines = Path(logfile).read_text(errors="replace").splitlines()
+        lines = Path(logfile).read_text(encoding="utf-8", errors="replace").splitlines()
     finally:
         Path(logfile).unlink(missing_ok=True)
     for line in dict.fromkeys(ln.strip() for ln in lines if ln.strip()):

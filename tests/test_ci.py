@@ -7,12 +7,12 @@ import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CI = (ROOT / ".ci" / "run").read_text()
+CI = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
 
 
 def test_readme_test_commands_are_what_ci_runs():
     """README's test commands are the ones .ci/run runs, each under a time limit; none besides."""
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
     section = text[text.index("\n## Test\n"):]
     block = re.findall(r"^```bash\n(.*?)^```", section, flags=re.DOTALL | re.MULTILINE)[0]
     readme = [line.strip() for line in block.splitlines() if line.strip()]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -34,13 +35,13 @@ def test_simulate_writes_parquet_and_csv(tmp_path, capsys):
 
 def test_no_overwrite_without_force(tmp_path, capsys):
     out = tmp_path / "traj.csv"
-    out.write_text("precious")
+    out.write_text("precious", encoding="utf-8")
     args = ["simulate", "birth_death", "--times", "0,1", "--n", "5", "--seed", "1", "--out", str(out)]
     assert main(args) == 2
-    assert out.read_text() == "precious"
+    assert out.read_text(encoding="utf-8") == "precious"
     assert "exists" in capsys.readouterr().err
     assert main(args + ["--force"]) == 0
-    assert out.read_text() != "precious"
+    assert out.read_text(encoding="utf-8") != "precious"
 
 
 def test_bad_input_exit_code_2(tmp_path, capsys):
@@ -53,7 +54,7 @@ def test_bad_input_exit_code_2(tmp_path, capsys):
 
 def test_info_and_module_entry_point():
     proc = subprocess.run([sys.executable, "-m", "sbml_met", "info", "toggle_switch"],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, encoding="utf-8", timeout=120)
     assert proc.returncode == 0
     assert "bind_x: 2 Px + Guy -> 0" in proc.stdout and "by * Px * (Px - 1) * Guy" in proc.stdout
 
@@ -80,3 +81,17 @@ def test_train_symmetry_flag_is_checked(tmp_path, capsys):
     assert main(["train", "birth_death", "--box", "k1=1:5", "--times", "0:2", "--steps", "2", "--teacher", "ssa",
                  "--symmetry", "k1=k2", "--out", str(out)]) == 2
     assert not out.exists()
+
+
+def test_cli_and_files_work_under_an_ascii_locale(tmp_path):
+    # CI machines and containers often run with LC_ALL=C and no UTF-8 mode: --help (x/÷) must print,
+    # and a run's files (notes with ±) must be written as UTF-8, whatever the locale says
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    proc = subprocess.run([sys.executable, "-m", "sbml_met", "run", "--help"], capture_output=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr.decode("utf-8", "replace")
+    assert b"x/\\xf7 2" in proc.stdout
+    out = tmp_path / "o"
+    proc = subprocess.run([sys.executable, "-m", "sbml_met", "run", "birth_death", "--n", "200", "--met", "off",
+                           "--times", "0,1,2", "--out", str(out)], capture_output=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr.decode("utf-8", "replace")
+    assert "birth_death" in (out / "report.html").read_text(encoding="utf-8")

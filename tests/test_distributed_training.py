@@ -108,7 +108,7 @@ def test_torchrun_gives_the_same_weights_as_nproc(tmp_path):
     launcher = [str(torchrun)] if torchrun.exists() else [sys.executable, "-m", "torch.distributed.run"]
     run = subprocess.run(launcher + ["--standalone", "--nproc-per-node", "2", "-m", "sbml_met", *args,
                                      "--out", str(tmp_path / "torchrun.met")],
-                         capture_output=True, text=True, timeout=600, cwd=tmp_path)
+                         capture_output=True, text=True, encoding="utf-8", timeout=600, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     a, b = met_pkg.load(tmp_path / "nproc.met"), met_pkg.load(tmp_path / "torchrun.met")
     assert a.meta["processes"] == b.meta["processes"] == 2 and b.meta["steps"] == 20

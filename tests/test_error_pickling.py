@@ -90,11 +90,11 @@ def test_negative_count_in_ssa_workers_is_the_typed_error():
 
 def test_cli_run_at_n_10000_reports_the_typed_error(tmp_path):
     model = tmp_path / "bad.ant"
-    model.write_text(BAD)
+    model.write_text(BAD, encoding="utf-8")
     out = subprocess.run([sys.executable, "-m", "sbml_met", "run", str(model), "--n", "10000", "--met", "off",
                           "--times", "0:10:11",
                           "--no-figures", "--out", str(tmp_path / "out")],
-                         capture_output=True, text=True, timeout=600)
+                         capture_output=True, text=True, encoding="utf-8", timeout=600)
     assert out.returncode == 2, out.stderr[-2000:]
     assert "BrokenProcessPool" not in out.stderr and "Traceback" not in out.stderr
     assert "reaction 'J' fires" in out.stderr and "'A'" in out.stderr

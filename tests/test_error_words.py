@@ -15,7 +15,7 @@ from sbml_met.errors import SBMLParseError
 
 def _ant(tmp_path, name: str, text: str):
     path = tmp_path / name
-    path.write_text(text)
+    path.write_text(text, encoding="utf-8")
     return str(path)
 
 
@@ -47,14 +47,14 @@ def test_no_negative_zero_propensity_in_the_summary():
 
 def test_existing_out_is_refused_before_simulating(tmp_path, capsys, monkeypatch):
     out = tmp_path / "traj.parquet"
-    out.write_text("mine")
+    out.write_text("mine", encoding="utf-8")
 
     def no_work(*args, **kwargs):
         raise AssertionError("simulated before checking --out")
 
     monkeypatch.setattr("sbml_met.ssa.simulate", no_work)
     assert main(["simulate", "birth_death", "--times", "0:10:11", "--out", str(out)]) == 2
-    assert out.read_text() == "mine" and "--force" in capsys.readouterr().err
+    assert out.read_text(encoding="utf-8") == "mine" and "--force" in capsys.readouterr().err
     assert main(["simulate", "birth_death", "--times", "0:10:11", "--out", str(tmp_path / "t.txt")]) == 2
     assert ".csv or .parquet" in capsys.readouterr().err
 

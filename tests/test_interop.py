@@ -256,11 +256,11 @@ def test_any_import_order_loads_and_simulates(order):
         rev = sbml_met.load_antimony({TELLURIUM_STYLE!r})
         print(int(res.states.sum()), rev.reaction_ids, float(net.propensities(net.initial_state).sum()))
     """)
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, encoding="utf-8", timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     reference = subprocess.run([sys.executable, "-c", script.replace("import tellurium\n", "").replace(
         "import roadrunner\n", "").replace("import libsedml\n", "").replace("import phrasedml\n", "")],
-        capture_output=True, text=True, timeout=120)
+        capture_output=True, text=True, encoding="utf-8", timeout=120)
     assert out.stdout.split("\n")[-2] == reference.stdout.split("\n")[-2]
 
 

@@ -24,7 +24,7 @@ def test_list_names_every_bundled_model():
 
 @pytest.mark.parametrize("name", models.list())
 def test_bundled_sbml_is_what_antimony_generates(name):
-    assert models.generate_sbml(name) == models.path(name).read_text()
+    assert models.generate_sbml(name) == models.path(name).read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("name", models.list())

@@ -78,7 +78,7 @@ def installed(wheel, tmp_path_factory) -> Path:
     # environment's editable sbml-met (if any) stays invisible; the wheel's copy comes first
     deps = [p for p in {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"], *site.getsitepackages()}
             if Path(p).is_dir()]
-    (purelib / "zz_dependencies.pth").write_text("\n".join(sorted(deps)) + "\n")
+    (purelib / "zz_dependencies.pth").write_text("\n".join(sorted(deps)) + "\n", encoding="utf-8")
     run = subprocess.run([str(py), "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)],
                          capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=300, env=clean_env())
     assert run.returncode == 0, run.stderr

@@ -235,11 +235,11 @@ def test_sbml_met_run_on_a_time_varying_model_says_what_it_skipped(tmp_path):
       E1: at 2 after (time > 5): g = 2
       a = 10; r = 0.1; w = 1; g = 1
     end
-    """)
+    """, encoding="utf-8")
     out = tmp_path / "out"
     assert main(["run", str(model), "--out", str(out), "--n", "400", "--n-reference", "400",
                  "--no-figures"]) == 0
-    notes = " ".join(json.loads((out / "run.json").read_text())["notes"])
+    notes = " ".join(json.loads((out / "run.json").read_text(encoding="utf-8"))["notes"])
     for words in ("FSP skipped", "MET skipped", "validation skipped: libroadrunner", "rate rule", "depends on time",
                   "delay"):
         assert words in notes, words

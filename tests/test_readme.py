@@ -29,7 +29,7 @@ def placeholders(block: str) -> list[int]:
 
 
 def test_readme_blocks_are_code_without_placeholders():
-    blocks = python_blocks((ROOT / "README.md").read_text())
+    blocks = python_blocks((ROOT / "README.md").read_text(encoding="utf-8"))
     assert len(blocks) >= 6
     for k, block in enumerate(blocks):
         assert placeholders(block) == [], f"block {k} has a literal ... at lines {placeholders(block)}"
@@ -51,7 +51,7 @@ def _script(blocks: list[str]) -> str:
 
 @pytest.mark.slow
 def test_readme_python_blocks_run_as_written(tmp_path):
-    blocks = python_blocks((ROOT / "README.md").read_text())
+    blocks = python_blocks((ROOT / "README.md").read_text(encoding="utf-8"))
     cache = tmp_path / "cache" / "sbml-met" / "biomodels"
     for entry in FIXTURES.glob("BIOMD*.xml"):
         (cache / entry.stem).mkdir(parents=True)
@@ -61,6 +61,6 @@ def test_readme_python_blocks_run_as_written(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
     proc = subprocess.run([sys.executable, "-c", _script(blocks)], cwd=work, env=env,
-                          capture_output=True, text=True, timeout=1500)
+                          capture_output=True, text=True, encoding="utf-8", timeout=1500)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert proc.stderr.count("--- README python block") == len(blocks)

@@ -90,13 +90,13 @@ def test_convention_catches_an_absent_figure():
 
 
 def test_every_readme_figure_is_in_the_bench_output_it_cites():
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
 
     def read(name: str) -> str:
         path = ROOT / "bench" / f"{name}.txt"
         if not path.is_file():
             pytest.fail(f"README cites bench/{name}, which has no output file bench/{name}.txt")
-        return path.read_text()
+        return path.read_text(encoding="utf-8")
 
     problems = missing_figures(text, read)
     assert not problems, "\n".join(problems)

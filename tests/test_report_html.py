@@ -35,7 +35,7 @@ def test_report_is_self_contained_with_tables_and_provenance(page):
 
 def _browser(args: list[str], timeout: int = 60) -> subprocess.CompletedProcess:
     return subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", *args],
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, encoding="utf-8", timeout=timeout)
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium (installed by .ci/run where apt-get works)")

@@ -4,6 +4,9 @@ law is one channel at the net rate (forward where positive, reverse where negati
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -107,7 +110,7 @@ def test_law_without_a_split_runs_at_its_net_rate():
 
 @pytest.mark.parametrize("name", ["toggle_switch", "autoregulation"])
 def test_paper_models_written_with_arrows_run_as_their_irreversible_forms(name):
-    text = (MODELS / f"{name}.ant").read_text()
+    text = (MODELS / f"{name}.ant").read_text(encoding="utf-8")
     rev, irr = sbml_met.load_antimony(text.replace("=>", "->")), sbml_met.load_antimony(text)
     times = [0.5, 2.0]
     a, b = sbml_met.solve_fsp(rev, times), sbml_met.solve_fsp(irr, times)
@@ -127,7 +130,7 @@ def test_paper_models_with_arrows_pass_validation_and_inference(name):
     pytest.importorskip("roadrunner")
     from sbml_met.infer import fit_trajectory
 
-    text = (MODELS / f"{name}.ant").read_text()
+    text = (MODELS / f"{name}.ant").read_text(encoding="utf-8")
     rev = sbml_met.load_antimony(text.replace("=>", "->"))
     res = sbml_met.simulate(rev, [0, 1.0, 3.0], n=2000, seed=4)
     assert sbml_met.validate(rev, res, n_reference=2000, processes=1).ok
@@ -142,7 +145,7 @@ def test_paper_models_with_arrows_pass_validation_and_inference(name):
 def test_arrow_forms_share_the_fingerprint_and_the_bundled_met(name):
     from sbml_met.met.auto import find_met
 
-    text = (MODELS / f"{name}.ant").read_text()
+    text = (MODELS / f"{name}.ant").read_text(encoding="utf-8")
     rev, irr = sbml_met.load_antimony(text.replace("=>", "->")), sbml_met.load_antimony(text)
     assert any(r.net_law for r in rev.reactions)  # net-rate channels, hashed as the law as written
     assert rev.fingerprint() == irr.fingerprint()
@@ -168,3 +171,26 @@ def test_autocatalytic_schlogl_laws_with_arrow_keep_their_cme(law, channels):
     pa = a.marginal("X", 2.0)
     pb = b.marginal("X", 2.0).reindex(pa.index, fill_value=0.0)
     assert np.allclose(pa.to_numpy(), pb.to_numpy(), atol=1e-9)
+
+
+def test_written_split_survives_libsedml_taking_over_the_ast_type():
+    # with libsedml imported after libsbml, ASTNode.getType() returns an opaque SWIG pointer; a
+    # comparison with libsbml.AST_MINUS was then always unequal and the Schlogl law fell back to
+    # net-rate channels (another CME): run in a fresh process in that import order
+    for name in ("phrasedml", "libsedml"):
+        pytest.importorskip(name)
+    law = "c1*X*(X - 1)/2 - c2*X*(X - 1)*(X - 2)/6"
+    script = textwrap.dedent(f"""
+        import libsbml, sbml_met, phrasedml, libsedml
+        assert not isinstance(libsbml.parseL3Formula("a - b").getType(), int)  # the takeover happened
+        def p0(j1):
+            net = sbml_met.load_antimony("model s\\n" + j1 + "\\nJ2: X -> ; d*X\\nJ3: -> X; b\\n"
+                                         "X = 4; c1 = 0.05; c2 = 0.02; d = 1.2; b = 2\\nend")
+            return sbml_met.solve_fsp(net, [2.0], tol=1e-9).marginal("X", 2.0).iloc[0]
+        print(p0("J1: 2 X -> 3 X; {law}"),
+              p0("J1: 2 X => 3 X; c1*X*(X - 1)/2\\nJ1r: 3 X => 2 X; c2*X*(X - 1)*(X - 2)/6"))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, encoding="utf-8", timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    written, split = map(float, out.stdout.split()[-2:])
+    assert written == pytest.approx(split, abs=1e-9)

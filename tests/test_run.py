@@ -29,14 +29,14 @@ def test_run_birth_death_writes_tidy_tables(tmp_path):
     assert {"time", "species", "method", "count", "probability"} <= set(marg.columns)
     sums = marg.groupby(["method", "time"])["probability"].sum()
     assert np.allclose(sums, 1.0, atol=1e-5)
-    assert json.loads((out / "run.json").read_text())["ok"] is True
+    assert json.loads((out / "run.json").read_text(encoding="utf-8"))["ok"] is True
 
 
 def test_run_refuses_a_folder_of_other_files(tmp_path, capsys):
-    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "notes.txt").write_text("mine", encoding="utf-8")
     assert main(["run", "birth_death", "--out", str(tmp_path), "--n", "50", "--n-reference", "50",
                  "--no-figures"]) == 2
-    assert (tmp_path / "notes.txt").read_text() == "mine"
+    assert (tmp_path / "notes.txt").read_text(encoding="utf-8") == "mine"
     assert "--force" in capsys.readouterr().err
 
 
@@ -84,7 +84,7 @@ def test_run_met_auto_trains_caches_validates_and_reuses(tmp_path, monkeypatch):
     monkeypatch.setenv("SBML_MET_CACHE_DIR", str(tmp_path / "cache"))
     args = ["run", "birth_death", "--n", "300", "--n-reference", "300", "--no-figures", "--met-minutes", "0.4"]
     rc = main(args + ["--out", str(tmp_path / "a")])
-    first = json.loads((tmp_path / "a" / "run.json").read_text())
+    first = json.loads((tmp_path / "a" / "run.json").read_text(encoding="utf-8"))
     assert rc == (0 if first["ok"] else 1) and first["ok"] == all(first["verdicts"].values())
     assert "met" in first["verdicts"] and first["met"]["source"] == "trained"
     assert first["met"]["teacher"] == "fsp" and first["met"]["box"]["k1"] == pytest.approx([5, 20])
@@ -108,7 +108,7 @@ def test_run_met_auto_trains_caches_validates_and_reuses(tmp_path, monkeypatch):
         assert hellinger(mine, exact) == pytest.approx(v["hellinger"][i][0], abs=0.01)  # the FSP teacher's caps lose < 1e-2
     # the next run trains the cached, not yet validated MET on instead of starting afresh
     rc = main(args + ["--out", str(tmp_path / "b")])
-    second = json.loads((tmp_path / "b" / "run.json").read_text())
+    second = json.loads((tmp_path / "b" / "run.json").read_text(encoding="utf-8"))
     assert rc == (0 if second["ok"] else 1)
     assert second["met"]["source"] == "trained" and second["met"]["continued_from"] == str(cached[0])
     assert second["met"]["total_steps"] == first["met"]["steps"] + second["met"]["steps"]
@@ -116,7 +116,7 @@ def test_run_met_auto_trains_caches_validates_and_reuses(tmp_path, monkeypatch):
     assert len(list((tmp_path / "cache").glob("*.met"))) == 1
     rc = main(["run", "birth_death", "--n", "50", "--n-reference", "50", "--no-figures", "--met", "off",
                "--out", str(tmp_path / "c")])
-    third = json.loads((tmp_path / "c" / "run.json").read_text())
+    third = json.loads((tmp_path / "c" / "run.json").read_text(encoding="utf-8"))
     assert rc == (0 if third["ok"] else 1) and "met" not in third["verdicts"]
 
 

@@ -99,7 +99,7 @@ def test_sweep_refuses_unknown_columns_and_methods():
 
 def _cpu_seconds(pid: int) -> float:
     """CPU time (user + system) a process has used so far, from /proc."""
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    fields = open(f"/proc/{pid}/stat", encoding="utf-8").read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 

@@ -98,7 +98,7 @@ def test_schlogl_keeps_its_exact_stationary_distribution():
     check_stationary(np.concatenate(x), values.astype(float), pi, np.linspace(0, 1000, 41), seed=12)
 
 
-DIMER = (Path(__file__).parent / "data" / "dimer_concentration.ant").read_text()  # concentrations: converted with volume=
+DIMER = (Path(__file__).parent / "data" / "dimer_concentration.ant").read_text(encoding="utf-8")  # concentrations: converted with volume=
 
 
 def test_converted_concentration_model_reaches_its_exact_stationary_distribution(tmp_path):
@@ -106,7 +106,7 @@ def test_converted_concentration_model_reaches_its_exact_stationary_distribution
     form one chain and the exact stationary pmf follows by detailed balance; by t = 3 (ten
     relaxation times of the rate equations) tau-leaping must have reached it."""
     path = tmp_path / "dimer.xml"
-    path.write_text(antimony_to_sbml(DIMER))
+    path.write_text(antimony_to_sbml(DIMER), encoding="utf-8")
     net = sbml_met.load_sbml(path, volume=1000.0)  # 10^4 monomers
     assert net.species == ("M", "D")
     total = int(net.initial_state[0] + 2 * net.initial_state[1])

@@ -26,7 +26,7 @@ def test_written_files_honour_the_umask(tmp_path, umask, mask, mode):
     umask(mask)
     assert current_umask() == mask
     table = write_table(pd.DataFrame({"a": [1]}), tmp_path / "t.csv")
-    text = atomic_write(tmp_path / "sub" / "run.json", lambda p: p.write_text("{}"))
+    text = atomic_write(tmp_path / "sub" / "run.json", lambda p: p.write_text("{}", encoding="utf-8"))
     for path in (table, text):
         assert os.stat(path).st_mode & 0o777 == mode, oct(os.stat(path).st_mode)
     assert not [p for p in tmp_path.rglob(".*.tmp")]

@@ -74,12 +74,12 @@ def test_window_from_sedml_beside_the_model(tmp_path):
     model = tmp_path / "gene.xml"
     from sbml_met.sbml import antimony_to_sbml
 
-    model.write_text(antimony_to_sbml(GENE))
+    model.write_text(antimony_to_sbml(GENE), encoding="utf-8")
     (tmp_path / "sim.sedml").write_text(
         '<?xml version="1.0"?><sedML xmlns="http://sed-ml.org/sed-ml/level1/version3" level="1" version="3">'
         '<listOfSimulations><uniformTimeCourse id="s" initialTime="0" outputStartTime="0" outputEndTime="30" '
         'numberOfPoints="60"/></listOfSimulations><listOfModels><model id="m" source="gene.xml" '
-        'language="urn:sedml:language:sbml"/></listOfModels></sedML>')
+        'language="urn:sedml:language:sbml"/></listOfModels></sedML>', encoding="utf-8")
     assert sedml_time_course(model) == (0.0, 30.0, 60, "sim.sedml")
     w = choose_window(load_model(str(model)), model)
     assert w.kind == "sedml" and w.grid[-1] == 30 and len(w.grid) == 61 and "SED-ML" in w.how
@@ -87,12 +87,12 @@ def test_window_from_sedml_beside_the_model(tmp_path):
 
 def test_volume_auto_converts_a_concentration_model_and_keeps_counts(tmp_path):
     path = tmp_path / "signalling.ant"
-    path.write_text(HILL_MM)
+    path.write_text(HILL_MM, encoding="utf-8")
     net = load_model(str(path), volume="auto")
     assert any("--volume auto: volume=1000" in n for n in net.notes)
     assert np.all(net.initial_state == np.round(net.initial_state)) and net.initial_state[0] == 370
     counts = tmp_path / "gene.ant"
-    counts.write_text(GENE)
+    counts.write_text(GENE, encoding="utf-8")
     kept = load_model(str(counts), volume="auto")
     assert any("no conversion" in n for n in kept.notes)
     assert load_model(str(path), volume="100").initial_state[0] == 37
@@ -143,11 +143,11 @@ def test_run_on_an_unseen_model_takes_its_window_and_says_how(tmp_path):
     from sbml_met.run import run
 
     path = tmp_path / "gene.ant"
-    path.write_text(GENE)
+    path.write_text(GENE, encoding="utf-8")
     lines = []
     report = run(str(path), out_dir=tmp_path / "out", n=300, n_reference=300, figures=False, met="off",
                  log=lines.append)
-    manifest = json.loads((tmp_path / "out" / "run.json").read_text())
+    manifest = json.loads((tmp_path / "out" / "run.json").read_text(encoding="utf-8"))
     assert manifest["grid"][-1] == 50 and "settles" in manifest["window"] and report.ok
     assert manifest["times"] == [5.0, 16.5, 33.5, 50.0]
     assert any("expected" in line and "reaction events per trajectory" in line for line in lines)
@@ -169,7 +169,7 @@ def test_run_validates_on_the_shortened_span_and_draws_every_figure(tmp_path, mo
 
     monkeypatch.setattr(run_module, "REFERENCE_BUDGET_S", 1e-4)  # no full-window reference fits
     report = run_module.run("birth_death", out_dir=tmp_path / "bd", n=400, seed=2, met="off", log=lambda m: None)
-    manifest = json.loads((tmp_path / "bd" / "run.json").read_text())
+    manifest = json.loads((tmp_path / "bd" / "run.json").read_text(encoding="utf-8"))
     assert any("trajectories on 0 to" in note for note in report.notes)
     assert set(report.verdicts) == {"ssa", "fsp"} and report.ok
     assert (tmp_path / "bd" / "marginals.png").is_file() and manifest["n_reference"] == 100

@@ -201,7 +201,7 @@ def provenance() -> dict:
         return out
 
     def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=5).stdout.strip()
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, encoding="utf-8", timeout=5).stdout.strip()
 
     try:
         head = git("rev-parse", "HEAD")

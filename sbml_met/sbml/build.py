@@ -29,7 +29,7 @@ def load_antimony(text: str | os.PathLike, volume: float | None = None) -> React
     """Build a ReactionNetwork from Antimony text or a ``.ant`` path (converted to SBML first);
     ``volume`` as in :func:`load_sbml`."""
     if isinstance(text, os.PathLike) or (len(text) < 4096 and "\n" not in text and Path(text).is_file()):
-        text = Path(text).read_text(errors="replace")
+        text = Path(text).read_text(encoding="utf-8", errors="replace")
     return load_sbml(antimony_to_sbml(text), volume=volume)
 
 

@@ -34,7 +34,7 @@ def sbml_text(source: str | os.PathLike) -> str:
     if isinstance(source, os.PathLike) or (not text.lstrip().startswith("<") and _could_be_path(text)):
         path = Path(source)
         if path.is_file():
-            content = path.read_text(errors="replace")
+            content = path.read_text(encoding="utf-8", errors="replace")
             return content if content.lstrip().startswith("<") else _antimony_or_error(content, str(path))
         if isinstance(source, os.PathLike) or not _looks_like_antimony(text):
             raise SBMLParseError(f"no such SBML file: {path} (load_sbml reads a path to an SBML or "

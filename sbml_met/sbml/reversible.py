@@ -21,7 +21,7 @@ import libsbml
 import numpy as np
 
 from .._laws import is_nonnegative, split_net_law
-from .._math import TIME, Compiled, MathCompileError, compile_math, names_in
+from .._math import TIME, Compiled, MathCompileError, compile_math, names_in, node_type
 
 MAX_CHECK_STATES = 20_000  # integer states on which a split's channels are checked
 
@@ -58,7 +58,7 @@ def reversible_channels(m: libsbml.Model, rx: libsbml.Reaction, local: dict[str,
 def _written_difference(law: libsbml.ASTNode) -> tuple[libsbml.ASTNode, libsbml.ASTNode] | None:
     """``(A, B)`` for a law written ``A - B`` (``c1*X*(X - 1)/2 - c2*X*(X - 1)*(X - 2)/6``): the
     split as the modeller wrote it, before any expansion into monomials."""
-    if law.getType() != libsbml.AST_MINUS or law.getNumChildren() != 2:
+    if node_type(law) != libsbml.AST_MINUS or law.getNumChildren() != 2:
         return None
     return law.getChild(0).deepCopy(), law.getChild(1).deepCopy()
 
