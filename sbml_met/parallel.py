@@ -92,9 +92,9 @@ def _on_dask(fn, chunks, client, bar) -> list:
 def _on_processes(fn, chunks, workers: int, bar) -> list:
     out: dict[int, Any] = {}
     for attempt in range(RETRIES + 1):
-        pool = _pool(workers)
-        pending = {pool.submit(fn, chunks[i]): i for i in range(len(chunks)) if i not in out}
-        try:
+        try:  # a pool broken since the last call (a worker killed between calls) breaks at submit
+            pool = _pool(workers)
+            pending = {pool.submit(fn, chunks[i]): i for i in range(len(chunks)) if i not in out}
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for f in done:

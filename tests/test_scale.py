@@ -149,13 +149,29 @@ def test_killed_local_worker_process_costs_time_not_data():
 
     net = sbml_met.models.load("toggle_switch")
     points = pd.DataFrame({"sx": np.linspace(20, 60, 16)})
-    reference = sbml_met.sweep(net, points, [5], method="ssa", n=400, seed=3, workers=1, table="moments")
+    # long enough (~2 s on two quiet cores) that the kill lands while the sweep runs
+    reference = sbml_met.sweep(net, points, [20], method="ssa", n=2000, seed=3, workers=1, table="moments")
     sbml_met.sweep(net, points.iloc[:2], [5], method="ssa", n=10, workers=2)  # the pool is up
     pids = list(parallel._POOLS[2]._processes)
     out, pid = _sweep_and_kill_mid_run(
-        lambda: sbml_met.sweep(net, points, [5], method="ssa", n=400, seed=3, workers=2, table="moments"),
+        lambda: sbml_met.sweep(net, points, [20], method="ssa", n=2000, seed=3, workers=2, table="moments"),
         _computing(pids))
     assert pid not in parallel._POOLS[2]._processes  # a new pool took over
+    pd.testing.assert_frame_equal(out, reference)
+
+
+def test_worker_killed_between_calls_does_not_break_the_next_call():
+    # a pool worker that dies while idle (the OOM killer, a user's kill) leaves the kept pool broken:
+    # the next call must rebuild it, not raise BrokenProcessPool at submit
+    from sbml_met import parallel
+
+    net = sbml_met.models.load("birth_death")
+    points = pd.DataFrame({"k1": [5.0, 10.0, 20.0, 40.0]})
+    reference = sbml_met.sweep(net, points, [2], method="ssa", n=200, seed=4, workers=1, table="moments")
+    sbml_met.sweep(net, points, [2], method="ssa", n=20, seed=4, workers=2)  # the pool is up
+    os.kill(next(iter(parallel._POOLS[2]._processes)), signal.SIGKILL)
+    time.sleep(1.0)  # the pool notices its dead worker and marks itself broken
+    out = sbml_met.sweep(net, points, [2], method="ssa", n=200, seed=4, workers=2, table="moments")
     pd.testing.assert_frame_equal(out, reference)
 
 
