@@ -84,11 +84,15 @@ VOLUME_HELP = ("molecules per unit of substance, converting a model in concentra
 
 def _add_volume(p: argparse.ArgumentParser) -> None:
     p.add_argument("--volume", default=None, metavar="V|auto", help=VOLUME_HELP)
+    p.add_argument("--continuous", default=None, metavar="ID[,ID...]",
+                   help="species integrated as an ODE instead of counted (abundant species whose noise does "
+                        "not matter): the reactions that change only them become their rate of change, the "
+                        "rest is simulated exactly (piecewise-deterministic)")
 
 
 def load_cli_model(args):
-    """The MODEL argument loaded with --volume; a note on stderr says how auto chose."""
-    net = load_model(args.model, volume=getattr(args, "volume", None))
+    """The MODEL argument loaded with --volume and --continuous; a note on stderr says how auto chose."""
+    net = load_model(args.model, volume=getattr(args, "volume", None), continuous=getattr(args, "continuous", ""))
     for note in net.notes:
         if note.startswith("--volume"):
             print(f"sbml-met {args.command}: {note}", file=sys.stderr)
@@ -483,7 +487,7 @@ def _run_command(args) -> str:
     import shlex
 
     words = ["sbml-met", "run", args.model]
-    for flag in ("out", "times", "report_times", "n", "n_reference", "seed", "method", "volume", "met",
+    for flag in ("out", "times", "report_times", "n", "n_reference", "seed", "method", "volume", "continuous", "met",
                  "met_minutes"):
         if getattr(args, flag) is not None:
             words += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
@@ -502,7 +506,7 @@ def cmd_run(args) -> int:
                  n=args.n, n_reference=args.n_reference, seed=args.seed,
                  figures=not args.no_figures, force=args.force, command=_run_command(args),
                  met=args.met, met_minutes=args.met_minutes, box=_parse_ranges(args.box, "--box") or None,
-                 volume=args.volume, method=args.method)
+                 volume=args.volume, method=args.method, continuous=args.continuous)
     print(report.text())
     print(f"open {report.out_dir / 'report.html'} in a browser for the figures and tables")
     return 0 if report.ok else 1

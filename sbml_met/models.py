@@ -10,6 +10,7 @@ from __future__ import annotations
 import builtins
 from importlib import resources
 from pathlib import Path
+from typing import Sequence
 
 from .errors import UnknownIdError
 from .network import ReactionNetwork
@@ -18,19 +19,36 @@ from .network import ReactionNetwork
 AUTO_MAX_COUNT = 1e6  # --volume auto keeps a model's own counts up to this many molecules
 
 
-def load_model(spec: str, volume: float | str | None = None) -> ReactionNetwork:
+def load_model(spec: str, volume: float | str | None = None, continuous: Sequence[str] | str = ()) -> ReactionNetwork:
     """A bundled model name, an SBML/Antimony file path, or a BioModels id (one resolver for the
     command line, ``run`` and notebooks).
 
     ``volume`` converts amounts in concentration units to molecule counts (see
     :func:`sbml_met.sbml.to_counts`); ``"auto"`` keeps the model's own counts where they are whole
     numbers of at most ``AUTO_MAX_COUNT`` molecules (initially and in the deterministic solution),
-    else converts with :func:`sbml_met.sbml.suggest_volume`; a note on the network says which."""
+    else converts with :func:`sbml_met.sbml.suggest_volume`; a note on the network says which.
+    ``continuous``: species ids (a list or "A,B") integrated as an ODE, after any conversion (see
+    :func:`sbml_met.sbml.load_sbml`)."""
     if isinstance(volume, str):
         if volume.strip().lower() == "auto":
-            return _load_auto(spec)
+            return with_continuous(_load_auto(spec), continuous)
         volume = _volume_number(volume)
-    return _load(spec, volume)
+    return with_continuous(_load(spec, volume), continuous)
+
+
+def with_continuous(net: ReactionNetwork, continuous: Sequence[str] | str) -> ReactionNetwork:
+    """``net`` rebuilt from its SBML with ``continuous`` species integrated as an ODE (unchanged
+    when there are none); its name and notes kept."""
+    from dataclasses import replace
+
+    from .sbml import load_sbml
+
+    if isinstance(continuous, str):
+        continuous = [c.strip() for c in continuous.split(",") if c.strip()]
+    if not continuous:
+        return net
+    rebuilt = load_sbml(net.to_sbml(), continuous=continuous)
+    return replace(rebuilt, name=net.name, notes=net.notes + tuple(n for n in rebuilt.notes if n not in net.notes))
 
 
 def _volume_number(text: str) -> float:

@@ -13,7 +13,7 @@ import sys
 import time as _time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -280,6 +280,7 @@ def run(
     box: Mapping[str, tuple[float, float]] | None = None,
     volume: float | str | None = None,
     method: str = "auto",
+    continuous: Sequence[str] | str = (),
 ) -> RunReport:
     """Run every engine on ``model`` (bundled name, path, BioModels id, or a ReactionNetwork).
 
@@ -293,7 +294,8 @@ def run(
     volume (``volume``: a number, "auto" or None for the model as written), the SSA method
     (``method`` "auto": exact SSA, or tau-leaping where exact SSA of ``n`` trajectories would
     exceed ``SSA_BUDGET_S``; "direct" forces exact, "tau-leap" forces leaping) and the sample
-    sizes (``n``, ``n_reference``: 10,000, or fewer where that would exceed the budget)."""
+    sizes (``n``, ``n_reference``: 10,000, or fewer where that would exceed the budget).
+    ``continuous``: species integrated as an ODE (see :func:`sbml_met.models.load_model`)."""
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     t_start = _time.perf_counter()
     if method not in RUN_METHODS:
@@ -304,7 +306,7 @@ def run(
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         _prepare_folder(out, force, create=False)  # refuse before any work
-    net, name, source = _resolve_model(model, volume)
+    net, name, source = _resolve_model(model, volume, continuous)
     window = _window(net, name, source, times, report_times)
     grid, shown = window.grid, np.asarray(window.report_times)
     out = out if out is not None else Path("sbml-met-output") / name
@@ -348,15 +350,17 @@ def run(
     return report
 
 
-def _resolve_model(model: str | ReactionNetwork, volume: float | str | None = None
-                   ) -> tuple[ReactionNetwork, str, Any]:
+def _resolve_model(model: str | ReactionNetwork, volume: float | str | None = None,
+                   continuous: Sequence[str] | str = ()) -> tuple[ReactionNetwork, str, Any]:
     """The network, the name the run goes by (a file's stem for a path) and its SBML source
     (a path, or None)."""
     from .models import load_model, model_source  # one resolver for names, paths and BioModels ids
 
     if isinstance(model, ReactionNetwork):
-        return model, model.name, None
-    net = load_model(str(model), volume=volume)
+        from .models import with_continuous
+
+        return with_continuous(model, continuous), model.name, None
+    net = load_model(str(model), volume=volume, continuous=continuous)
     name = Path(str(model)).stem if Path(str(model)).suffix in (".xml", ".sbml", ".ant") else str(model)
     source = model_source(str(model))
     return net, name, source if isinstance(source, Path) else None

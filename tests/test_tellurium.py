@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,16 +15,9 @@ from sbml_met.errors import UnsupportedSBMLError
 from sbml_met.tellurium import run_gillespie, trajectory_seeds
 
 
-def _has_roadrunner() -> bool:
-    try:
-        import roadrunner  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 # the refusals and typed errors come before libroadrunner is loaded: they run without it
-needs_roadrunner = pytest.mark.skipif(not _has_roadrunner(), reason="libroadrunner is not installed")
+needs_roadrunner = pytest.mark.skipif(importlib.util.find_spec("roadrunner") is None,
+                                      reason="libroadrunner is not installed")
 
 
 def _bd_mean(t):

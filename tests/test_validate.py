@@ -3,6 +3,8 @@ synthetic wide, heavy-tailed and 0/1 marginals), a 20% wrong rate is caught."""
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 from scipy.stats import poisson
@@ -14,15 +16,8 @@ from sbml_met.results import Distribution, SSAResult
 from sbml_met.validation import COLUMNS, _chernoff_p, _ks
 
 # only the tests that run libroadrunner need it; the synthetic calibration tests run without it
-def _has_roadrunner() -> bool:
-    try:
-        import roadrunner  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-needs_roadrunner = pytest.mark.skipif(not _has_roadrunner(), reason="libroadrunner is not installed")
+needs_roadrunner = pytest.mark.skipif(importlib.util.find_spec("roadrunner") is None,
+                                      reason="libroadrunner is not installed")
 
 
 def run_gillespie(*args, **kwargs):

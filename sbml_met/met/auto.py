@@ -310,7 +310,7 @@ def _train_and_cache(network, box, minutes, seed, progress, folder, times, devic
     if target is not None:
         options.setdefault("target", float(target))
         options.setdefault("validate_every", 10.0)
-        options.setdefault("n_validation", 32)  # enough held-out prompts that no region of the box hides
+        options.setdefault("n_validation", 96)  # enough held-out prompts that no region of the box hides
         if own:
             options.setdefault("anchor", own)
             options.setdefault("anchor_times", anchor_times(run_times, times[1]))

@@ -8,6 +8,7 @@ from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
+from typing import Sequence
 
 import libsbml
 import numpy as np
@@ -15,6 +16,7 @@ import numpy as np
 from .._math import AVOGADRO, MathCompileError, compile_math, piecewise_constants
 from ..errors import SBMLParseError, SbmlMetError, Unsupported, UnsupportedSBMLError
 from ..network import Reaction, ReactionNetwork, Species, evaluate_initial_assignments, readonly
+from .continuous import make_continuous
 from .convert import to_counts
 from .reading import antimony_to_sbml, read_document
 from .reversible import reversible_channels
@@ -25,15 +27,17 @@ from .units import (_default_moles_as_counts, _round_converted_counts, molecules
 UNSUPPORTED_PACKAGES = ("comp", "distrib", "arrays", "multi", "spatial", "qual", "dyn")
 
 
-def load_antimony(text: str | os.PathLike, volume: float | None = None) -> ReactionNetwork:
+def load_antimony(text: str | os.PathLike, volume: float | None = None,
+                  continuous: Sequence[str] = ()) -> ReactionNetwork:
     """Build a ReactionNetwork from Antimony text or a ``.ant`` path (converted to SBML first);
-    ``volume`` as in :func:`load_sbml`."""
+    ``volume`` and ``continuous`` as in :func:`load_sbml`."""
     if isinstance(text, os.PathLike) or (len(text) < 4096 and "\n" not in text and Path(text).is_file()):
         text = Path(text).read_text(encoding="utf-8", errors="replace")
-    return load_sbml(antimony_to_sbml(text), volume=volume)
+    return load_sbml(antimony_to_sbml(text), volume=volume, continuous=continuous)
 
 
-def load_sbml(source: str | os.PathLike, volume: float | None = None) -> ReactionNetwork:
+def load_sbml(source: str | os.PathLike, volume: float | None = None,
+              continuous: Sequence[str] = ()) -> ReactionNetwork:
     """Build a ReactionNetwork from an SBML file path or SBML string (Antimony text or a ``.ant``
     path is converted first, as :func:`load_antimony` does).
 
@@ -42,7 +46,14 @@ def load_sbml(source: str | os.PathLike, volume: float | None = None) -> Reactio
     mass-action model in concentration units to molecule counts first (see :func:`to_counts`).
     Amounts in a declared substance unit (mole, mmol, ...) are converted by it, each species by
     its own where they differ (as COPASI does).
+
+    ``continuous``: species ids to integrate as an ODE instead of counting (abundant species whose
+    noise does not matter): the reactions that change only them become their rate of change, and
+    the network is simulated exactly as a piecewise-deterministic process (:mod:`sbml_met.pdmp`);
+    see :mod:`sbml_met.sbml.continuous`.
     """
+    if isinstance(continuous, str):
+        continuous = [c.strip() for c in continuous.split(",") if c.strip()]
     note, doc, factors = None, None, None
     if volume is None:
         doc = read_document(source)
@@ -52,8 +63,14 @@ def load_sbml(source: str | os.PathLike, volume: float | None = None) -> Reactio
             doc = read_document(to_counts(source, volume=volume, species_factors=factors))
         except UnsupportedSBMLError as e:
             raise UnsupportedSBMLError(e.reasons + _other_reasons(read_document(source))) from None
-    net = _Builder(doc if doc is not None else read_document(source), round_counts=volume is not None).build()
-    return replace(net, notes=net.notes + (note,)) if note else net
+    doc = doc if doc is not None else read_document(source)
+    notes = (note,) if note else ()
+    if continuous:
+        doc = make_continuous(doc, continuous)
+        notes += (f"continuous (an ODE, at the deterministic rate of the reactions that change only them): "
+                  f"{', '.join(dict.fromkeys(continuous))}",)
+    net = _Builder(doc, round_counts=volume is not None).build()
+    return replace(net, notes=net.notes + notes) if notes else net
 
 
 def _substance_conversion(doc: libsbml.SBMLDocument) -> tuple[float | None, dict[str, float] | None, str | None]:
