@@ -69,8 +69,48 @@ def simulate_pdmp(net: ReactionNetwork, times: np.ndarray, n: int, seed: int | N
     from .support import check_support
 
     check_support(net, "ssa")
-    engine = _Engine(net, np.asarray(times, dtype=float), int(n), np.random.default_rng(seed), progress)
+    times = np.asarray(times, dtype=float)
+    if not net.events and not np.any(net.stoichiometry):  # nothing random: one stiff ODE solve
+        return SSAResult(net.species, times, _deterministic(net, times, int(n)), method="ssa", seed=seed,
+                         model=net.name)
+    engine = _Engine(net, times, int(n), np.random.default_rng(seed), progress)
     return SSAResult(net.species, engine.rec, engine.run(), method="ssa", seed=seed, model=net.name)
+
+
+def _deterministic(net: ReactionNetwork, times: np.ndarray, n: int) -> np.ndarray:
+    """States (n, K, S) of a network in which no reaction changes a count and no event fires
+    (an ODE model: every species boundary or driven by rate rules, as Tyson 1991's BIOMD0000000006):
+    every trajectory is the rate rules' solution, found once by LSODA (stiff-capable, rtol
+    ``RTOL``) instead of explicit steps as short as the stiffest rate allows."""
+    from scipy.integrate import solve_ivp
+
+    engine = _Engine(net, times, 1, np.random.default_rng(0), False)
+    engine._start()
+    one = np.array([0])
+
+    def rates(t: float, z: np.ndarray) -> np.ndarray:
+        X, P = engine.X[:, one].copy(), engine.P[:, one].copy()
+        for j, (kind, row) in enumerate(engine.z_rows):
+            (X if kind == "x" else P)[row] = z[j]
+        env = engine._env(one, X, P, np.array([t]))
+        return np.array([float(np.ravel((r.math(env) if callable(r.math) else r.math) * r.amount_factor)[0])
+                         for r in net.rate_rules])
+
+    z0 = engine._gather_z(one)[:-1, 0]
+    out = np.empty((times.size, net.n_species))
+    if engine.z_rows:
+        sol = solve_ivp(rates, (0.0, float(times[-1])), z0, method="LSODA", t_eval=times, rtol=RTOL, atol=ATOL)
+        if not sol.success:
+            raise UnsupportedSBMLError([Unsupported(net.rate_rules[0].variable,
+                                                    f"rate rules that LSODA cannot integrate: {sol.message}")])
+        zs = sol.y
+    else:
+        zs = np.zeros((0, times.size))
+    for k, t in enumerate(times):
+        engine._scatter_z(one, np.append(zs[:, k], 0.0)[:, None])
+        engine.t[one] = t
+        out[k] = engine._species_now(one)[:, 0]
+    return np.broadcast_to(out, (n, times.size, net.n_species)).copy()
 
 
 def simulate_pdmp_path(net: ReactionNetwork, t_end: float, seed: int | None,

@@ -10,6 +10,8 @@ the slow ones n = 20,000 and the whole marginal.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy import integrate, stats
@@ -293,3 +295,19 @@ def test_the_lockstep_kernel_refuses_what_it_cannot_follow():
 
     with pytest.raises(InvalidArgumentError, match="pdmp"):
         simulate_lockstep(load("rate rule on a parameter"), [0, 1], 5, np.random.default_rng(0))
+
+
+def test_an_ode_model_is_solved_once_by_a_stiff_solver():
+    # Tyson 1991 (BIOMD0000000006): every species boundary or driven by rate rules, k4 = 180 (stiff);
+    # no reaction changes a count, so every trajectory is the ODE's solution (was > 20 s per pair of
+    # trajectories with explicit steps); it must match libroadrunner's CVODE
+    roadrunner = pytest.importorskip("roadrunner")
+    from sbml_met.models import load_model
+
+    net = load_model(str(Path(__file__).parent / "data" / "biomodels" / "BIOMD0000000006.xml"))
+    times = np.linspace(0, 100, 11)
+    res = sbml_met.simulate(net, times, n=50, seed=1)
+    assert np.ptp(res.states, axis=0).max() == 0.0  # every trajectory alike
+    rr = roadrunner.RoadRunner(net.to_sbml())
+    ode = np.asarray(rr.simulate(0, 100, 11, ["time"] + list(net.species)))[:, 1:]
+    assert np.allclose(res.states[0], ode, rtol=2e-3, atol=1e-6)
