@@ -110,6 +110,7 @@ def train(
             broadcast_parameters(net)
         # validation prompts: their own Sobol stream (uniform, log and log3 times mixed), never trained on
         vt, vx, vtt = space.sobol(n_validation, seed=seed + 7919, mode="mixed")
+        n_drawn = len(vt)
         if anchor_times is not None and target is not None:  # and box points at the times the run reports
             vt, vx, vtt = _at_times(space, (vt, vx, vtt), anchor_times, max(2, n_validation // 12), seed + 104729)
         n_box = len(vt)
@@ -123,7 +124,7 @@ def train(
         vref = tch.reference(ctx, vt, vx, vtt)
         vfeat = torch.as_tensor(space.features(vt, vx, vtt), device=dev)
         masks = validation_masks(network, vx, net.config.vocab)
-        goal = None if target is None else Goal(float(target), n_box)
+        goal = None if target is None else Goal(float(target), n_box, n_drawn)
         net, log, val = _loop(net, tch, ctx, steps, lr, vfeat, vref, validate_every, progress, masks, goal)
         if size > 1 and not replicas_agree(net):
             raise RuntimeError("data-parallel replicas diverged: their weights differ after training")
@@ -309,13 +310,17 @@ class Goal:
 
     target: float
     n_box: int
+    n_drawn: int | None = None  # box prompts before n_drawn: drawn times; from it to n_box: the run's times
     visible: float = 0.5
     n: int = 10_000
-    worst: float = 2.0  # no held-out prompt's mean over species beyond worst x target (no region left out)
-    margin: float = 0.75  # the held-out mean must reach margin x target: 32 prompts estimate the box's mean
+    worst: float = 3.0  # no held-out prompt's mean over species beyond worst x target (no region left out)
+    margin: float = 0.75  # the held-out mean must reach margin x target: a few dozen prompts estimate the box's mean
 
     def score(self, h: np.ndarray, marginals: list, vref) -> dict:
-        box = float(h[: self.n_box].mean())
+        # the box's mean, and (where given) the mean at the run's report times on its own: errors that
+        # gather at one report time must not hide in the mean over times drawn across the window
+        split = self.n_drawn if self.n_drawn is not None and 0 < self.n_drawn < self.n_box else self.n_box
+        box = max(float(h[:split].mean()), float(h[split: self.n_box].mean()) if split < self.n_box else 0.0)
         worst = float(h[: self.n_box].mean(axis=1).max()) / self.target
         seen = [detectability(m, r, self.n) for ms, rs in zip(marginals[self.n_box :], vref[self.n_box :])
                 for m, r in zip(ms, rs)]
