@@ -67,10 +67,10 @@ CURATED = ["BIOMD0000000021", "BIOMD0000000035"]  # circadian (nM, oscillates), 
 
 def window_shows_dynamics(model: Path, grid_end: float) -> str:
     """'settled' / 'N peaks' / 'NOT shown': the deterministic solution over [0, 4 x end]."""
-    import sbml_met
+    from sbml_met.models import load_model
     from sbml_met.window import deterministic_solution
 
-    net = sbml_met.load_model(str(model), volume="auto")
+    net = load_model(str(model), volume="auto")
     t, x = deterministic_solution(net, 4 * grid_end, points=8001)
     inside = t <= grid_end * (1 + 1e-9)
     end, settled = x[inside][-1], x[-1]
