@@ -17,6 +17,7 @@ from .network import ReactionNetwork
 
 
 AUTO_MAX_COUNT = 1e6  # --volume auto keeps a model's own counts up to this many molecules
+AUTO_MIN_PEAK = 10.0  # ... unless saturating laws read concentrations that never reach this many
 
 
 def load_model(spec: str, volume: float | str | None = None, continuous: Sequence[str] | str = ()) -> ReactionNetwork:
@@ -26,7 +27,9 @@ def load_model(spec: str, volume: float | str | None = None, continuous: Sequenc
     ``volume`` converts amounts in concentration units to molecule counts (see
     :func:`sbml_met.sbml.to_counts`); ``"auto"`` keeps the model's own counts where they are whole
     numbers of at most ``AUTO_MAX_COUNT`` molecules (initially and in the deterministic solution),
-    else converts with :func:`sbml_met.sbml.suggest_volume`; a note on the network says which.
+    unless saturating laws (Michaelis-Menten, Hill) read concentrations that never reach
+    ``AUTO_MIN_PEAK``, else converts with :func:`sbml_met.sbml.suggest_volume`; a note on the
+    network says which.
     ``continuous``: species ids (a list or "A,B") integrated as an ODE, after any conversion (see
     :func:`sbml_met.sbml.load_sbml`)."""
     if isinstance(volume, str):
@@ -129,17 +132,41 @@ def _load_auto(spec: str) -> ReactionNetwork:
         why = "its amounts are not whole numbers of molecules"
     else:
         peak = _peak_count(net)
-        if peak <= AUTO_MAX_COUNT:
+        saturating = _saturating_laws(net)
+        if peak <= AUTO_MAX_COUNT and not (peak < AUTO_MIN_PEAK and saturating):
             return replace(net, notes=net.notes + (
                 f"--volume auto: counts as the model gives them (at most {peak:.3g} molecules, "
                 "initially and in its deterministic solution); no conversion",))
-        why = f"its counts reach {peak:.3g} molecules"
+        why = (f"its counts reach {peak:.3g} molecules" if peak > AUTO_MAX_COUNT else
+               f"written in concentrations, its species stay below {AUTO_MIN_PEAK:g} (at most {peak:.3g}) while "
+               f"saturating laws ({', '.join(saturating[:3])}) read them: as counts that would be a handful "
+               "of molecules")
     source = model_source(spec)
     volume = suggest_volume(source)
     net = _load(spec, volume)
     return replace(net, notes=net.notes + (
         f"--volume auto: volume={volume:g} molecules per unit of substance ({why}; this volume puts "
         "the median species near 300 molecules, and each one present at least one where that fits)",))
+
+
+def _saturating_laws(net: ReactionNetwork) -> builtins.list[str]:
+    """Reactions whose law divides by an expression that reads a concentration species (Michaelis-Menten
+    ``V*S/(Km + S)``, Hill ``K^n/(K^n + Y^n)``): laws written for concentrations, not counts."""
+    import libsbml
+
+    from ._math import names_in, node_type
+
+    concentrations = {s.id for s in net.species_info if not s.has_only_substance_units}
+
+    def divides_by_species(node) -> bool:
+        if node is None:
+            return False
+        if node_type(node) == libsbml.AST_DIVIDE and node.getNumChildren() == 2 and \
+                names_in(node.getChild(1)) & concentrations:
+            return True
+        return any(divides_by_species(node.getChild(i)) for i in range(node.getNumChildren()))
+
+    return [r.id for r in net.reactions if divides_by_species(getattr(r, "math", None))]
 
 
 def _peak_count(net: ReactionNetwork) -> float:

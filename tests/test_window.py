@@ -96,6 +96,13 @@ def test_volume_auto_converts_a_concentration_model_and_keeps_counts(tmp_path):
     kept = load_model(str(counts), volume="auto")
     assert any("no conversion" in n for n in kept.notes)
     assert load_model(str(path), volume="100").initial_state[0] == 37
+    # starting from zero the amounts are whole, but Michaelis-Menten and Hill laws read concentrations
+    # that never reach 10: as counts that would be a handful of molecules, so auto converts
+    zero = tmp_path / "signalling_from_zero.ant"
+    zero.write_text(HILL_MM.replace("S = 0.37; P = 0.1; R = 0.05", "S = 0; P = 0; R = 0"), encoding="utf-8")
+    converted = load_model(str(zero), volume="auto")
+    note = next(n for n in converted.notes if n.startswith("--volume auto"))
+    assert "volume=" in note and "saturating laws (J2, J4)" in note, note
     with pytest.raises(InvalidArgumentError, match="--volume"):
         load_model(str(path), volume="big")
 
