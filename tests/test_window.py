@@ -116,9 +116,14 @@ def test_expected_events_match_the_analytic_integral():
     assert describe_seconds(30) == "about 30 s" and describe_seconds(600) == "about 10 min"
 
 
-def test_plan_leaps_where_exact_ssa_would_take_hours_and_direct_forces_exact():
-    net = load_antimony("model big\n J1: -> X; k\n J2: X -> ; d*X\n k = 1e5; d = 1; X = 100000\nend")
+def test_plan_takes_fewer_exact_trajectories_then_leaps_and_direct_forces_exact():
     grid = np.linspace(0, 10, 11)
+    # 10^5 molecules: 10,000 exact trajectories take about half an hour, 500+ fit the budget: exact
+    mid = plan_run(load_antimony("model mid\n J1: -> X; k\n J2: X -> ; d*X\n k = 1e5; d = 1; X = 100000\nend"), grid)
+    assert mid.method == "direct" and 500 <= mid.n < 10_000
+    assert any("exact trajectories instead" in note for note in mid.notes)
+    # 10^6 molecules: not even 500 exact trajectories fit: tau-leaping
+    net = load_antimony("model big\n J1: -> X; k\n J2: X -> ; d*X\n k = 1e6; d = 1; X = 1000000\nend")
     plan = plan_run(net, grid)
     assert plan.method == "tau-leap"
     assert any("tau-leaping instead" in note and "--method direct" in note for note in plan.notes)
@@ -180,3 +185,14 @@ def test_run_validates_on_the_shortened_span_and_draws_every_figure(tmp_path, mo
     assert any("trajectories on 0 to" in note for note in report.notes)
     assert set(report.verdicts) == {"ssa", "fsp"} and report.ok
     assert (tmp_path / "bd" / "marginals.png").is_file() and manifest["n_reference"] == 100
+
+
+def test_run_leaves_out_fsp_that_would_take_longer_than_its_budget():
+    from sbml_met.run import _fsp_too_slow
+
+    grid = np.linspace(0, 10, 11)
+    big = load_antimony("model big\n J1: -> X; k\n J2: X -> ; d*X\n k = 1e6; d = 1; X = 1000000\nend")
+    note = _fsp_too_slow(big, grid, plan_run(big, grid, method="direct", n=20, n_reference=20))
+    assert note and note.startswith("FSP skipped") and "solve_fsp runs it anyway" in note
+    small = load_model("birth_death")
+    assert _fsp_too_slow(small, grid, plan_run(small, grid, n=20, n_reference=20)) is None
