@@ -137,13 +137,14 @@ def plan_run(net: ReactionNetwork, grid: np.ndarray, n: int | None = None, n_ref
     return RunPlan(chosen, n_ssa, n_ref, cost, tuple(lines + notes), tuple(notes), reference_end)
 
 
-def _fsp_too_slow(net: ReactionNetwork, grid: np.ndarray, plan: RunPlan) -> str | None:
-    """A note where FSP would take over ``MARGIN`` x ``FSP_BUDGET_S`` (states x events estimate), else None."""
+def _fsp_too_slow(net: ReactionNetwork, grid: np.ndarray, plan: RunPlan, max_states: float = np.inf) -> str | None:
+    """A note where FSP would take over ``MARGIN`` x ``FSP_BUDGET_S`` (states x events estimate), else
+    None (also where its states exceed ``max_states``: solve_fsp then refuses at once, saying why)."""
     from .cost import describe_seconds
     from .fsp import estimate_states
 
     found = estimate_states(net, float(grid[-1]))
-    if found is None or not np.isfinite(plan.cost.events):
+    if found is None or not np.isfinite(plan.cost.events) or found[0] > max_states:
         return None
     seconds = plan.cost.fsp_seconds(found[0])
     if seconds <= MARGIN * FSP_BUDGET_S:
@@ -437,7 +438,7 @@ def _run_engines(net: ReactionNetwork, grid: np.ndarray, report: RunReport, say,
     try:
         from .fsp import solve_fsp
 
-        slow = _fsp_too_slow(net, grid, plan)
+        slow = _fsp_too_slow(net, grid, plan, fsp_max_states)
         if slow:
             report.notes.append(slow)
         else:
