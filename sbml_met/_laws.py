@@ -101,7 +101,7 @@ def signed_terms(node: libsbml.ASTNode, name_is_nonnegative: Callable[[str], boo
         num = rec(kids[0])
         return None if num is None else [Term(x.sign, x.factors, x.divisors + (kids[1],)) for x in num]
     if node.isNumber() and float(node.getValue()) < 0:
-        return [Term(-1, (_number(-float(node.getValue())),))]
+        return [Term(-1, (ast_number(-float(node.getValue())),))]
     if is_nonnegative(node, name_is_nonnegative):
         return [Term(1, (node,))]
     return None
@@ -111,21 +111,42 @@ def _capped(terms: list[Term] | None) -> list[Term] | None:
     return terms if terms is not None and len(terms) <= MAX_TERMS else None
 
 
-def _number(value: float) -> libsbml.ASTNode:
+# ------------------------------------------------------------------ AST builders (shared by the law transforms)
+def ast_number(value: float) -> libsbml.ASTNode:
+    """A real-number AST node."""
     n = libsbml.ASTNode(libsbml.AST_REAL)
     n.setValue(float(value))
     return n
 
 
+def ast_name(name: str) -> libsbml.ASTNode:
+    """A name (symbol) AST node."""
+    n = libsbml.ASTNode(libsbml.AST_NAME)
+    n.setName(name)
+    return n
+
+
+def ast_apply(op: int, *children: libsbml.ASTNode) -> libsbml.ASTNode:
+    """A new AST node ``op`` over ``children`` (taken over, not copied)."""
+    out = libsbml.ASTNode(op)
+    for child in children:
+        out.addChild(child)
+    return out
+
+
+def ast_sum(nodes: list[libsbml.ASTNode]) -> libsbml.ASTNode:
+    """``nodes`` added (0 for none, the node itself for one)."""
+    if not nodes:
+        return ast_number(0.0)
+    return nodes[0] if len(nodes) == 1 else ast_apply(libsbml.AST_PLUS, *nodes)
+
+
 def _product(nodes: tuple[libsbml.ASTNode, ...]) -> libsbml.ASTNode:
     if not nodes:
-        return _number(1.0)
+        return ast_number(1.0)
     if len(nodes) == 1:
         return nodes[0].deepCopy()
-    out = libsbml.ASTNode(libsbml.AST_TIMES)
-    for n in nodes:
-        out.addChild(n.deepCopy())
-    return out
+    return ast_apply(libsbml.AST_TIMES, *(n.deepCopy() for n in nodes))
 
 
 def sum_of_terms(terms: list[Term]) -> libsbml.ASTNode:
@@ -134,17 +155,9 @@ def sum_of_terms(terms: list[Term]) -> libsbml.ASTNode:
     for x in terms:
         num = _product(x.factors)
         if x.divisors:
-            div = libsbml.ASTNode(libsbml.AST_DIVIDE)
-            div.addChild(num)
-            div.addChild(_product(x.divisors))
-            num = div
+            num = ast_apply(libsbml.AST_DIVIDE, num, _product(x.divisors))
         parts.append(num)
-    if len(parts) == 1:
-        return parts[0]
-    out = libsbml.ASTNode(libsbml.AST_PLUS)
-    for p in parts:
-        out.addChild(p)
-    return out
+    return parts[0] if len(parts) == 1 else ast_apply(libsbml.AST_PLUS, *parts)
 
 
 def split_net_law(node: libsbml.ASTNode, name_is_nonnegative: Callable[[str], bool]):
@@ -164,4 +177,4 @@ def split_net_law(node: libsbml.ASTNode, name_is_nonnegative: Callable[[str], bo
     neg = [x for x in terms if x.sign < 0]
     if not neg:
         return sum_of_terms(pos), None
-    return (sum_of_terms(pos) if pos else _number(0.0)), sum_of_terms(neg)
+    return (sum_of_terms(pos) if pos else ast_number(0.0)), sum_of_terms(neg)

@@ -23,6 +23,7 @@ from typing import Iterable
 
 import libsbml
 
+from .._laws import ast_apply, ast_name, ast_number, ast_sum
 from ..errors import InvalidArgumentError, Unsupported, UnsupportedSBMLError, UnknownIdError
 
 
@@ -117,56 +118,26 @@ def _fresh_id(m: libsbml.Model, base: str) -> str:
     return new
 
 
-def _sum(terms: list[tuple[float, libsbml.ASTNode]]) -> libsbml.ASTNode:
+def _gains_minus_losses(terms: list[tuple[float, libsbml.ASTNode]]) -> libsbml.ASTNode:
     """``sum of factor * law``, written as gains minus losses (``km - gm*M``)."""
-    def scaled(factor: float, node: libsbml.ASTNode) -> libsbml.ASTNode:
-        if factor == 1.0:
-            return node
-        out = libsbml.ASTNode(libsbml.AST_TIMES)
-        out.addChild(_number(factor))
-        out.addChild(node)
-        return out
-
-    def plus(nodes: list[libsbml.ASTNode]) -> libsbml.ASTNode:
-        if len(nodes) == 1:
-            return nodes[0]
-        out = libsbml.ASTNode(libsbml.AST_PLUS)
-        for n in nodes:
-            out.addChild(n)
-        return out
+    def scaled(factor: float, law: libsbml.ASTNode) -> libsbml.ASTNode:
+        return law if factor == 1.0 else ast_apply(libsbml.AST_TIMES, ast_number(factor), law)
 
     gains = [scaled(f, n) for f, n in terms if f > 0]
     losses = [scaled(-f, n) for f, n in terms if f < 0]
     if not losses:
-        return plus(gains)
-    loss = plus(losses)
+        return ast_sum(gains)
     if not gains:
-        out = libsbml.ASTNode(libsbml.AST_MINUS)
-        out.addChild(loss)
-        return out
-    out = libsbml.ASTNode(libsbml.AST_MINUS)
-    out.addChild(plus(gains))
-    out.addChild(loss)
-    return out
-
-
-def _number(value: float) -> libsbml.ASTNode:
-    n = libsbml.ASTNode(libsbml.AST_REAL)
-    n.setValue(float(value))
-    return n
+        return ast_apply(libsbml.AST_MINUS, ast_sum(losses))
+    return ast_apply(libsbml.AST_MINUS, ast_sum(gains), ast_sum(losses))
 
 
 def _add_rate_rule(m: libsbml.Model, s: libsbml.Species, flows: list[tuple[float, libsbml.ASTNode]]) -> None:
     """``s``' = sum of stoichiometry x law over ``flows`` (amount per time; divided by its
     compartment's size where ``s`` is a concentration), ``s`` made a boundary species."""
-    total = _sum(flows) if flows else _number(0.0)
+    total = _gains_minus_losses(flows) if flows else ast_number(0.0)
     if not s.getHasOnlySubstanceUnits() and flows:
-        quotient = libsbml.ASTNode(libsbml.AST_DIVIDE)
-        quotient.addChild(total)
-        size = libsbml.ASTNode(libsbml.AST_NAME)
-        size.setName(s.getCompartment())
-        quotient.addChild(size)
-        total = quotient
+        total = ast_apply(libsbml.AST_DIVIDE, total, ast_name(s.getCompartment()))
     s.setBoundaryCondition(True)
     rule = m.createRateRule()
     rule.setVariable(s.getId())

@@ -10,7 +10,7 @@ import libsbml
 import numpy as np
 
 from .._math import TIME, names_in, node_type
-from .._laws import signed_terms, sum_of_terms
+from .._laws import ast_apply, ast_name, ast_number, ast_sum, signed_terms, sum_of_terms
 from ..errors import Unsupported, UnsupportedSBMLError
 from .reading import read_document
 from .reversible import _nonnegative_symbols
@@ -74,7 +74,7 @@ def _keep_model_units(m: libsbml.Model, sizes: dict[str, float], substance_only:
         new = _in_model_units(math, sizes, substance_only, vol, ratios)
         scale = _divisors({target} & (substance_only | set(ratios)), substance_only, vol, ratios).get(target)
         if scale is not None:
-            new = _apply(libsbml.AST_TIMES, _number(scale), new)
+            new = ast_apply(libsbml.AST_TIMES, ast_number(scale), new)
         owner.setMath(new)
 
 
@@ -114,7 +114,7 @@ def _convert_rate_laws(m: libsbml.Model, vol: float, sizes, species, substance_o
                                         dynamic - set(local), nonneg(local)))
         else:  # species in their own units: particle-number scaling at the reaction's own factor
             scaled = _in_model_units(kl.getMath(), sizes, substance_only, vol, ratios)
-            kl.setMath(_apply(libsbml.AST_TIMES, _number(vol * own), scaled))
+            kl.setMath(ast_apply(libsbml.AST_TIMES, ast_number(vol * own), scaled))
     if mixed:
         raise UnsupportedSBMLError(mixed)
 
@@ -193,37 +193,10 @@ def _counts_rate_law(math, vol, sizes, species, substance_only, dynamic, nonneg)
         laws = [(x.sign, _counts_law(sum_of_terms([x]), vol, sizes, species, substance_only, dynamic))
                 for x in terms]
         if all(law is not None for _, law in laws):
-            pos = _sum([law for sign, law in laws if sign > 0])
+            pos = ast_sum([law for sign, law in laws if sign > 0])
             neg = [law for sign, law in laws if sign < 0]
-            return _apply(libsbml.AST_MINUS, pos, _sum(neg)) if neg else pos
-    return _apply(libsbml.AST_TIMES, _number(vol), _in_model_units(math, sizes, substance_only, vol, {}))
-
-
-def _number(value: float) -> libsbml.ASTNode:
-    node = libsbml.ASTNode(libsbml.AST_REAL)
-    node.setValue(float(value))
-    return node
-
-
-def _name(name: str) -> libsbml.ASTNode:
-    node = libsbml.ASTNode(libsbml.AST_NAME)
-    node.setName(name)
-    return node
-
-
-def _apply(op: int, *children: libsbml.ASTNode) -> libsbml.ASTNode:
-    """A new AST node ``op`` over ``children`` (taken over, not copied)."""
-    node = libsbml.ASTNode(op)
-    for child in children:
-        node.addChild(child)
-    return node
-
-
-def _sum(nodes: list[libsbml.ASTNode]) -> libsbml.ASTNode:
-    """The sum of ``nodes`` (0 for none, the node itself for one)."""
-    if not nodes:
-        return _number(0.0)
-    return nodes[0] if len(nodes) == 1 else _apply(libsbml.AST_PLUS, *nodes)
+            return ast_apply(libsbml.AST_MINUS, pos, ast_sum(neg)) if neg else pos
+    return ast_apply(libsbml.AST_TIMES, ast_number(vol), _in_model_units(math, sizes, substance_only, vol, {}))
 
 
 def _in_model_units(math: libsbml.ASTNode, sizes: dict[str, float], substance_only: set[str],
@@ -252,7 +225,7 @@ def _divisors(names: set[str], substance_only: set[str], vol: float, ratios: dic
 def _divide_names(node: libsbml.ASTNode, divisors: dict[str, float]) -> libsbml.ASTNode:
     """``node`` with every name in ``divisors`` replaced by (name / divisor); may return a new root."""
     if node_type(node) == libsbml.AST_NAME and node.getName() in divisors:
-        return _apply(libsbml.AST_DIVIDE, node.deepCopy(), _number(divisors[node.getName()]))
+        return ast_apply(libsbml.AST_DIVIDE, node.deepCopy(), ast_number(divisors[node.getName()]))
     for i in range(node.getNumChildren()):
         child = node.getChild(i)
         new = _divide_names(child, divisors)
@@ -301,11 +274,11 @@ def _counts_law(node, vol, sizes, species, substance_only, dynamic) -> libsbml.A
         for j in range(p):
             if sid in substance_only:
                 coef /= vol  # the symbol is now a count, was count / volume
-                offset = _number(j)
+                offset = ast_number(j)
             else:
-                offset = _apply(libsbml.AST_DIVIDE, _number(j), _name(comp))
-            factors.append(_name(sid) if j == 0 else _apply(libsbml.AST_MINUS, _name(sid), offset))
-    return _apply(libsbml.AST_TIMES, _number(coef), *factors)
+                offset = ast_apply(libsbml.AST_DIVIDE, ast_number(j), ast_name(comp))
+            factors.append(ast_name(sid) if j == 0 else ast_apply(libsbml.AST_MINUS, ast_name(sid), offset))
+    return ast_apply(libsbml.AST_TIMES, ast_number(coef), *factors)
 
 
 def _constant_factors(constants: list[tuple[libsbml.ASTNode, int]], sizes: dict[str, float],
@@ -317,7 +290,7 @@ def _constant_factors(constants: list[tuple[libsbml.ASTNode, int]], sizes: dict[
         copy = n.deepCopy()
         _numeric_compartments(copy, sizes)
         if not copy.isNumber():
-            factors.append(copy if sign > 0 else _apply(libsbml.AST_DIVIDE, _number(1.0), copy))
+            factors.append(copy if sign > 0 else ast_apply(libsbml.AST_DIVIDE, ast_number(1.0), copy))
             continue
         value = float(copy.getValue())
         coef = coef * value if sign > 0 else coef / value

@@ -20,7 +20,7 @@ from typing import Callable
 import libsbml
 import numpy as np
 
-from .._laws import is_nonnegative, split_net_law
+from .._laws import ast_apply, ast_number, is_nonnegative, split_net_law
 from .._math import TIME, Compiled, MathCompileError, compile_math, names_in, node_type
 
 MAX_CHECK_STATES = 20_000  # integer states on which a split's channels are checked
@@ -65,23 +65,10 @@ def _written_difference(law: libsbml.ASTNode) -> tuple[libsbml.ASTNode, libsbml.
 
 def _signed_part(law: libsbml.ASTNode, sign: int) -> libsbml.ASTNode:
     """``piecewise(law, law > 0, 0)`` (sign 1) or ``piecewise(-law, law < 0, 0)`` (sign -1)."""
-    value = law.deepCopy()
-    if sign < 0:
-        value = libsbml.ASTNode(libsbml.AST_MINUS)
-        value.addChild(law.deepCopy())
-    cond = libsbml.ASTNode(libsbml.AST_RELATIONAL_GT if sign > 0 else libsbml.AST_RELATIONAL_LT)
-    cond.addChild(law.deepCopy())
-    cond.addChild(_number(0.0))
-    out = libsbml.ASTNode(libsbml.AST_FUNCTION_PIECEWISE)
-    for child in (value, cond, _number(0.0)):
-        out.addChild(child)
-    return out
-
-
-def _number(value: float) -> libsbml.ASTNode:
-    n = libsbml.ASTNode(libsbml.AST_REAL)
-    n.setValue(float(value))
-    return n
+    value = law.deepCopy() if sign > 0 else ast_apply(libsbml.AST_MINUS, law.deepCopy())
+    relation = libsbml.AST_RELATIONAL_GT if sign > 0 else libsbml.AST_RELATIONAL_LT
+    cond = ast_apply(relation, law.deepCopy(), ast_number(0.0))
+    return ast_apply(libsbml.AST_FUNCTION_PIECEWISE, value, cond, ast_number(0.0))
 
 
 def _needs(m: libsbml.Model, rx: libsbml.Reaction) -> tuple[dict[str, int], dict[str, int]]:
