@@ -17,11 +17,6 @@ from ._warn import user_stacklevel
 N_FEATURES = 2
 
 
-# teachers may draw parameter points from a box widened by this share of its (log) width on each side;
-# 0: measured on birth-death (bench/met_on_demand.py), 5% made held-out, own-value and box errors worse
-TRAIN_PAD = 0.0
-
-
 @dataclass(frozen=True)
 class PromptSpace:
     """Free parameters with their box, initial-count ranges per species, and the time range.
@@ -90,15 +85,13 @@ class PromptSpace:
         return {p: (a, b) for p, a, b in zip(self.free, self.low, self.high)}
 
     # ------------------------------------------------------------------ prompts
-    def sobol(self, n: int, seed: int, mode: str = "mixed", pad: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def sobol(self, n: int, seed: int, mode: str = "mixed") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``n`` scrambled-Sobol prompts (theta (n, F), x0 (n, S), t (n,)).
 
         ``mode``: "uniform" (linear in every box), "log" (log-uniform where the box spans
         decades), "log3" (log-uniform over the upper three decades of such boxes, where a rate
         usually competes with the others), or "mixed" (points cycle through uniform, log and
-        log3, so every regime is covered). ``pad``: draw from the box widened by that share of its
-        width on each side (log width where the low end is > 0), so that training data surround the box and
-        its edges are learned as well as its inside (teachers pass ``TRAIN_PAD``; held-out checks 0)."""
+        log3, so every regime is covered)."""
         from scipy.stats import qmc
 
         vary = [i for i in range(len(self.species)) if self.init_high[i] > self.init_low[i]]
@@ -107,10 +100,7 @@ class PromptSpace:
             warnings.simplefilter("ignore", UserWarning)
             u = qmc.Sobol(d=dim, scramble=True, seed=seed).random(n)
         F = len(self.free)
-        lo, hi = np.asarray(self.low, float), np.asarray(self.high, float)
-        if pad > 0:
-            ratio = np.where(lo > 0, hi / np.where(lo > 0, lo, 1.0), 1.0) ** pad
-            lo, hi = (np.where(lo > 0, lo / ratio, lo), np.where(lo > 0, hi * ratio, hi + pad * (hi - lo)))
+        lo, hi = np.asarray(self.low), np.asarray(self.high)
         lin = lo + u[:, :F] * (hi - lo)
         dec = self.decades
 

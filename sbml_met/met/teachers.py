@@ -36,7 +36,7 @@ from ..support import check_support
 from ._cme import StateSpace, batched_solve, ssa_batch
 from ._warn import user_stacklevel
 from .model import VocabularyOverflowWarning
-from .prompts import TRAIN_PAD, PromptSpace
+from .prompts import PromptSpace
 from .vocab import count_vocabulary
 
 TEACHERS: dict[str, Callable[..., "Teacher"]] = {}
@@ -342,7 +342,7 @@ class FSPTeacher(Teacher):
         it) moved near the ``anchor`` point (the model's own values: log-uniform within
         x/÷ ``anchor_spread``, clipped to the box; the first one exactly at it)."""
         space = ctx.space
-        theta, x0, tfrac = space.sobol(self.n_prompts, ctx.seed, "mixed", pad=TRAIN_PAD)
+        theta, x0, tfrac = space.sobol(self.n_prompts, ctx.seed, "mixed")
         if self.anchor and self.anchor_share > 0:
             a, _ = space.resolve(ctx.network, self.anchor, None)
             every = max(1, int(round(1 / min(self.anchor_share, 1.0))))
@@ -621,7 +621,7 @@ class SSATeacher(Teacher):
     def prepare(self, ctx: TrainContext) -> None:
         check_support(ctx.network, "met-ssa")
         net, space = ctx.network, ctx.space
-        theta, x0, _ = space.sobol(self.n, ctx.seed, "mixed", pad=TRAIN_PAD)
+        theta, x0, _ = space.sobol(self.n, ctx.seed, "mixed")
         starts = list(range(0, self.n, self.chunk))
         seeds = child_seeds(ctx.seed + 1, len(starts))  # per chunk: the same data on any worker
         tasks = [(net, ctx.params_dict(theta[a : a + self.chunk]), x0[a : a + self.chunk], space.t_min,
