@@ -297,7 +297,12 @@ def estimate_states(network: ReactionNetwork, t_end: float) -> tuple[float, dict
     deviations (Poisson: 2 sqrt(count)) around it (a species that stays within [0, 1]: 2 counts);
     conservation laws leave ``D - c`` free
     directions, so the product runs over the ``D - c`` narrowest spans. Returns (estimate, range
-    of counts per species), or None where there is no deterministic solution."""
+    of counts per species), or None where there is no deterministic solution. Kept on the
+    network, so that ``sbml-met run``'s cost check and solve_fsp's refusal solve the ODE once."""
+    return network.cached(f"fsp.estimate_states.{float(t_end)!r}", lambda: _estimate_states(network, t_end))
+
+
+def _estimate_states(network: ReactionNetwork, t_end: float) -> tuple[float, dict[str, tuple[int, int]]] | None:
     from .window import deterministic_solution
 
     nu = np.asarray(network.stoichiometry, dtype=float)

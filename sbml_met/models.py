@@ -46,11 +46,9 @@ def with_continuous(net: ReactionNetwork, continuous: Sequence[str] | str) -> Re
 
     from .sbml import load_sbml
 
-    if isinstance(continuous, str):
-        continuous = [c.strip() for c in continuous.split(",") if c.strip()]
     if not continuous:
         return net
-    rebuilt = load_sbml(net.to_sbml(), continuous=continuous)
+    rebuilt = load_sbml(net.to_sbml(), continuous=continuous)  # reads "A,B" as load_sbml does
     return replace(rebuilt, name=net.name, notes=net.notes + tuple(n for n in rebuilt.notes if n not in net.notes))
 
 

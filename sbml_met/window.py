@@ -127,10 +127,14 @@ def deterministic_at(net: ReactionNetwork, times) -> np.ndarray:
     from 0), by libroadrunner's CVODE (BDF: stiff-capable) with no cap on its internal steps."""
     rr = _roadrunner(net)
     rr.resetAll()
-    rr.integrator.maximum_num_steps = 10**9
     grid = np.asarray(times, dtype=float)
     at = grid if grid.size and grid[0] == 0.0 else np.concatenate([[0.0], grid])
-    res = np.asarray(rr.simulate(times=at.tolist(), selections=["time"] + list(net.species)))
+    cap = rr.integrator.maximum_num_steps
+    rr.integrator.maximum_num_steps = 10**9  # on the network's cached RoadRunner: restored below
+    try:
+        res = np.asarray(rr.simulate(times=at.tolist(), selections=["time"] + list(net.species)))
+    finally:
+        rr.integrator.maximum_num_steps = cap
     return res[-grid.size:, 1:] if grid.size else np.zeros((0, net.n_species))
 
 
