@@ -51,6 +51,29 @@ def test_default_box_and_horizon():
     assert "n" not in rate_parameters(hill) and {"a", "K", "d"} <= set(rate_parameters(hill))
 
 
+def test_held_out_check_holds_the_box_corners_to_the_worst_rule_not_the_mean():
+    from sbml_met.met.prompts import PromptSpace
+    from sbml_met.met.train import Goal, _corners
+
+    net = sbml_met.load_antimony(GENE)
+    space = PromptSpace.build(net, default_box(net), (0.0, 5.0))
+    theta, x0, t = _corners(space, 5.0, seed=0)
+    lo, hi = np.asarray(space.low), np.asarray(space.high)
+    assert len(theta) == 2**3 and len({tuple(r) for r in theta}) == 8 and np.all(t == 5.0)
+    assert np.all((theta == lo) | (theta == hi)) and np.all(x0 == net.initial_state)
+    wide = sbml_met.load_antimony("model w\n" + "".join(f" -> X; k{i}\n" for i in range(6)) + " X -> ; d*X\n X = 0; d = 1; "
+                                  + "; ".join(f"k{i} = 1" for i in range(6)) + "\nend")
+    many = _corners(PromptSpace.build(wide, default_box(wide), (0.0, 1.0)), 1.0, seed=0)[0]
+    assert 8 <= len(many) <= 16 and len({tuple(r) for r in many}) == len(many)  # 2^7 corners: 16 drawn
+    # 10 box prompts (mean 0.002), 2 corners, 1 anchor prompt; one species
+    h = np.r_[np.full(10, 0.002), 0.002, 0.002, 0.001][:, None]
+    goal = Goal(0.01, n_box=12, n_drawn=10, n_mean=10)
+    assert goal.score(h, [[np.ones(1)]] * 13, [[np.ones(1)]] * 13)["reached"]
+    h[11] = 0.05  # one corner beyond 3x the target: not reached, and the box's mean is unchanged
+    sc = goal.score(h, [[np.ones(1)]] * 13, [[np.ones(1)]] * 13)
+    assert not sc["reached"] and sc["hellinger_box"] == pytest.approx(0.002) and sc["hellinger_worst_prompt"] == 0.05
+
+
 def test_teacher_by_state_space():
     net = sbml_met.load_antimony(ENZYME)
     name, opts = choose_teacher(net, default_box(net), default_times(net))

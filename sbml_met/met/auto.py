@@ -23,8 +23,9 @@ Defaults, all derived from the SBML:
   vocabulary exceeds 512 counts gets a smooth mixture head (``model={"head": ...}`` overrides it).
 * **network**: one pooled prompt token, two layers (``AUTO_MODEL``).
 * **accuracy**: training stops once the held-out mean marginal Hellinger distance is at most
-  ``target`` (0.01) and the error at the model's own values is below half of what a validation
-  against 10^4 trajectories detects (see :func:`sbml_met.met.train.detectability`).
+  ``target`` (0.01), no held-out prompt (the box's corners at the run's last time included) is
+  beyond 3 x ``target``, and the error at the model's own values is below half of what a
+  validation against 10^4 trajectories detects (see :func:`sbml_met.met.train.detectability`).
 
 A MET matches a request when its network fingerprint is equal, the parameters it holds fixed
 have the network's values, its initial-count range holds the network's initial state, its box
@@ -236,7 +237,8 @@ def for_model(network, box: Mapping[str, tuple[float, float]] | None = None, min
 
     Accuracy drives the training and ``minutes`` caps it: training stops once the held-out mean
     marginal Hellinger distance against exact answers over the box is at most ``target``
-    (default 0.01) and, at the network's own parameter values and ``times`` (4 of them), the
+    (default 0.01), no held-out prompt, the box's corners included, is beyond 3 x ``target``, and,
+    at the network's own parameter values and ``times`` (4 of them), the
     error is at most half of what a validation against 10^4 trajectories detects
     (:func:`sbml_met.met.train.detectability`). A MET that meets both has
     ``meta["validated"] = True``; one stopped by the cap first warns, says how far it got and

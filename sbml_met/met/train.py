@@ -113,6 +113,10 @@ def train(
         n_drawn = len(vt)
         if anchor_times is not None and target is not None:  # and box points at the times the run reports
             vt, vx, vtt = _at_times(space, (vt, vx, vtt), anchor_times, max(2, n_validation // 12), seed + 104729)
+        n_mean = len(vt)
+        if target is not None:  # the box's corners at the last time: extremes that interior points miss
+            last = float(np.max(anchor_times)) if anchor_times is not None else space.t_max
+            vt, vx, vtt = (np.concatenate(pair) for pair in zip((vt, vx, vtt), _corners(space, last, seed + 31)))
         n_box = len(vt)
         if anchor is not None:  # the anchor point (e.g. the model's own values) at its times
             at = np.atleast_1d(np.asarray(anchor_times if anchor_times is not None else
@@ -124,7 +128,7 @@ def train(
         vref = tch.reference(ctx, vt, vx, vtt)
         vfeat = torch.as_tensor(space.features(vt, vx, vtt), device=dev)
         masks = validation_masks(network, vx, net.config.vocab)
-        goal = None if target is None else Goal(float(target), n_box, n_drawn)
+        goal = None if target is None else Goal(float(target), n_box, n_drawn, n_mean)
         net, log, val = _loop(net, tch, ctx, steps, lr, vfeat, vref, validate_every, progress, masks, goal)
         if size > 1 and not replicas_agree(net):
             raise RuntimeError("data-parallel replicas diverged: their weights differ after training")
@@ -270,6 +274,21 @@ Z_CRITICAL = 4.0  # |z| at which run's validation flags a mean (Bonferroni over 
 KS_CRITICAL = 2.3  # sqrt(n) x KS distance at which it flags a marginal
 
 
+def _corners(space: PromptSpace, t: float, seed: int, limit: int = 16) -> tuple:
+    """The box's corners (all 2^F up to ``limit``, else ``limit`` drawn ones), each at time ``t``
+    from the lowest initial counts: the extreme distributions of the box, which interior held-out
+    points see only from afar."""
+    F = len(space.free)
+    if F == 0:
+        return np.zeros((0, 0)), np.zeros((0, len(space.species))), np.zeros(0)
+    if 2**F <= limit:
+        bits = (np.arange(2**F)[:, None] >> np.arange(F)[None, :]) & 1
+    else:
+        bits = np.unique(np.random.default_rng(seed).integers(0, 2, (limit, F)), axis=0)
+    theta = np.where(bits == 1, np.asarray(space.high)[None, :], np.asarray(space.low)[None, :])
+    return theta, np.tile(np.asarray(space.init_low), (len(theta), 1)), np.full(len(theta), float(t))
+
+
 def _at_times(space: PromptSpace, prompts: tuple, times, points: int, seed: int) -> tuple:
     """``prompts`` and ``points`` more Sobol points of the box, each at every one of ``times``: the
     held-out error then covers the times a run reports, not only times drawn over the window."""
@@ -310,7 +329,8 @@ class Goal:
 
     target: float
     n_box: int
-    n_drawn: int | None = None  # box prompts before n_drawn: drawn times; from it to n_box: the run's times
+    n_drawn: int | None = None  # box prompts before n_drawn: drawn times; from it to n_mean: the run's times
+    n_mean: int | None = None  # prompts from n_mean to n_box (the box's corners) count for the worst, not the mean
     visible: float = 0.5
     n: int = 10_000
     worst: float = 3.0  # no held-out prompt's mean over species beyond worst x target (no region left out)
@@ -319,8 +339,9 @@ class Goal:
     def score(self, h: np.ndarray, marginals: list, vref) -> dict:
         # the box's mean, and (where given) the mean at the run's report times on its own: errors that
         # gather at one report time must not hide in the mean over times drawn across the window
-        split = self.n_drawn if self.n_drawn is not None and 0 < self.n_drawn < self.n_box else self.n_box
-        box = max(float(h[:split].mean()), float(h[split: self.n_box].mean()) if split < self.n_box else 0.0)
+        end = self.n_box if self.n_mean is None else self.n_mean
+        split = self.n_drawn if self.n_drawn is not None and 0 < self.n_drawn < end else end
+        box = max(float(h[:split].mean()), float(h[split:end].mean()) if split < end else 0.0)
         worst = float(h[: self.n_box].mean(axis=1).max()) / self.target
         seen = [detectability(m, r, self.n) for ms, rs in zip(marginals[self.n_box :], vref[self.n_box :])
                 for m, r in zip(ms, rs)]
@@ -425,10 +446,12 @@ def _loop(net, tch, ctx, steps, lr, vfeat, vref, validate_every, progress, masks
         sc = goal.score(h, ms, vref)
         sc.pop("badness")
         entry.update(sc)
-        hb = h[: goal.n_box]
+        end = goal.n_box if goal.n_mean is None else goal.n_mean
+        hb = h[:end]  # the held-out box prompts; the corners after them count only for the worst prompt
         val.update({"hellinger_mean": float(hb.mean()), "hellinger_median": float(np.median(hb)),
-                    "hellinger_max": float(hb.max()), "hellinger": hb.tolist(), "target": goal.target,
-                    **sc, "anchor_hellinger": h[goal.n_box :].tolist()})
+                    "hellinger_max": float(h[: goal.n_box].max()), "hellinger": hb.tolist(), "target": goal.target,
+                    **sc, "corner_hellinger": h[end : goal.n_box].tolist(),
+                    "anchor_hellinger": h[goal.n_box :].tolist()})
     log.append(entry)
     if val["reference"] == "ssa":
         val["noise_floor"] = ssa_noise_floor(vref[: goal.n_box] if goal else vref, getattr(tch, "n_reference", 4000))
