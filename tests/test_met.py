@@ -221,6 +221,23 @@ def test_prompt_modes_cover_uniform_log_and_upper_three_decades():
         space.sobol(4, 0, "logarithmic")
 
 
+def test_narrow_boxes_carry_a_log_feature_and_older_spaces_keep_theirs():
+    net = models.load("autoregulation")
+    space = PromptSpace.build(net, {"su": (1e-8, 2.0), "ru": (1.0, 10.0)}, (0.0, 10.0))
+    theta = np.array([[1e-4, 1.0], [1e-4, np.sqrt(10.0)], [2.0, 10.0]])
+    f = space.features(theta, np.tile(net.initial_state, (3, 1)), np.zeros(3))
+    # ru (one decade): linear first feature, log-scaled second (-1, 0, 1 at 1, sqrt(10), 10)
+    assert np.allclose(f[:, 1, 1], [-1.0, 0.0, 1.0], atol=1e-6)
+    assert np.allclose(f[:, 1, 0], 2 * (theta[:, 1] - 1.0) / 9.0 - 1, atol=1e-6)
+    assert np.allclose(f[:, 0, 1], 2 * theta[:, 0] / 2.0 - 1, atol=1e-6)  # su spans decades: log first, linear second
+    # a checkpoint's space saved before log features loads without them: its features are unchanged
+    old = {k: v for k, v in space.to_dict().items() if k != "log_features"}
+    legacy = PromptSpace.from_dict(old)
+    assert not legacy.log_features and space.log_features
+    g = legacy.features(theta, np.tile(net.initial_state, (3, 1)), np.zeros(3))
+    assert np.allclose(g[:, 1, 1], 2 * theta[:, 1] / 10.0 - 1, atol=1e-6) and np.allclose(g[:, :, 0], f[:, :, 0])
+
+
 # ----------------------------------------------------------------------------------- solver API
 def test_log_prob_sums_to_one_over_enumerated_states():
     net = models.load("autoregulation")

@@ -23,7 +23,10 @@ class PromptSpace:
 
     Parameters whose box spans two decades or more (and is > 0) are drawn log-uniformly (as well
     as uniformly: see :meth:`sobol`) and carry a log-scaled feature; every parameter also carries
-    a linear feature (value / upper bound), so both small and large values are resolved.
+    a linear feature (value / upper bound), so both small and large values are resolved. With
+    ``log_features`` (every space built since the on-demand MET; older checkpoints load without
+    it), a narrower box with low > 0 carries a linear and a log-scaled feature: rates set time
+    scales, so the log of a ratio of rates, which fixes a mean, is then a sum of features.
     """
 
     free: tuple[str, ...]
@@ -34,10 +37,12 @@ class PromptSpace:
     init_high: tuple[float, ...]
     t_min: float
     t_max: float
+    log_features: bool = False  # every parameter with low > 0 also carries a log-scaled feature (METs trained since 0.x)
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def build(cls, network, box: Mapping[str, tuple[float, float]], times, init_box=None) -> "PromptSpace":
+    def build(cls, network, box: Mapping[str, tuple[float, float]], times, init_box=None,
+              log_features: bool = True) -> "PromptSpace":
         if not box and not init_box:
             raise InvalidArgumentError("box is empty: give at least one free parameter, e.g. box={'k1': (1, 10)}")
         free, lo, hi = [], [], []
@@ -61,7 +66,7 @@ class PromptSpace:
         if t.size != 2 or not (0 <= t[0] < t[1]) or not np.all(np.isfinite(t)):
             raise InvalidArgumentError(f"times must be (t_min, t_max) with 0 <= t_min < t_max, got {times}")
         return cls(tuple(free), tuple(lo), tuple(hi), tuple(network.species), tuple(ilo), tuple(ihi),
-                   float(t[0]), float(t[1]))
+                   float(t[0]), float(t[1]), bool(log_features))
 
     def to_dict(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
@@ -145,6 +150,12 @@ class PromptSpace:
             linf = 2 * (theta - lo) / (hi - lo) - 1
             out[:, :F, 0] = np.where(dec, logf, linf)
             out[:, :F, 1] = 2 * theta / hi - 1
+            if self.log_features:  # rates act multiplicatively: a narrow box's second feature is log-scaled
+                narrow = ~dec & (lo > 0)
+                safe = np.where(narrow, lo, 1.0)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    logn = 2 * np.log(np.maximum(theta, 1e-300) / safe) / np.log(np.where(narrow, hi / safe, np.e)) - 1
+                out[:, :F, 1] = np.where(narrow, logn, out[:, :F, 1])
         ilo, ihi = np.asarray(self.init_low), np.asarray(self.init_high)
         span = np.where(ihi > ilo, ihi - ilo, 1.0)
         out[:, F : F + len(ilo), 0] = np.where(ihi > ilo, 2 * (x0 - ilo) / span - 1, 0.0)
