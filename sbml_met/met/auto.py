@@ -21,7 +21,8 @@ Defaults, all derived from the SBML:
   fastest exit rate) stays below ``BATCHED_WORK``. FSP prompts put a quarter of the parameter
   points near the model's own values. An SSA-taught MET gets ``head="auto"``: a species whose
   vocabulary exceeds 512 counts gets a smooth mixture head (``model={"head": ...}`` overrides it).
-* **network**: one pooled prompt token, two layers (``AUTO_MODEL``).
+* **network**: one pooled prompt token, two layers (``AUTO_MODEL``); every rate parameter enters
+  as a linear and a log-scaled feature (:class:`PromptSpace` ``log_features``).
 * **accuracy**: training stops once the held-out mean marginal Hellinger distance is at most
   ``target`` (0.01), no held-out prompt (the box's corners at the run's last time included) is
   beyond 3 x ``target``, and the error at the model's own values is below half of what a
