@@ -37,7 +37,7 @@ class PromptSpace:
     init_high: tuple[float, ...]
     t_min: float
     t_max: float
-    log_features: bool = False  # every parameter with low > 0 also carries a log-scaled feature (METs trained since 0.x)
+    log_features: bool = False  # True for every space build() makes; checkpoints saved before it load with False
 
     # ------------------------------------------------------------------ construction
     @classmethod
