@@ -25,15 +25,10 @@ import sbml_met
 from sbml_met.met import for_model
 from sbml_met.metrics import hellinger
 
+from met_on_demand import MODELS  # bench/ is on the path of a script run from it
+
 train_module = importlib.import_module("sbml_met.met.train")  # the module, not the function it exports
-BIRTH_DEATH = """
-model birth_death
-  J1: -> X; k1
-  J2: X -> ; k2*X
-  X = 0
-  k1 = 10; k2 = 0.5
-end
-"""
+BIRTH_DEATH = MODELS["birth_death"]  # the model of bench/met_on_demand.py
 K1 = (5, 6, 8, 10, 14, 20)
 K2 = (0.25, 0.35, 0.5, 0.7, 1.0)
 

@@ -89,6 +89,16 @@ class PromptSpace:
     def box(self) -> dict[str, tuple[float, float]]:
         return {p: (a, b) for p, a, b in zip(self.free, self.low, self.high)}
 
+    def corners(self, limit: int, seed: int) -> np.ndarray:
+        """The box's corners (k, F): all 2^F where that is at most ``limit``, else ``limit`` drawn
+        at random (repeats possible)."""
+        F = len(self.free)
+        if 2**F <= limit:
+            bits = (np.arange(2**F)[:, None] >> np.arange(F)[None, :]) & 1
+        else:
+            bits = np.random.default_rng(seed).integers(0, 2, (limit, F))
+        return np.where(bits == 1, np.asarray(self.high)[None, :], np.asarray(self.low)[None, :])
+
     # ------------------------------------------------------------------ prompts
     def sobol(self, n: int, seed: int, mode: str = "mixed") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``n`` scrambled-Sobol prompts (theta (n, F), x0 (n, S), t (n,)).

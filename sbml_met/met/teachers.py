@@ -118,13 +118,8 @@ def estimate_caps(ctx: TrainContext, n: int = 2048, margin: float = 3.0) -> np.n
     corner: up to 2^7 corners, else 128 drawn at random)."""
     net, space = ctx.network, ctx.space
     theta, x0, _ = space.sobol(n, seed=ctx.seed + 104729, mode="mixed")
-    lo, hi, F = np.asarray(space.low), np.asarray(space.high), len(space.free)
-    if F <= 7:
-        bits = (np.arange(2**F)[:, None] >> np.arange(F)[None, :]) & 1
-    else:
-        bits = np.random.default_rng(ctx.seed + 11).integers(0, 2, (128, F))
-    corner = np.where(bits == 1, hi[None, :], lo[None, :])
-    corner = np.concatenate([hi[None, :], corner]).repeat(max(1, 128 // len(corner)), axis=0)
+    corners = space.corners(128, ctx.seed + 11)
+    corner = np.concatenate([np.asarray(space.high)[None, :], corners]).repeat(max(1, 128 // len(corners)), axis=0)
     theta = np.concatenate([theta, corner])
     x0 = np.concatenate([x0, np.asarray(space.init_high)[None, :].repeat(len(corner), axis=0)])
     K = 16

@@ -281,11 +281,9 @@ def _corners(space: PromptSpace, t: float, seed: int, limit: int = 16) -> tuple:
     F = len(space.free)
     if F == 0:
         return np.zeros((0, 0)), np.zeros((0, len(space.species))), np.zeros(0)
-    if 2**F <= limit:
-        bits = (np.arange(2**F)[:, None] >> np.arange(F)[None, :]) & 1
-    else:
-        bits = np.unique(np.random.default_rng(seed).integers(0, 2, (limit, F)), axis=0)
-    theta = np.where(bits == 1, np.asarray(space.high)[None, :], np.asarray(space.low)[None, :])
+    theta = space.corners(limit, seed)
+    if 2**F > limit:  # drawn corners may repeat
+        theta = np.unique(theta, axis=0)
     return theta, np.tile(np.asarray(space.init_low), (len(theta), 1)), np.full(len(theta), float(t))
 
 
@@ -336,10 +334,15 @@ class Goal:
     worst: float = 3.0  # no held-out prompt's mean over species beyond worst x target (no region left out)
     margin: float = 0.75  # the held-out mean must reach margin x target: a few dozen prompts estimate the box's mean
 
+    @property
+    def mean_end(self) -> int:
+        """End of the held-out prompts whose mean counts (the box's corners after it do not)."""
+        return self.n_box if self.n_mean is None else self.n_mean
+
     def score(self, h: np.ndarray, marginals: list, vref) -> dict:
         # the box's mean, and (where given) the mean at the run's report times on its own: errors that
         # gather at one report time must not hide in the mean over times drawn across the window
-        end = self.n_box if self.n_mean is None else self.n_mean
+        end = self.mean_end
         split = self.n_drawn if self.n_drawn is not None and 0 < self.n_drawn < end else end
         box = max(float(h[:split].mean()), float(h[split:end].mean()) if split < end else 0.0)
         worst = float(h[: self.n_box].mean(axis=1).max()) / self.target
@@ -446,7 +449,7 @@ def _loop(net, tch, ctx, steps, lr, vfeat, vref, validate_every, progress, masks
         sc = goal.score(h, ms, vref)
         sc.pop("badness")
         entry.update(sc)
-        end = goal.n_box if goal.n_mean is None else goal.n_mean
+        end = goal.mean_end
         hb = h[:end]  # the held-out box prompts; the corners after them count only for the worst prompt
         val.update({"hellinger_mean": float(hb.mean()), "hellinger_median": float(np.median(hb)),
                     "hellinger_max": float(h[: goal.n_box].max()), "hellinger": hb.tolist(), "target": goal.target,
