@@ -397,3 +397,30 @@ def test_count_vocabulary_is_one_rule_for_teachers_and_vans():
     assert count_vocabulary(mx, dyn).tolist() == [1, 2, 5, 101, 10]
     assert count_vocabulary(mx, dyn, factor=1.5, pad=9).tolist() == [1, 2, 16, 160, 10]
     assert count_vocabulary(mx, dyn, sigmas=3, pad=5).tolist() == [1, 2, 4 + 7 + 5 + 1, 100 + 31 + 5 + 1, 10]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fsp_teacher_prompts_near_the_anchor_leave_no_region_of_the_box_empty(seed):
+    """A quarter of the FSP teacher's prompts sit near the model's own values; the rest must
+    still cover the whole box. Overwriting every 4th point of a Sobol sequence emptied 16 of
+    the 64 cells of an 8 x 8 grid over (ka, kb): the low bits of a Sobol index set the high bits
+    of its coordinates (a birth-death MET then stayed 0.13 off at an emptied corner)."""
+    import time as _t
+
+    from sbml_met.met.teachers import FSPTeacher, TrainContext
+
+    net = sbml_met.load_antimony(TWO_BD)
+    box = {"ka": (1.0, 6.0), "kb": (1.0, 6.0)}
+    space = PromptSpace.build(net, box, (0.0, 3.0))
+    ctx = TrainContext(network=net, space=space, seed=seed, deadline=_t.monotonic() + 60,
+                       rng=np.random.default_rng(0), start=_t.monotonic())
+    own = {"ka": 2.0, "kb": 3.0}
+    theta, x0, t = FSPTeacher(n_prompts=2048, anchor=own, anchor_share=0.25)._prompts(ctx)
+    near = np.all(np.abs(np.log(theta / np.array([2.0, 3.0]))) <= np.log(1.25) + 1e-12, axis=1)
+    assert near[::4].all() and 0.25 <= near.mean() < 0.3  # every 4th slot, plus Sobol points that fall there
+    assert np.array_equal(theta[0], [2.0, 3.0])
+    spread = np.ones(len(theta), bool)
+    spread[::4] = False
+    cells, _, _ = np.histogram2d(theta[spread, 0], theta[spread, 1], bins=8, range=[box["ka"], box["kb"]])
+    assert cells.min() >= 16, cells  # 2048 x 3/4 points over 64 cells: 24 each, none emptied
+    assert np.all((t >= 0) & (t <= 3.0)) and len(np.unique(t)) == len(t)  # every prompt keeps its own time

@@ -334,19 +334,30 @@ class FSPTeacher(Teacher):
 
     def _prompts(self, ctx: TrainContext):
         """Sobol prompts, a share of them (``anchor_share``, every k-th, so a partial solve keeps
-        it) moved near the ``anchor`` point (the model's own values: log-uniform within
-        x/÷ ``anchor_spread``, clipped to the box; the first one exactly at it)."""
+        it) near the ``anchor`` point (the model's own values: log-uniform within x/÷
+        ``anchor_spread``, clipped to the box; the first one exactly at it).
+
+        The other slots take the Sobol sequence's first points in order, and any prefix of a
+        Sobol sequence covers the box evenly. Overwriting every k-th point of the sequence
+        instead would empty whole regions: the low bits of a Sobol index set the high bits of
+        its coordinates, so with k = 4 a quarter of the parameter plane lost every prompt."""
         space = ctx.space
         theta, x0, tfrac = space.sobol(self.n_prompts, ctx.seed, "mixed")
-        if self.anchor and self.anchor_share > 0:
-            a, _ = space.resolve(ctx.network, self.anchor, None)
-            every = max(1, int(round(1 / min(self.anchor_share, 1.0))))
-            idx = np.arange(0, len(theta), every)
-            u = np.random.default_rng(ctx.seed + 4242).uniform(-1, 1, (len(idx), len(a)))
-            near = a[None, :] * np.exp(u * math.log(max(self.anchor_spread, 1.0)))
-            near[0] = a
-            theta[idx] = np.clip(near, np.asarray(space.low), np.asarray(space.high))
-        return theta, x0, tfrac
+        if not (self.anchor and self.anchor_share > 0):
+            return theta, x0, tfrac
+        a, _ = space.resolve(ctx.network, self.anchor, None)
+        every = max(1, int(round(1 / min(self.anchor_share, 1.0))))
+        near_slots = np.arange(0, len(theta), every)
+        sobol_slots = np.setdiff1d(np.arange(len(theta)), near_slots)
+        u = np.random.default_rng(ctx.seed + 4242).uniform(-1, 1, (len(near_slots), len(a)))
+        near = a[None, :] * np.exp(u * math.log(max(self.anchor_spread, 1.0)))
+        near[0] = a
+        source = np.concatenate([np.arange(len(sobol_slots)), len(sobol_slots) + np.arange(len(near_slots))])
+        slots = np.concatenate([sobol_slots, near_slots])
+        out_theta, out_x0, out_t = np.empty_like(theta), np.empty_like(x0), np.empty_like(tfrac)
+        out_theta[slots], out_x0[slots], out_t[slots] = theta[source], x0[source], tfrac[source]
+        out_theta[near_slots] = np.clip(near, np.asarray(space.low), np.asarray(space.high))
+        return out_theta, out_x0, out_t
 
     def prepare(self, ctx: TrainContext) -> None:
         check_support(ctx.network, "met-fsp")
