@@ -88,7 +88,7 @@ def test_private_fsp_matches_poisson():
 
 
 def test_private_fsp_matches_solve_fsp():
-    fsp = pytest.importorskip("sbml_met.fsp")
+    import sbml_met.fsp as fsp
     net = models.load("autoregulation")
     ss = StateSpace(net, np.array([1, 120]), net.initial_state[None, :].astype(int), [dict(net.parameters)])
     p0 = np.zeros(ss.n)
@@ -355,7 +355,7 @@ def test_pretrained_loads_and_is_small(name):
 # ----------------------------------------------------------------------------------- slow checks
 @pytest.mark.slow
 def test_pretrained_autoregulation_against_fsp_at_paper_rates():
-    fsp = pytest.importorskip("sbml_met.fsp")
+    import sbml_met.fsp as fsp
     met = met_pkg.pretrained("autoregulation")
     net = models.load("autoregulation")
     ref = fsp.solve_fsp(net, [1.0, 10.0])
@@ -367,7 +367,7 @@ def test_pretrained_autoregulation_against_fsp_at_paper_rates():
 @pytest.mark.slow
 def test_pretrained_toggle_against_fsp_at_paper_rates():
     """Issue 6's target: every marginal within Hellinger 0.015 of FSP at the paper's rates."""
-    fsp = pytest.importorskip("sbml_met.fsp")
+    import sbml_met.fsp as fsp
     met = met_pkg.pretrained("toggle_switch")
     net = models.load("toggle_switch")
     times = [1.0, 3.0, 10.0, 40.0]
@@ -380,7 +380,7 @@ def test_pretrained_toggle_against_fsp_at_paper_rates():
 
 @pytest.mark.slow
 def test_fsp_teacher_learns_autoregulation_in_two_minutes():
-    fsp = pytest.importorskip("sbml_met.fsp")
+    import sbml_met.fsp as fsp
     net = models.load("autoregulation")
     met = met_pkg.train(net, {"rb": (5.0, 40.0)}, (0.0, 5.0), teacher="fsp", minutes=2, seed=0,
                         progress=False, teacher_options={"n_prompts": 256})

@@ -126,3 +126,21 @@ def test_installed_wheel_answers_every_subcommand(installed, tmp_path):
     d = pd.read_csv(tmp_path / "d.csv")
     sums = d.groupby(["time", "species"])["probability"].sum()
     assert ((sums - 1).abs() < 1e-3).all() and set(d["method"]) == {"met"}
+
+
+def test_every_required_dependency_and_the_test_extras_import():
+    """Tests that need libroadrunner, tellurium, numba or Dask skip where they are missing (so the
+    typed refusals can be checked without them); a CI environment that lost one must fail here,
+    not pass with those checks silently skipped."""
+    import importlib
+
+    required = ["libsbml", "antimony", "tellurium", "roadrunner", "torch", "numpy", "scipy", "pandas",
+                "pyarrow", "tqdm", "matplotlib", "platformdirs", "threadpoolctl", "emcee", "numba",
+                "distributed", "nbclient", "nbformat"]  # the last three: the 'dev' extra the tests install
+    missing = []
+    for name in required:
+        try:
+            importlib.import_module(name)
+        except ImportError as e:
+            missing.append(f"{name} ({e})")
+    assert not missing, "missing: " + ", ".join(missing)
