@@ -401,8 +401,8 @@ def test_count_vocabulary_is_one_rule_for_teachers_and_vans():
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_fsp_teacher_prompts_near_the_anchor_leave_no_region_of_the_box_empty(seed):
-    """A quarter of the FSP teacher's prompts sit near the model's own values; the rest must
-    still cover the whole box. Overwriting every 4th point of a Sobol sequence emptied 16 of
+    """A quarter of the FSP teacher's prompts sit near the model's own values (4 of them at the
+    box's corners); the rest must still cover the whole box. Overwriting every 4th point of a Sobol sequence emptied 16 of
     the 64 cells of an 8 x 8 grid over (ka, kb): the low bits of a Sobol index set the high bits
     of its coordinates (a birth-death MET then stayed 0.13 off at an emptied corner)."""
     import time as _t
@@ -417,7 +417,9 @@ def test_fsp_teacher_prompts_near_the_anchor_leave_no_region_of_the_box_empty(se
     own = {"ka": 2.0, "kb": 3.0}
     theta, x0, t = FSPTeacher(n_prompts=2048, anchor=own, anchor_share=0.25)._prompts(ctx)
     near = np.all(np.abs(np.log(theta / np.array([2.0, 3.0]))) <= np.log(1.25) + 1e-12, axis=1)
-    assert near[::4].all() and 0.25 <= near.mean() < 0.3  # every 4th slot, plus Sobol points that fall there
+    corners = {(1.0, 1.0), (1.0, 6.0), (6.0, 1.0), (6.0, 6.0)}
+    assert {tuple(th) for th in theta[4:17:4]} == corners  # the 4 corners take the first anchor slots after it
+    assert near[::4].sum() == 512 - 4 and 0.24 <= near.mean() < 0.3  # the rest of every 4th slot
     assert np.array_equal(theta[0], [2.0, 3.0])
     spread = np.ones(len(theta), bool)
     spread[::4] = False

@@ -320,7 +320,7 @@ class FSPTeacher(Teacher):
                  workers: int | None = None, symmetry: dict[str, str] | None = None,
                  tol: float = 1e-6, batched_max_states: int = 20_000, teacher_share: float = 0.45,
                  time_spacing: str = "uniform", anchor: dict | None = None, anchor_share: float = 0.25,
-                 anchor_spread: float = 1.25):
+                 anchor_spread: float = 1.25, corners: int = 16):
         self.n_prompts, self.K, self.chunk = int(n_prompts), int(times_per_prompt), int(chunk)
         self.caps_override, self.max_states = caps, max_states
         if method not in ("auto", "batched", "pointwise"):
@@ -331,11 +331,14 @@ class FSPTeacher(Teacher):
             raise InvalidArgumentError(f"unknown time_spacing {time_spacing!r}; choose uniform or sqrt")
         self.time_spacing = time_spacing
         self.anchor, self.anchor_share, self.anchor_spread = dict(anchor or {}), float(anchor_share), float(anchor_spread)
+        self.corners = int(corners)
 
     def _prompts(self, ctx: TrainContext):
-        """Sobol prompts, a share of them (``anchor_share``, every k-th, so a partial solve keeps
-        it) near the ``anchor`` point (the model's own values: log-uniform within x/÷
-        ``anchor_spread``, clipped to the box; the first one exactly at it).
+        """Sobol prompts; every k-th slot (``anchor_share``, spread so a partial solve keeps its
+        share) goes near the ``anchor`` point (the model's own values: log-uniform within x/÷
+        ``anchor_spread``, clipped to the box; the first one exactly at it), the first
+        ``corners`` of those slots after it to the box's corners (all 2^F up to that many, else
+        drawn): the extreme distributions, whose large counts interior prompts rarely reach.
 
         The other slots take the Sobol sequence's first points in order, and any prefix of a
         Sobol sequence covers the box evenly. Overwriting every k-th point of the sequence
@@ -343,20 +346,28 @@ class FSPTeacher(Teacher):
         its coordinates, so with k = 4 a quarter of the parameter plane lost every prompt."""
         space = ctx.space
         theta, x0, tfrac = space.sobol(self.n_prompts, ctx.seed, "mixed")
-        if not (self.anchor and self.anchor_share > 0):
+        every = max(1, int(round(1 / min(self.anchor_share, 1.0)))) if self.anchor and self.anchor_share > 0 else 0
+        n_corner = min(self.corners, self.n_prompts // 16) if space.free else 0
+        if not every:
+            every = 16 if n_corner else 0
+        if not every:
             return theta, x0, tfrac
-        a, _ = space.resolve(ctx.network, self.anchor, None)
-        every = max(1, int(round(1 / min(self.anchor_share, 1.0))))
-        near_slots = np.arange(0, len(theta), every)
-        sobol_slots = np.setdiff1d(np.arange(len(theta)), near_slots)
-        u = np.random.default_rng(ctx.seed + 4242).uniform(-1, 1, (len(near_slots), len(a)))
-        near = a[None, :] * np.exp(u * math.log(max(self.anchor_spread, 1.0)))
-        near[0] = a
-        source = np.concatenate([np.arange(len(sobol_slots)), len(sobol_slots) + np.arange(len(near_slots))])
-        slots = np.concatenate([sobol_slots, near_slots])
+        special = np.arange(0, len(theta), every)
+        plain = np.setdiff1d(np.arange(len(theta)), special)
+        source = np.concatenate([np.arange(len(plain)), len(plain) + np.arange(len(special))])
+        slots = np.concatenate([plain, special])
         out_theta, out_x0, out_t = np.empty_like(theta), np.empty_like(x0), np.empty_like(tfrac)
         out_theta[slots], out_x0[slots], out_t[slots] = theta[source], x0[source], tfrac[source]
-        out_theta[near_slots] = np.clip(near, np.asarray(space.low), np.asarray(space.high))
+        if self.anchor and self.anchor_share > 0:
+            a, _ = space.resolve(ctx.network, self.anchor, None)
+            u = np.random.default_rng(ctx.seed + 4242).uniform(-1, 1, (len(special), len(a)))
+            near = a[None, :] * np.exp(u * math.log(max(self.anchor_spread, 1.0)))
+            near[0] = a
+            out_theta[special] = np.clip(near, np.asarray(space.low), np.asarray(space.high))
+        if n_corner:
+            corners = space.corners(n_corner, ctx.seed + 31)
+            at = special[1 : 1 + len(corners)] if self.anchor else special[: len(corners)]
+            out_theta[at] = corners[: len(at)]
         return out_theta, out_x0, out_t
 
     def prepare(self, ctx: TrainContext) -> None:
