@@ -19,7 +19,9 @@ Defaults, all derived from the SBML:
   most ``pointwise_max_states`` states (adaptive FSP per parameter point); exact SSA otherwise.
   Batched integration is chosen only while its RK4 work per prompt (states x t_max x the
   fastest exit rate) stays below ``BATCHED_WORK``. FSP prompts put a quarter of the parameter
-  points near the model's own values. An SSA-taught MET gets ``head="auto"``: a species whose
+  points near the model's own values and up to 16 on the box's corners (the extreme
+  distributions, whose large counts interior points rarely reach); the rest cover the box
+  evenly (a Sobol sequence's first points). An SSA-taught MET gets ``head="auto"``: a species whose
   vocabulary exceeds 512 counts gets a smooth mixture head (``model={"head": ...}`` overrides it).
 * **network**: one pooled prompt token, two layers (``AUTO_MODEL``); every rate parameter enters
   as a linear and a log-scaled feature (:class:`PromptSpace` ``log_features``).
@@ -301,7 +303,7 @@ def _train_and_cache(network, box, minutes, seed, progress, folder, times, devic
     if teacher is None:
         teacher, chosen = choose_teacher(network, box, times, seed)
         chosen.pop("states", None)
-        if teacher == "fsp":  # exact data, a quarter of it near the model's own values
+        if teacher == "fsp":  # exact data, a quarter of it near the model's own values, 16 points at corners
             chosen.update({"n_prompts": 256, "times_per_prompt": 16, "anchor": own} if chosen["method"] == "pointwise"
                           else {"anchor": own})
         opts = {**chosen, **opts}
