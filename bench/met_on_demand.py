@@ -123,7 +123,7 @@ def independent_check(met, net, times, n_points: int = 6, seed: int = 2027) -> d
             "point_max": float(box.mean(axis=1).max()), "corner_max": float(corner.mean(axis=1).max())}
 
 
-def main(names: list[str]) -> None:
+def main(names: list[str], models: dict[str, str] | None = None) -> None:
     import torch
 
     import sbml_met
@@ -139,11 +139,12 @@ def main(names: list[str]) -> None:
             f"{'run s':>6s}  verdicts (n=10^4)")
     print(head)
     print("-" * len(head))
+    models = MODELS if models is None else models
     for name in names:
-        net = sbml_met.load_antimony(MODELS[name])
+        net = sbml_met.load_antimony(models[name])
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / f"{name}.ant"
-            path.write_text(MODELS[name], encoding="utf-8")
+            path.write_text(models[name], encoding="utf-8")
             os.environ["SBML_MET_CACHE_DIR"] = str(Path(tmp) / "cache")
             t0 = time.perf_counter()
             with warnings.catch_warnings():
