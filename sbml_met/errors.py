@@ -108,13 +108,20 @@ class NegativeCountError(SbmlMetError):
         self.species_id = species_id
         self.count = count
         self.time = time
+        where = "in a reachable state" if time is None else f"at time {time:g}"
+        if count >= 1:  # a law positive with too few molecules: a deterministic law for 2+ copies
+            why = (f"it takes more than {count:g} '{species_id}' but its rate law is not 0 there. A stochastic "
+                   f"law must vanish when fewer molecules are left than the reaction takes: for "
+                   f"'{species_id} + {species_id} -> ...' write k*{species_id}*({species_id} - 1) (the "
+                   f"stochastic mass-action form, same large-count limit as k*{species_id}*{species_id}, "
+                   f"which pairs a molecule with itself)")
+        else:
+            why = (f"its rate law does not vanish when '{species_id}' is gone. Make the law vanish then "
+                   f"(a factor '{species_id}' as in mass action)")
         super().__init__(
-            f"reaction '{reaction_id}' fires "
-            f"{'in a reachable state' if time is None else f'at time {time:g}'} with {count:g} molecules of "
-            f"'{species_id}' left, which would make that count negative: its rate law does not "
-            f"vanish when '{species_id}' is gone. Make the law vanish then (a factor '{species_id}'"
-            f" as in mass action), or, if '{species_id}' is a constant pool, mark it as a boundary "
-            f"species (boundaryCondition=\"true\"; '${species_id}' in Antimony)"
+            f"reaction '{reaction_id}' fires {where} with {count:g} molecules of '{species_id}' left, which "
+            f"would make that count negative: {why}; or, if '{species_id}' is a constant pool, mark it "
+            f"as a boundary species (boundaryCondition=\"true\"; '${species_id}' in Antimony)"
         )
 
 

@@ -315,3 +315,25 @@ def test_split_reversible_keeps_local_parameters_and_modifiers():
     assert net.reaction_ids == ("R", "R__reverse")
     assert net.propensities(net.initial_state).tolist() == pytest.approx([2 * 1.5 * 4, 2 * 0.5 * 3])
     assert np.array_equal(net.stoichiometry, sbml_met.load_sbml(LOCAL_REVERSIBLE).stoichiometry)
+
+
+def test_the_deterministic_dimer_law_gets_advice_whose_law_then_runs_and_is_exact():
+    """Tellurium users write a dimerisation as ka*P*P, which stays positive at P = 1 where the
+    reaction needs two molecules. The error must say so and give the stochastic law; that law
+    then runs, and its SSA agrees with exact FSP."""
+    text = "model d\n make: -> P; kp\n pair: P + P -> D; {law}\n split: D -> P + P; kb*D\n" \
+           " P = 0; D = 0; kp = 8; ka = 0.02; kb = 0.4\nend"
+    net = sbml_met.load_antimony(text.format(law="ka*P*P"))
+    with pytest.raises(NegativeCountError) as info:
+        sbml_met.simulate(net, [0, 5], n=200, seed=1)
+    msg = str(info.value)
+    assert info.value.reaction_id == "pair" and info.value.count == 1
+    assert "P*(P - 1)" in msg and "a factor 'P'" not in msg  # P*P has that factor: the advice is the pair law
+    fixed = sbml_met.load_antimony(text.format(law="ka*P*(P - 1)"))
+    res = sbml_met.simulate(fixed, [0, 5], n=4000, seed=2)
+    pmf = sbml_met.solve_fsp(fixed, [5.0]).marginal("D", 5.0)
+    k, p = np.asarray(pmf.index, float), pmf.to_numpy()
+    mean = float(k @ p)
+    sd = float(np.sqrt(((k - mean) ** 2) @ p))
+    got = res.moments().query("species == 'D' and time == 5")["mean"].iloc[0]
+    assert mean > 1 and abs(got - mean) < 4 * sd / np.sqrt(4000)
