@@ -224,3 +224,20 @@ def test_accuracy_drives_training_on_a_tiny_model(tmp_path):
     # a wrong answer fails: the exact marginal of another parameter point is far from this one's
     other = sbml_met.solve_fsp(net.with_parameters({"k1": 4.5}), [4.0]).marginal("X", 4.0).to_numpy()
     assert hellinger(met.marginals_all(4.0)[0], other) > 0.05
+
+
+def test_conservation_laws_bound_the_teacher_caps():
+    """E + ES = 5 bounds both counts by 5, where SSA-estimated caps with their margin said 18:
+    the FSP teacher's state space and the MET's count vocabulary shrink to what can happen."""
+    from sbml_met.met.teachers import conserved_bounds
+
+    net = sbml_met.load_antimony("model mm\n feed: -> S; ks\n bind: E + S -> ES; kon*E*S\n"
+                                 " unbind: ES -> E + S; koff*ES\n cat: ES -> E + P; kcat*ES\n"
+                                 " export: P -> ; kx*P\n E = 5; S = 0; ES = 0; P = 0\n"
+                                 " ks = 2; kon = 0.2; koff = 1; kcat = 1; kx = 0.25\nend")
+    big = np.iinfo(np.int64).max
+    assert conserved_bounds(net, net.initial_state).tolist() == [big, 5, 5, big]
+    assert conserved_bounds(net, [0, 7, 2, 0]).tolist() == [big, 9, 9, big]  # from the largest initial counts
+    enzyme = sbml_met.load_antimony("model e\n E + S -> ES; kon*E*S\n ES -> E + S; koff*ES\n ES -> E + P; kcat*ES\n"
+                                    " E = 10; S = 30; ES = 0; P = 0; kon = 0.05; koff = 1; kcat = 0.5\nend")
+    assert conserved_bounds(enzyme, enzyme.initial_state).tolist() == [10, 30, 10, 30]

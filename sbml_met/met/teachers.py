@@ -126,7 +126,23 @@ def estimate_caps(ctx: TrainContext, n: int = 2048, margin: float = 3.0) -> np.n
     rec = np.linspace(space.t_min, space.t_max, K)[None, :].repeat(len(theta), axis=0)
     out = ssa_batch(net, ctx.params_dict(theta), x0, rec, np.random.default_rng(ctx.seed + 7))
     mx = np.maximum(out.max(axis=(0, 1)), np.asarray(space.init_high))
-    return count_vocabulary(mx, net.dynamic_species, sigmas=margin, pad=5) - 1
+    caps = count_vocabulary(mx, net.dynamic_species, sigmas=margin, pad=5) - 1
+    return np.minimum(caps, conserved_bounds(net, space.init_high))
+
+
+def conserved_bounds(network, x0_high) -> np.ndarray:
+    """The largest count each species can reach under the network's conservation laws with
+    nonnegative coefficients (E + ES = 5 bounds both by 5), from the largest initial counts;
+    int64 max where no such law holds a species."""
+    from ..conservation import conservation_laws
+
+    bound = np.full(len(network.species), np.iinfo(np.int64).max, dtype=np.int64)
+    laws = conservation_laws(network)
+    for row, total in zip(laws.matrix, laws.totals_of(np.asarray(x0_high, float))):
+        if np.all(row >= 0):
+            on = row > 0
+            bound[on] = np.minimum(bound[on], int(total) // row[on])
+    return bound
 
 
 def fsp_or_ssa_reference(ctx: TrainContext, theta, x0, t, n_ssa: int = 4000) -> list[list[np.ndarray]]:
