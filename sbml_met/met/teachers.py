@@ -362,19 +362,18 @@ class FSPTeacher(Teacher):
         its coordinates, so with k = 4 a quarter of the parameter plane lost every prompt."""
         space = ctx.space
         theta, x0, tfrac = space.sobol(self.n_prompts, ctx.seed, "mixed")
-        every = max(1, int(round(1 / min(self.anchor_share, 1.0)))) if self.anchor and self.anchor_share > 0 else 0
+        anchored = bool(self.anchor) and self.anchor_share > 0
         n_corner = min(self.corners, self.n_prompts // 16) if space.free else 0
-        if not every:
-            every = 16 if n_corner else 0
-        if not every:
+        if not (anchored or n_corner):
             return theta, x0, tfrac
+        every = max(1, int(round(1 / min(self.anchor_share, 1.0)))) if anchored else 16
         special = np.arange(0, len(theta), every)
         plain = np.setdiff1d(np.arange(len(theta)), special)
         source = np.concatenate([np.arange(len(plain)), len(plain) + np.arange(len(special))])
         slots = np.concatenate([plain, special])
         out_theta, out_x0, out_t = np.empty_like(theta), np.empty_like(x0), np.empty_like(tfrac)
         out_theta[slots], out_x0[slots], out_t[slots] = theta[source], x0[source], tfrac[source]
-        if self.anchor and self.anchor_share > 0:
+        if anchored:
             a, _ = space.resolve(ctx.network, self.anchor, None)
             u = np.random.default_rng(ctx.seed + 4242).uniform(-1, 1, (len(special), len(a)))
             near = a[None, :] * np.exp(u * math.log(max(self.anchor_spread, 1.0)))
