@@ -59,6 +59,24 @@ class ConservationLaws:
         return [_law_text(row, self.species) + f" = {int(t)}" for row, t in zip(self.matrix, self.totals)]
 
 
+def capped_states(laws: ConservationLaws, caps, x0_low, x0_high=None) -> float:
+    """How many states of the box 0 <= x <= caps the laws leave reachable (an upper bound): each
+    law fixes one species given the others (those of largest caps whose columns are independent),
+    times the number of conserved totals the initial counts x0_low..x0_high can make."""
+    size = np.asarray(caps, dtype=float) + 1
+    L = np.asarray(laws.matrix, dtype=float).reshape(-1, len(size))
+    lo = np.asarray(x0_low, dtype=float)
+    hi = lo if x0_high is None else np.asarray(x0_high, dtype=float)
+    total, fixed = float(np.prod(size)), []
+    for j in np.argsort(-size, kind="stable"):
+        if len(fixed) == len(L):
+            break
+        if np.linalg.matrix_rank(L[:, fixed + [int(j)]]) > len(fixed):
+            fixed.append(int(j))
+            total /= size[j]
+    return total * float(np.prod(np.abs(L) @ (hi - lo) + 1)) if len(fixed) else total
+
+
 def _law_text(row: np.ndarray, species: tuple[str, ...]) -> str:
     parts = []
     for c, s in zip(row.tolist(), species):

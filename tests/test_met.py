@@ -426,3 +426,81 @@ def test_fsp_teacher_prompts_near_the_anchor_leave_no_region_of_the_box_empty(se
     cells, _, _ = np.histogram2d(theta[spread, 0], theta[spread, 1], bins=8, range=[box["ka"], box["kb"]])
     assert cells.min() >= 16, cells  # 2048 x 3/4 points over 64 cells: 24 each, none emptied
     assert np.all((t >= 0) & (t <= 3.0)) and len(np.unique(t)) == len(t)  # every prompt keeps its own time
+
+
+MM_INFLOW = """
+model mm_inflow
+  feed: -> S; ks
+  bind: E + S -> ES; kon*E*S
+  unbind: ES -> E + S; koff*ES
+  cat: ES -> E + P; kcat*ES
+  export: P -> ; kx*P
+  E = 3; S = 0; ES = 0; P = 0
+  ks = 2; kon = 0.2; koff = 1; kcat = 1; kx = 0.5
+end
+"""
+
+
+def test_sparse_pointwise_rows_hold_the_same_joints_as_dense_ones():
+    """A conserved moiety (E + ES = 3) leaves 3 of 4 cells of the (E, ES) plane empty: the sparse
+    rows keep only what carries probability, and rebuild the dense joints and conditionals exactly."""
+    import time as _t
+
+    from sbml_met.met.teachers import FSPTeacher, TrainContext, sequence_cross_entropy
+
+    net = sbml_met.load_antimony(MM_INFLOW)
+    space = PromptSpace.build(net, {"ks": (1.0, 3.0), "kcat": (0.5, 2.0)}, (0.0, 4.0))
+    stores = {}
+    for form in ("dense", "sparse"):
+        ctx = TrainContext(network=net, space=space, seed=0, deadline=_t.monotonic() + 600,
+                           rng=np.random.default_rng(0), start=_t.monotonic())
+        tch = FSPTeacher(n_prompts=4, times_per_prompt=3, method="pointwise", rows=form, workers=1,
+                         caps={"S": 30, "E": 3, "ES": 3, "P": 25})
+        tch.prepare(ctx)
+        assert ctx.log[-1]["rows"] == form
+        stores[form] = tch
+    dense, sparse = stores["dense"].rows, stores["sparse"].rows
+    vocab = stores["dense"].vocab
+    J = dense.J.numpy().reshape((-1,) + vocab)
+    rebuilt = np.zeros_like(J)
+    it, pre = sparse.item, sparse.pre.numpy()
+    rebuilt[(it, *pre.T)] = (sparse.w[:, None] * sparse.tgt.numpy())
+    assert torch.equal(dense.feats, sparse.feats)  # one thread: the points in the same order
+    assert np.abs(rebuilt - J).max() < 1e-6
+    assert len(sparse.w) < 0.3 * np.prod(vocab[:-1]) * len(J)  # the empty cells are gone
+    for r in np.random.default_rng(1).choice(len(it), 20, replace=False):
+        Ji = J[it[r]]
+        assert np.allclose(sparse.pre_tgt[0][r], Ji.sum(axis=(1, 2, 3)), atol=1e-5)
+        cond = Ji[pre[r, 0], pre[r, 1]].sum(axis=1)
+        assert np.allclose(sparse.pre_tgt[2][r], cond / cond.sum(), atol=1e-5)
+    # the same expected loss for one untrained net: sum over rows of P(u) x the cross-entropy
+    torch.manual_seed(0)
+    m = METNet(METConfig(n_prompt=space.n_prompt, vocab=vocab, **TINY))
+    with torch.no_grad():
+        ce = sequence_cross_entropy(m.logits(sparse.feats[it], sparse.pre), sparse.pre_tgt + [sparse.tgt])
+        loss_sparse = float((torch.as_tensor(sparse.w) * ce.double()).sum()) / len(J)
+        full = torch.as_tensor(np.stack(np.unravel_index(np.arange(int(np.prod(vocab))), vocab), axis=1))
+        loss_dense = 0.0
+        for i in range(len(J)):
+            lp = m.log_prob(dense.feats[i : i + 1].expand(len(full), *dense.feats.shape[1:]), full)
+            loss_dense -= float((torch.as_tensor(J[i].reshape(-1)) * lp.double()).sum())
+        loss_dense /= len(J)
+    assert loss_sparse == pytest.approx(loss_dense, rel=1e-4)
+    with pytest.raises(InvalidArgumentError, match="rows"):
+        FSPTeacher(rows="compressed")
+
+
+def test_conservation_laws_shrink_the_capped_state_count_exactly_for_one_moiety():
+    from sbml_met.conservation import capped_states, conservation_laws
+
+    net = sbml_met.load_antimony(MM_INFLOW)  # E + ES = 3
+    caps = np.array([30, 3, 3, 25])
+    x0 = np.asarray(net.initial_state)
+    grid = np.stack(np.meshgrid(*[np.arange(c + 1) for c in caps], indexing="ij"), -1).reshape(-1, 4)
+    laws = conservation_laws(net)
+    brute = int((~laws.violated(grid, x0)).sum())
+    assert capped_states(laws, caps, x0) == brute == 31 * 4 * 26
+    # initial E from 3 to 5: three totals, each bounded by the count for one
+    assert capped_states(laws, caps, x0, x0 + np.array([0, 2, 0, 0])) == 3 * brute
+    free = conservation_laws(sbml_met.load_antimony(TWO_BD))
+    assert capped_states(free, [4, 6], [0, 0]) == 35

@@ -16,7 +16,8 @@ Defaults, all derived from the SBML:
   two significant digits.
 * **teacher**: FSP distillation when the reachable state space within the SSA-estimated count
   caps has at most ``fsp_max_states`` states (batched exact CME), or the capped box holds at
-  most ``pointwise_max_states`` states (adaptive FSP per parameter point); exact SSA otherwise.
+  most ``pointwise_max_states`` states that its conservation laws allow (adaptive FSP per parameter
+  point; joints kept as sparse rows once dense ones outgrow memory); exact SSA otherwise.
   Batched integration is chosen only while its RK4 work per prompt (states x t_max x the
   fastest exit rate) stays below ``BATCHED_WORK``. FSP prompts put a quarter of the parameter
   points near the model's own values and up to 16 on the box's corners (the extreme
@@ -143,6 +144,7 @@ def default_times(network, tol: float = 0.05, doublings: int = 12) -> tuple[floa
 def choose_teacher(network, box, times, seed: int = 0, fsp_max_states: int = FSP_MAX_STATES,
                    pointwise_max_states: int = POINTWISE_MAX_STATES) -> tuple[str, dict[str, Any]]:
     """(teacher name, teacher options) by state-space size (see the module docstring)."""
+    from ..conservation import capped_states, conservation_laws
     from ._cme import StateSpace
     from .teachers import TrainContext, _max_exit_rates, estimate_caps
 
@@ -162,7 +164,8 @@ def choose_teacher(network, box, times, seed: int = 0, fsp_max_states: int = FSP
                            "caps": dict(zip(network.species, map(int, caps)))}
     except (StateSpaceTooLargeError, InvalidArgumentError):
         pass
-    if float(np.prod(caps.astype(float) + 1)) <= pointwise_max_states:
+    laws = conservation_laws(network)  # a conserved moiety leaves most of the capped box empty
+    if capped_states(laws, caps, space.init_low, space.init_high) <= pointwise_max_states:
         return "fsp", {"method": "pointwise", "caps": dict(zip(network.species, map(int, caps)))}
     return "ssa", {}
 

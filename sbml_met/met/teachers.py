@@ -298,12 +298,51 @@ def dense_joint(d, vocab: tuple[int, ...]) -> tuple[np.ndarray, float]:
     return J, outside
 
 
-def _pointwise_chunk(task) -> list[tuple[np.ndarray, float]]:
-    """solve_fsp at each point of one chunk, densified over the vocabulary (for Dask workers)."""
+def sparse_rows(d, vocab: tuple[int, ...]) -> tuple[tuple, float]:
+    """A Distribution's joints as prefix rows (:func:`rows_from_joint`, item j = time j), kept
+    sparse: memory follows the states that carry probability, not the capped box (a conserved
+    moiety leaves most of the box empty). Also the largest probability outside the vocabulary."""
+    vocab_a = np.asarray(vocab)
+    parts, outside = [], 0.0
+    for j in range(len(d.times)):
+        st = np.asarray(d.states[j], dtype=np.int64)
+        p = np.asarray(d.probabilities[j], dtype=float)
+        ok = np.all(st < vocab_a[None, :], axis=1)
+        outside = max(outside, float(p[~ok].sum()))
+        it, pre, w, tgt, ent, ptg = rows_from_joint(st[ok], p[ok][None, :], vocab)
+        parts.append((it + j, pre, w, tgt, ent, ptg))
+    return _concat_rows(parts), outside
+
+
+def _concat_rows(parts: list[tuple]) -> tuple:
+    """Row tuples (item, pre, w, tgt, ent, prefix conditionals) joined, items as given."""
+    cols = [np.concatenate([p[c] for p in parts]) for c in range(5)]
+    ptg = [np.concatenate([p[5][j] for p in parts]) for j in range(len(parts[0][5]))]
+    return (*cols, ptg)
+
+
+def marginals_of(d, vocab: tuple[int, ...]) -> tuple[list[list[np.ndarray]], float]:
+    """A Distribution's marginals per time and species over the count vocabulary."""
+    out, outside = [], 0.0
+    for j in range(len(d.times)):
+        st = np.asarray(d.states[j], dtype=np.int64)
+        p = np.asarray(d.probabilities[j], dtype=float)
+        ok = np.all(st < np.asarray(vocab)[None, :], axis=1)
+        outside = max(outside, float(p[~ok].sum()))
+        out.append([np.bincount(st[ok, s], weights=p[ok], minlength=V) for s, V in enumerate(vocab)])
+    return out, outside
+
+
+_FORMS = {"dense": dense_joint, "sparse": sparse_rows, "marginals": marginals_of}
+DENSE_ROWS_MAX_BYTES = 1 << 30  # beyond this the pointwise teacher keeps its rows sparse
+
+
+def _pointwise_chunk(task) -> list[tuple[Any, float]]:
+    """solve_fsp at each point of one chunk, in the teacher's ``form`` (for Dask workers)."""
     from ..fsp import solve_points
 
-    net, points, times, inits, tol, max_states, vocab = task
-    return [dense_joint(d, vocab) for _, d in solve_points(net, points, times, inits, tol=tol, max_states=max_states)]
+    net, points, times, inits, tol, max_states, vocab, form = task
+    return [_FORMS[form](d, vocab) for _, d in solve_points(net, points, times, inits, tol=tol, max_states=max_states)]
 
 
 def _n_dask_workers(client) -> int:
@@ -336,7 +375,7 @@ class FSPTeacher(Teacher):
                  workers: int | None = None, symmetry: dict[str, str] | None = None,
                  tol: float = 1e-6, batched_max_states: int = 20_000, teacher_share: float = 0.45,
                  time_spacing: str = "uniform", anchor: dict | None = None, anchor_share: float = 0.25,
-                 anchor_spread: float = 1.25, corners: int = 16):
+                 anchor_spread: float = 1.25, corners: int = 16, rows: str = "auto"):
         self.n_prompts, self.K, self.chunk = int(n_prompts), int(times_per_prompt), int(chunk)
         self.caps_override, self.max_states = caps, max_states
         if method not in ("auto", "batched", "pointwise"):
@@ -348,6 +387,9 @@ class FSPTeacher(Teacher):
         self.time_spacing = time_spacing
         self.anchor, self.anchor_share, self.anchor_spread = dict(anchor or {}), float(anchor_share), float(anchor_spread)
         self.corners = int(corners)
+        if rows not in ("auto", "dense", "sparse"):
+            raise InvalidArgumentError(f"unknown rows {rows!r}; choose auto, dense or sparse")
+        self.rows_form = rows
 
     def _prompts(self, ctx: TrainContext):
         """Sobol prompts; every k-th slot (``anchor_share``, spread so a partial solve keeps its
@@ -447,20 +489,16 @@ class FSPTeacher(Teacher):
     def reference(self, ctx, theta, x0, t):
         if self.used_method == "batched":
             return fsp_or_ssa_reference(ctx, theta, x0, t)
-        idx, J, _ = self._solve(ctx, theta, x0, np.asarray(t, float)[:, None], deadline=None)
-        by_point = dict(zip(idx.tolist(), J))  # the threads finish in any order
-        S = len(self.vocab)
-        out = []
-        for i in range(len(theta)):
-            joint = by_point[i][0].reshape(self.vocab)
-            out.append([joint.sum(axis=tuple(a for a in range(S) if a != s)).astype(float) for s in range(S)])
-        return out
+        idx, M, _ = self._solve(ctx, theta, x0, np.asarray(t, float)[:, None], deadline=None, form="marginals")
+        by_point = dict(zip(idx.tolist(), M))  # the threads finish in any order
+        return [by_point[i][0] for i in range(len(theta))]
 
     # ------------------------------------------------------------------ pointwise
-    def _solve(self, ctx, theta, x0, times, deadline):
+    def _solve(self, ctx, theta, x0, times, deadline, form: str = "dense"):
         """solve_fsp at each point (theta_i, x0_i) and its times_i, on worker threads here or on
-        ``ctx.client``'s Dask workers: returns (indices done, dense joints (K, prod(vocab))
-        float32 per done point, mass outside vocab)."""
+        ``ctx.client``'s Dask workers: returns (indices done, per done point its answer in
+        ``form`` (dense joints (K, prod(vocab)) float32, sparse rows or marginals), mass outside
+        vocab)."""
         from ..fsp import solve_points
 
         net, space = ctx.network, ctx.space
@@ -470,7 +508,7 @@ class FSPTeacher(Teacher):
         if ctx.client is not None:
             step = max(1, len(points) // (8 * _n_dask_workers(ctx.client)))
             tasks = [(net, points[a : a + step], times[a : a + step], inits[a : a + step], self.tol,
-                      self.max_states, self.vocab) for a in range(0, len(points), step)]
+                      self.max_states, self.vocab, form) for a in range(0, len(points), step)]
             chunks = run_chunks(ctx, _pointwise_chunk, tasks, self.share, "FSP teacher")
             joints = [J for chunk in chunks for J, _ in chunk]
             outside = max((o for chunk in chunks for _, o in chunk), default=0.0)
@@ -482,7 +520,7 @@ class FSPTeacher(Teacher):
         with tqdm(total=len(points), disable=not ctx.progress, leave=False, desc="FSP teacher") as bar:
             for i, d in solve_points(net, points, times, inits, tol=self.tol,
                                      max_states=self.max_states, workers=workers, deadline=deadline):
-                J, out = dense_joint(d, self.vocab)
+                J, out = _FORMS[form](d, self.vocab)
                 done.append(i), joints.append(J)
                 outside = max(outside, out)
                 bar.update()
@@ -548,11 +586,17 @@ class FSPTeacher(Teacher):
                 vocab[i] = vocab[j] = max(vocab[i], vocab[j])
         self.vocab = tuple(int(v) for v in vocab)
         size = int(np.prod(vocab))
-        if size > 2_000_000:
+        mirror = self._mirror(ctx)
+        dense_bytes = 4.0 * size * self.n_prompts * self.K * (2 if mirror is not None else 1)
+        rows = self.rows_form
+        if rows == "auto":  # sparse rows once dense joints outgrow memory (mirror images need dense)
+            rows = "dense" if mirror is not None or dense_bytes <= DENSE_ROWS_MAX_BYTES else "sparse"
+        if rows == "dense" and size > 2_000_000:
             raise StateSpaceTooLargeError(
                 f"the FSP teacher would keep {size} counts per distribution (vocabulary "
-                f"{dict(zip(net.species, self.vocab))}); use teacher='ssa'")
-        mirror = self._mirror(ctx)
+                f"{dict(zip(net.species, self.vocab))}); use rows='sparse' or teacher='ssa'")
+        if rows == "sparse" and mirror is not None:
+            raise InvalidArgumentError("a declared symmetry needs rows='dense' (mirror images are built from dense joints)")
         theta, x0, tfrac = self._prompts(ctx)
         span = space.t_max - space.t_min
         u = ((tfrac - space.t_min) / span)[:, None]  # a Sobol offset in (0, 1) per point
@@ -561,7 +605,7 @@ class FSPTeacher(Teacher):
             frac = frac**2
         times = space.t_min + span * frac
         deadline = ctx.start + self.share * max(ctx.deadline - ctx.start, 1)
-        idx, joints, outside = self._solve(ctx, theta, x0, times, deadline)
+        idx, joints, outside = self._solve(ctx, theta, x0, times, deadline, form=rows)
         if len(idx) < self.n_prompts:
             warnings.warn(f"FSP teacher solved {len(idx)} of {self.n_prompts} parameter points within "
                           f"its share of the time budget", stacklevel=user_stacklevel())
@@ -569,7 +613,26 @@ class FSPTeacher(Teacher):
             raise InvalidArgumentError("the FSP teacher solved no parameter point within the time budget; "
                                        "give more minutes")
         th, xx, tt = theta[idx], x0[idx], times[idx]
-        J = np.stack(joints)  # (m, K, size)
+        log = {"event": "teacher", "teacher": "fsp", "method": "pointwise", "points": int(len(idx)),
+               "mirrored": mirror is not None, "times_per_prompt": self.K,
+               "items": int(len(idx) * self.K * (2 if mirror is not None else 1)),
+               "vocab": list(self.vocab), "caps": caps.tolist(), "max_outside_vocab": outside, "rows": rows}
+        if rows == "sparse":
+            feats = space.features(np.repeat(th, self.K, 0), np.repeat(xx, self.K, 0), tt.reshape(-1))
+            it, pre, w, tgt, ent, ptg = _concat_rows([(r[0] + k * self.K, *r[1:]) for k, r in enumerate(joints)])
+            self.rows = _Rows(feats, it, pre, w, tgt, ent, ptg)
+            log["rows_kept"] = int(len(w))
+        else:
+            self.rows = self._dense_rows(space, th, xx, tt, np.stack(joints), mirror)
+        ctx.log.append(log)
+        if outside > 1e-4:
+            warnings.warn(f"FSP teacher: up to {outside:.2g} probability lay outside the count vocabulary "
+                          f"{dict(zip(net.species, self.vocab))}", VocabularyOverflowWarning,
+                          stacklevel=user_stacklevel())
+
+    def _dense_rows(self, space, th, xx, tt, J, mirror) -> "_JointRows":
+        """Dense joint rows (m, K, size) of the solved points, with their mirror images."""
+        size = J.shape[-1]
         if mirror is not None:
             fp, sp_ = mirror
             thm, xxm = np.empty_like(th), np.empty_like(xx)
@@ -579,14 +642,7 @@ class FSPTeacher(Teacher):
             th, xx, tt, J = (np.concatenate([th, thm]), np.concatenate([xx, xxm]), np.concatenate([tt, tt]),
                              np.concatenate([J, Jm]))
         feats = space.features(np.repeat(th, self.K, 0), np.repeat(xx, self.K, 0), tt.reshape(-1))
-        self.rows = _JointRows(feats, J.reshape(-1, size // self.vocab[-1], self.vocab[-1]), self.vocab)
-        ctx.log.append({"event": "teacher", "teacher": "fsp", "method": "pointwise", "points": int(len(idx)),
-                        "mirrored": mirror is not None, "times_per_prompt": self.K, "items": int(len(feats)),
-                        "vocab": list(self.vocab), "caps": caps.tolist(), "max_outside_vocab": outside})
-        if outside > 1e-4:
-            warnings.warn(f"FSP teacher: up to {outside:.2g} probability lay outside the count vocabulary "
-                          f"{dict(zip(net.species, self.vocab))}", VocabularyOverflowWarning,
-                          stacklevel=user_stacklevel())
+        return _JointRows(feats, J.reshape(-1, size // self.vocab[-1], self.vocab[-1]), self.vocab)
 
 
 class _JointRows:
