@@ -108,6 +108,86 @@ def _on_processes(fn, chunks, workers: int, bar) -> list:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def map_until(fn: Callable[[Any], Any], chunks: Sequence[Any], workers: int, deadline: float | None = None,
+              on_done: Callable[[int, Any], None] | None = None) -> dict[int, Any]:
+    """``{i: fn(chunks[i])}`` on ``workers`` local processes for the chunks started before
+    ``time.monotonic()`` passes ``deadline`` (those running then finish). ``on_done(i, result)``
+    runs here as each chunk finishes. A pool that breaks leaves the rest to this process."""
+    import time
+
+    out: dict[int, Any] = {}
+
+    def late() -> bool:
+        return deadline is not None and time.monotonic() >= deadline
+
+    try:
+        pool, pending, nxt = _pool(workers), {}, 0
+        while pending or (nxt < len(chunks) and not late()):
+            while nxt < len(chunks) and len(pending) < 2 * workers and not late():
+                pending[pool.submit(fn, chunks[nxt])] = nxt
+                nxt += 1
+            done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            for f in done:
+                i = pending.pop(f)
+                out[i] = f.result()
+                if on_done is not None:
+                    on_done(i, out[i])
+    except BrokenProcessPool:
+        _POOLS.pop(workers, None)
+        for i in range(len(chunks)):
+            if i not in out and not late():
+                out[i] = fn(chunks[i])
+                if on_done is not None:
+                    on_done(i, out[i])
+    return out
+
+
+def spawn_is_safe() -> bool:
+    """Whether worker processes can start without rerunning the user's script: true in a REPL,
+    a notebook or ``python -c`` (no script), where children are forked before PyTorch is loaded,
+    and where the script's top level is inside its ``if __name__ == "__main__":`` block now.
+    A fork server's children import the main script again (as any spawned process does), and an
+    unguarded script would start over in each of them."""
+    import ast
+    import multiprocessing as mp
+    import sys
+
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or path is None:
+        return True
+    if "torch" not in sys.modules and "fork" in mp.get_all_start_methods():
+        return True
+    if str(getattr(getattr(main, "__spec__", None), "name", "")).endswith("__main__"):
+        return True  # python -m package: children never rerun a package's __main__
+    frame = sys._getframe(1)
+    while frame is not None and not (frame.f_globals is main.__dict__ and frame.f_code.co_name == "<module>"):
+        frame = frame.f_back
+    if frame is None:
+        return False
+    try:
+        with open(path, encoding="utf-8") as fh:
+            tree = ast.parse(fh.read())
+    except (OSError, SyntaxError, ValueError, UnicodeDecodeError):
+        return False
+    for node in tree.body:
+        if isinstance(node, ast.If) and _is_main_guard(node.test) and node.body:
+            if node.body[0].lineno <= frame.f_lineno <= (node.body[-1].end_lineno or node.body[-1].lineno):
+                return True
+    return False
+
+
+def _is_main_guard(test: Any) -> bool:
+    """``__name__ == "__main__"``, either way round."""
+    import ast
+
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
+        return False
+    sides = [test.left, test.comparators[0]]
+    return (any(isinstance(x, ast.Name) and x.id == "__name__" for x in sides)
+            and any(isinstance(x, ast.Constant) and x.value == "__main__" for x in sides))
+
+
 def _pool(workers: int) -> ProcessPoolExecutor:
     """A pool kept across calls (starting processes costs time). Children are forked, so that a
     user's script runs without an ``if __name__ == "__main__"`` guard; once PyTorch is loaded

@@ -356,9 +356,11 @@ class FSPTeacher(Teacher):
     Two ways to get them (``method``): "batched" integrates all prompts side by side on one
     truncated state space shared by every prompt (fast for small spaces, e.g. a gene and a
     protein); "pointwise" runs the adaptive :func:`sbml_met.fsp.solve_fsp` per parameter point on
-    ``workers`` threads and keeps each joint distribution densely over the count vocabulary
-    (for spaces of ~10^4-10^5 states, e.g. the toggle switch). "auto" picks batched when the
-    capped box has at most ``batched_max_states`` states.
+    ``workers`` local processes (all cores by default; in this process where a script's
+    ``if __name__ == "__main__":`` guard is missing, see :func:`sbml_met.parallel.spawn_is_safe`)
+    and keeps each joint distribution over the count vocabulary, densely, or as sparse rows
+    once dense ones would outgrow 1 GiB (``rows``), for spaces of ~10^4-10^5 states, e.g. the
+    toggle switch. "auto" picks batched when the capped box has at most ``batched_max_states`` states.
 
     ``symmetry``: pairs of species and free-parameter ids that the network is invariant under
     when swapped, e.g. ``{"sx": "sy", "Px": "Py", "Gux": "Guy"}`` for a symmetric toggle switch.
@@ -515,16 +517,27 @@ class FSPTeacher(Teacher):
             return np.arange(len(joints), dtype=np.int64), joints, outside
         from tqdm.auto import tqdm
 
-        workers = self.workers or min(2, os.cpu_count() or 1)
-        done, joints, outside = [], [], 0.0
+        from ..parallel import available_workers, map_until, spawn_is_safe
+
+        workers = self.workers or available_workers()
+        found: dict[int, tuple[Any, float]] = {}
         with tqdm(total=len(points), disable=not ctx.progress, leave=False, desc="FSP teacher") as bar:
-            for i, d in solve_points(net, points, times, inits, tol=self.tol,
-                                     max_states=self.max_states, workers=workers, deadline=deadline):
-                J, out = _FORMS[form](d, self.vocab)
-                done.append(i), joints.append(J)
-                outside = max(outside, out)
-                bar.update()
-        return np.asarray(done, dtype=np.int64), joints, outside
+            if workers > 1 and len(points) > 1 and spawn_is_safe():
+                # processes: the Krylov steps hold the GIL, so threads run no faster than one
+                step = max(1, min(8, len(points) // (4 * workers)))
+                starts = range(0, len(points), step)
+                tasks = [(net, points[a : a + step], times[a : a + step], inits[a : a + step], self.tol,
+                          self.max_states, self.vocab, form) for a in starts]
+                chunks = map_until(_pointwise_chunk, tasks, workers, deadline, lambda i, r: bar.update(len(r)))
+                found = {starts[c] + k: r for c, rs in chunks.items() for k, r in enumerate(rs)}
+            else:
+                for i, d in solve_points(net, points, times, inits, tol=self.tol,
+                                         max_states=self.max_states, workers=1, deadline=deadline):
+                    found[i] = _FORMS[form](d, self.vocab)
+                    bar.update()
+        done = sorted(found)  # in point order, whichever finished first: the same data for a seed
+        outside = max((found[i][1] for i in done), default=0.0)
+        return np.asarray(done, dtype=np.int64), [found[i][0] for i in done], outside
 
     def _mirror(self, ctx):
         """(parameter permutation, species permutation) of the declared symmetry, or None."""
