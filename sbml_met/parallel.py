@@ -22,6 +22,7 @@ from .errors import InvalidArgumentError
 
 RETRIES = 3  # times a chunk is rerun after its worker died
 _POOLS: dict[int, ProcessPoolExecutor] = {}
+_WARNED_UNGUARDED = False
 
 
 def seed_of(sequence: np.random.SeedSequence) -> int:
@@ -65,6 +66,9 @@ def map_chunks(fn: Callable[[Any], Any], chunks: Sequence[Any], client: Any = No
         if client is not None:
             return _on_dask(fn, chunks, client, bar)
         n = resolve_workers(workers, len(chunks))
+        if n > 1 and not spawn_is_safe():
+            warn_unguarded()
+            n = 1
         if n == 1:
             out = []
             for c in chunks:
@@ -175,6 +179,24 @@ def spawn_is_safe() -> bool:
             if node.body[0].lineno <= frame.f_lineno <= (node.body[-1].end_lineno or node.body[-1].lineno):
                 return True
     return False
+
+
+def warn_unguarded() -> None:
+    """Say once per process that the work runs on one core, and how to use them all."""
+    global _WARNED_UNGUARDED
+    if not _WARNED_UNGUARDED:
+        import sys
+        import warnings
+
+        _WARNED_UNGUARDED = True
+        package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+        frame, level = sys._getframe(0), 1  # point at the user's line: the first frame outside sbml_met
+        while frame is not None and frame.f_code.co_filename.startswith(package):
+            frame, level = frame.f_back, level + 1
+        warnings.warn("sbml-met runs this work in one process: worker processes would rerun this script from "
+                      "the top, as it has no 'if __name__ == \"__main__\":' guard around the call. Put the "
+                      "script's work under that guard to use every core (the numbers are the same either way).",
+                      RuntimeWarning, stacklevel=level if frame is not None else 1)
 
 
 def _is_main_guard(test: Any) -> bool:

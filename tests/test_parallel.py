@@ -47,3 +47,32 @@ def test_map_until_stops_starting_chunks_at_the_deadline():
 
     assert map_until(abs, [-1, -2, -3], workers=2) == {0: 1, 1: 2, 2: 3}
     assert map_until(abs, [-1, -2, -3], workers=2, deadline=time.monotonic() - 1) == {}
+
+
+UNGUARDED = """
+import warnings
+import torch  # loaded: local workers would come from a fork server
+import numpy as np
+import sbml_met
+
+net = sbml_met.models.load("birth_death")
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    res = sbml_met.simulate(net, [0, 5], n=6000, seed=3, workers=2)
+print(len(caught), caught[0].category.__name__ if caught else "-", caught[0].filename if caught else "-")
+print(float(res.to_frame().query("time == 5")["count"].mean()))
+"""
+
+
+def test_an_unguarded_script_runs_in_one_process_with_the_same_numbers_and_a_warning(tmp_path):
+    path = tmp_path / "unguarded.py"
+    path.write_text(UNGUARDED, encoding="utf-8")
+    out = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    first, mean = out.stdout.strip().split("\n")
+    n, category, filename = first.split(" ", 2)
+    assert (n, category, filename) == ("1", "RuntimeWarning", str(path))
+    import sbml_met
+
+    again = sbml_met.simulate(sbml_met.models.load("birth_death"), [0, 5], n=6000, seed=3, workers=2)
+    assert float(mean) == float(again.to_frame().query("time == 5")["count"].mean())

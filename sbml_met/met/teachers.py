@@ -517,12 +517,15 @@ class FSPTeacher(Teacher):
             return np.arange(len(joints), dtype=np.int64), joints, outside
         from tqdm.auto import tqdm
 
-        from ..parallel import available_workers, map_until, spawn_is_safe
+        from ..parallel import available_workers, map_until, spawn_is_safe, warn_unguarded
 
         workers = self.workers or available_workers()
         found: dict[int, tuple[Any, float]] = {}
+        if workers > 1 and len(points) > 1 and not spawn_is_safe():
+            warn_unguarded()
+            workers = 1
         with tqdm(total=len(points), disable=not ctx.progress, leave=False, desc="FSP teacher") as bar:
-            if workers > 1 and len(points) > 1 and spawn_is_safe():
+            if workers > 1 and len(points) > 1:
                 # processes: the Krylov steps hold the GIL, so threads run no faster than one
                 step = max(1, min(8, len(points) // (4 * workers)))
                 starts = range(0, len(points), step)
