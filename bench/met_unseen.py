@@ -1,10 +1,12 @@
 """The MET on demand on models written after its defaults were chosen: the checks of
-`bench/met_on_demand.py` (same columns) on three more models written the Tellurium way, none of
+`bench/met_on_demand.py` (same columns) on five more models written the Tellurium way, none of
 which any MET default was tuned on: a reversible isomerisation with one net-rate law (Antimony
 '->', one conserved total), Michaelis-Menten with substrate inflow and product export (the enzyme
-total conserved) and a dimerisation. Written as Tellurium users often do, ka*P*P, the dimerisation is
-refused: that law stays positive at P = 1, and the error gives the stochastic law ka*P*(P - 1),
-which this bench uses (tests/test_interop.py checks the advice).
+total conserved), a dimerisation, a phosphorylation cycle whose kinase binds with one net-rate
+law (kinase and substrate totals conserved) and a promoter that binds its own protein
+(G + GP = 1). Written as Tellurium users often do, ka*P*P, the dimerisation is refused: that law
+stays positive at P = 1, and the error gives the stochastic law ka*P*(P - 1), which this bench
+uses (tests/test_interop.py checks the advice).
 
     python bench/met_unseen.py [MODEL ...]      # the output is copied to met_unseen.txt
 """
@@ -42,6 +44,25 @@ model dimerisation
   split: D -> P + P; kb*D
   P = 0; D = 0
   kp = 8; dp = 0.5; ka = 0.02; kb = 0.4
+end
+""",
+    "phospho_cycle": """
+model phospho_cycle
+  bindk: K + X -> KX; kon*K*X - koff*KX
+  phos: KX -> K + Xp; kcat*KX
+  dephos: Xp -> X; kp*Xp
+  K = 3; X = 20; KX = 0; Xp = 0
+  kon = 0.05; koff = 0.5; kcat = 1; kp = 0.3
+end
+""",
+    "promoter_feedback": """
+model promoter_feedback
+  express: G -> G + P; kp*G
+  bind: G + P -> GP; kb*G*P
+  release: GP -> G + P; ku*GP
+  decay: P -> ; d*P
+  G = 1; GP = 0; P = 0
+  kp = 10; kb = 0.05; ku = 1; d = 0.5
 end
 """,
 }
