@@ -94,29 +94,16 @@ def _on_dask(fn, chunks, client, bar) -> list:
 
 
 def _on_processes(fn, chunks, workers: int, bar) -> list:
-    out: dict[int, Any] = {}
-    for attempt in range(RETRIES + 1):
-        try:  # a pool broken since the last call (a worker killed between calls) breaks at submit
-            pool = _pool(workers)
-            pending = {pool.submit(fn, chunks[i]): i for i in range(len(chunks)) if i not in out}
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for f in done:
-                    out[pending.pop(f)] = f.result()
-                    _tick(bar)
-            return [out[i] for i in range(len(chunks))]
-        except BrokenProcessPool:
-            _POOLS.pop(workers, None)
-            if attempt == RETRIES:
-                raise
-    raise AssertionError("unreachable")  # pragma: no cover
+    out = map_until(fn, chunks, workers, on_done=lambda i, r: _tick(bar))
+    return [out[i] for i in range(len(chunks))]
 
 
 def map_until(fn: Callable[[Any], Any], chunks: Sequence[Any], workers: int, deadline: float | None = None,
               on_done: Callable[[int, Any], None] | None = None) -> dict[int, Any]:
     """``{i: fn(chunks[i])}`` on ``workers`` local processes for the chunks started before
     ``time.monotonic()`` passes ``deadline`` (those running then finish). ``on_done(i, result)``
-    runs here as each chunk finishes. A pool that breaks leaves the rest to this process."""
+    runs here as each chunk finishes. A pool that breaks (a worker died) is rebuilt and the
+    missing chunks rerun, up to ``RETRIES`` times."""
     import time
 
     out: dict[int, Any] = {}
@@ -124,26 +111,27 @@ def map_until(fn: Callable[[Any], Any], chunks: Sequence[Any], workers: int, dea
     def late() -> bool:
         return deadline is not None and time.monotonic() >= deadline
 
-    try:
-        pool, pending, nxt = _pool(workers), {}, 0
-        while pending or (nxt < len(chunks) and not late()):
-            while nxt < len(chunks) and len(pending) < 2 * workers and not late():
-                pending[pool.submit(fn, chunks[nxt])] = nxt
-                nxt += 1
-            done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
-            for f in done:
-                i = pending.pop(f)
-                out[i] = f.result()
-                if on_done is not None:
-                    on_done(i, out[i])
-    except BrokenProcessPool:
-        _POOLS.pop(workers, None)
-        for i in range(len(chunks)):
-            if i not in out and not late():
-                out[i] = fn(chunks[i])
-                if on_done is not None:
-                    on_done(i, out[i])
-    return out
+    for attempt in range(RETRIES + 1):
+        try:  # a pool broken since the last call (a worker killed between calls) breaks at submit
+            pool, pending = _pool(workers), {}
+            todo = iter([i for i in range(len(chunks)) if i not in out])
+            nxt = next(todo, None)
+            while pending or (nxt is not None and not late()):
+                while nxt is not None and len(pending) < 2 * workers and not late():
+                    pending[pool.submit(fn, chunks[nxt])] = nxt
+                    nxt = next(todo, None)
+                done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+                for f in done:
+                    i = pending.pop(f)
+                    out[i] = f.result()
+                    if on_done is not None:
+                        on_done(i, out[i])
+            return out
+        except BrokenProcessPool:
+            _POOLS.pop(workers, None)
+            if attempt == RETRIES:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def spawn_is_safe() -> bool:
@@ -185,18 +173,15 @@ def warn_unguarded() -> None:
     """Say once per process that the work runs on one core, and how to use them all."""
     global _WARNED_UNGUARDED
     if not _WARNED_UNGUARDED:
-        import sys
         import warnings
 
+        from ._warn import user_stacklevel
+
         _WARNED_UNGUARDED = True
-        package = os.path.dirname(os.path.abspath(__file__)) + os.sep
-        frame, level = sys._getframe(0), 1  # point at the user's line: the first frame outside sbml_met
-        while frame is not None and frame.f_code.co_filename.startswith(package):
-            frame, level = frame.f_back, level + 1
         warnings.warn("sbml-met runs this work in one process: worker processes would rerun this script from "
                       "the top, as it has no 'if __name__ == \"__main__\":' guard around the call. Put the "
                       "script's work under that guard to use every core (the numbers are the same either way).",
-                      RuntimeWarning, stacklevel=level if frame is not None else 1)
+                      RuntimeWarning, stacklevel=user_stacklevel())
 
 
 def _is_main_guard(test: Any) -> bool:

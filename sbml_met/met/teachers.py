@@ -20,7 +20,6 @@ A teacher is a class with ``prepare(ctx)`` (build data, fix the count vocabulary
 from __future__ import annotations
 
 import math
-import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -284,17 +283,25 @@ def _batched_chunk(task) -> tuple[tuple, float]:
     return rows_from_joint(ss.states, P.reshape(-1, ss.n), vocab), float(1 - P.sum(axis=2).min())
 
 
+def _inside(d, vocab: tuple[int, ...]):
+    """Per time j of a Distribution: (j, its states inside the count vocabulary, their
+    probabilities, the probability outside it)."""
+    V = np.asarray(vocab)
+    for j in range(len(d.times)):
+        st = np.asarray(d.states[j], dtype=np.int64)
+        p = np.asarray(d.probabilities[j], dtype=float)
+        ok = np.all(st < V[None, :], axis=1)
+        yield j, st[ok], p[ok], float(p[~ok].sum())
+
+
 def dense_joint(d, vocab: tuple[int, ...]) -> tuple[np.ndarray, float]:
     """A Distribution's joints as dense float32 arrays (times, prod(vocab)) over the count
     vocabulary, and the largest probability lying outside it."""
-    vocab = np.asarray(vocab)
     J = np.zeros((len(d.times), int(np.prod(vocab))), dtype=np.float32)
     outside = 0.0
-    for j in range(len(d.times)):
-        st = np.asarray(d.states[j], dtype=np.int64)
-        ok = np.all(st < vocab[None, :], axis=1)
-        np.add.at(J[j], np.ravel_multi_index(st[ok].T, vocab), d.probabilities[j][ok])
-        outside = max(outside, float(d.probabilities[j][~ok].sum()))
+    for j, st, p, out in _inside(d, vocab):
+        np.add.at(J[j], np.ravel_multi_index(st.T, vocab), p)
+        outside = max(outside, out)
     return J, outside
 
 
@@ -302,15 +309,11 @@ def sparse_rows(d, vocab: tuple[int, ...]) -> tuple[tuple, float]:
     """A Distribution's joints as prefix rows (:func:`rows_from_joint`, item j = time j), kept
     sparse: memory follows the states that carry probability, not the capped box (a conserved
     moiety leaves most of the box empty). Also the largest probability outside the vocabulary."""
-    vocab_a = np.asarray(vocab)
     parts, outside = [], 0.0
-    for j in range(len(d.times)):
-        st = np.asarray(d.states[j], dtype=np.int64)
-        p = np.asarray(d.probabilities[j], dtype=float)
-        ok = np.all(st < vocab_a[None, :], axis=1)
-        outside = max(outside, float(p[~ok].sum()))
-        it, pre, w, tgt, ent, ptg = rows_from_joint(st[ok], p[ok][None, :], vocab)
+    for j, st, p, out in _inside(d, vocab):
+        it, pre, w, tgt, ent, ptg = rows_from_joint(st, p[None, :], vocab)
         parts.append((it + j, pre, w, tgt, ent, ptg))
+        outside = max(outside, out)
     return _concat_rows(parts), outside
 
 
@@ -324,12 +327,9 @@ def _concat_rows(parts: list[tuple]) -> tuple:
 def marginals_of(d, vocab: tuple[int, ...]) -> tuple[list[list[np.ndarray]], float]:
     """A Distribution's marginals per time and species over the count vocabulary."""
     out, outside = [], 0.0
-    for j in range(len(d.times)):
-        st = np.asarray(d.states[j], dtype=np.int64)
-        p = np.asarray(d.probabilities[j], dtype=float)
-        ok = np.all(st < np.asarray(vocab)[None, :], axis=1)
-        outside = max(outside, float(p[~ok].sum()))
-        out.append([np.bincount(st[ok, s], weights=p[ok], minlength=V) for s, V in enumerate(vocab)])
+    for _, st, p, lost in _inside(d, vocab):
+        out.append([np.bincount(st[:, s], weights=p, minlength=V) for s, V in enumerate(vocab)])
+        outside = max(outside, lost)
     return out, outside
 
 
@@ -491,27 +491,29 @@ class FSPTeacher(Teacher):
     def reference(self, ctx, theta, x0, t):
         if self.used_method == "batched":
             return fsp_or_ssa_reference(ctx, theta, x0, t)
-        idx, M, _ = self._solve(ctx, theta, x0, np.asarray(t, float)[:, None], deadline=None, form="marginals")
-        by_point = dict(zip(idx.tolist(), M))  # the threads finish in any order
-        return [by_point[i][0] for i in range(len(theta))]
+        _, M, _ = self._solve(ctx, theta, x0, np.asarray(t, float)[:, None], deadline=None, form="marginals")
+        return [m[0] for m in M]  # every point, in point order (no deadline)
 
     # ------------------------------------------------------------------ pointwise
     def _solve(self, ctx, theta, x0, times, deadline, form: str = "dense"):
-        """solve_fsp at each point (theta_i, x0_i) and its times_i, on worker threads here or on
-        ``ctx.client``'s Dask workers: returns (indices done, per done point its answer in
-        ``form`` (dense joints (K, prod(vocab)) float32, sparse rows or marginals), mass outside
-        vocab)."""
+        """solve_fsp at each point (theta_i, x0_i) and its times_i, on ``ctx.client``'s Dask
+        workers, local processes or here: returns (indices done, in point order; per done point
+        its answer in ``form`` (dense joints (K, prod(vocab)) float32, sparse rows or marginals);
+        mass outside vocab)."""
         from ..fsp import solve_points
 
         net, space = ctx.network, ctx.space
         points = [dict(zip(space.free, map(float, th))) for th in theta]
         inits = [dict(zip(net.species, map(float, x))) for x in x0]
         times = [list(map(float, tt)) for tt in times]
+
+        def tasks(step: int) -> list[tuple]:
+            return [(net, points[a : a + step], times[a : a + step], inits[a : a + step], self.tol,
+                     self.max_states, self.vocab, form) for a in range(0, len(points), step)]
+
         if ctx.client is not None:
             step = max(1, len(points) // (8 * _n_dask_workers(ctx.client)))
-            tasks = [(net, points[a : a + step], times[a : a + step], inits[a : a + step], self.tol,
-                      self.max_states, self.vocab, form) for a in range(0, len(points), step)]
-            chunks = run_chunks(ctx, _pointwise_chunk, tasks, self.share, "FSP teacher")
+            chunks = run_chunks(ctx, _pointwise_chunk, tasks(step), self.share, "FSP teacher")
             joints = [J for chunk in chunks for J, _ in chunk]
             outside = max((o for chunk in chunks for _, o in chunk), default=0.0)
             return np.arange(len(joints), dtype=np.int64), joints, outside
@@ -528,11 +530,8 @@ class FSPTeacher(Teacher):
             if workers > 1 and len(points) > 1:
                 # processes: the Krylov steps hold the GIL, so threads run no faster than one
                 step = max(1, min(8, len(points) // (4 * workers)))
-                starts = range(0, len(points), step)
-                tasks = [(net, points[a : a + step], times[a : a + step], inits[a : a + step], self.tol,
-                          self.max_states, self.vocab, form) for a in starts]
-                chunks = map_until(_pointwise_chunk, tasks, workers, deadline, lambda i, r: bar.update(len(r)))
-                found = {starts[c] + k: r for c, rs in chunks.items() for k, r in enumerate(rs)}
+                chunks = map_until(_pointwise_chunk, tasks(step), workers, deadline, lambda i, r: bar.update(len(r)))
+                found = {c * step + k: r for c, rs in chunks.items() for k, r in enumerate(rs)}
             else:
                 for i, d in solve_points(net, points, times, inits, tol=self.tol,
                                          max_states=self.max_states, workers=1, deadline=deadline):
